@@ -1,0 +1,78 @@
+"""Connection settings, read from environment variables with local defaults.
+
+Everything that differs between a laptop, CI and production is an env var; nothing secret
+lives in the repository. Read the variables at call time (not import time) so tests and
+the CLI can point one process at another database or bucket.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/analytics"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_BUCKET = PROJECT_ROOT / "data" / "bucket"
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".analyticspro"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    redis_key_prefix: str
+    events_bucket_url: str
+    dagster_home: Path
+    dlt_pipelines_dir: Path
+    hot_metrics_ttl_seconds: int
+
+    @property
+    def database_name(self) -> str:
+        return urlsplit(self.database_url).path.lstrip("/") or "postgres"
+
+    def database_url_for(self, database: str) -> str:
+        """The same server and credentials, another database (used to create ours)."""
+        parts = urlsplit(self.database_url)
+        return urlunsplit(parts._replace(path=f"/{database}"))
+
+    @property
+    def redacted_database_url(self) -> str:
+        parts = urlsplit(self.database_url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            parts = parts._replace(netloc=netloc)
+        return urlunsplit(parts)
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number; set it to e.g. {default} or unset it") from None
+
+
+def normalize_bucket_url(url: str) -> str:
+    """Local folders become absolute paths; s3://, gs://, file:// URLs pass through."""
+    if "://" in url:
+        return url
+    return str(Path(url).expanduser().resolve())
+
+
+def get_settings() -> Settings:
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_STATE_DIR / "dagster_home")
+    return Settings(
+        database_url=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+        redis_url=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
+        redis_key_prefix=os.environ.get("REDIS_KEY_PREFIX") or "analyticspro",
+        events_bucket_url=normalize_bucket_url(os.environ.get("EVENTS_BUCKET_URL") or str(DEFAULT_BUCKET)),
+        dagster_home=dagster_home,
+        dlt_pipelines_dir=Path(os.environ.get("DLT_PIPELINES_DIR") or DEFAULT_STATE_DIR / "dlt"),
+        hot_metrics_ttl_seconds=_int_env("HOT_METRICS_TTL_SECONDS", 48 * 3600),
+    )
