@@ -21,9 +21,9 @@ from typing import Any
 import dlt
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import AwsCredentials
+from dlt.common.storages.fsspec_filesystem import FileItemDict
 from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
-from dlt.common.storages.fsspec_filesystem import FileItemDict
 from dlt.sources.filesystem import filesystem
 
 from ingestion.settings import Settings, get_settings, normalize_bucket_url
@@ -59,18 +59,33 @@ def aws_credentials_from_env() -> AwsCredentials:
     )
 
 
-def _read_lines(file_item: FileItemDict) -> Iterator[dict[str, Any]]:
+CHUNK_ROWS = 5000
+EVENTS_TABLE = "events"
+REJECTED_TABLE = "rejected_events"
+
+
+def _read_file(file_item: FileItemDict) -> Iterator[Any]:
+    """Rows of one batch file in chunks, each chunk marked with the table it belongs to."""
     source = file_item["file_url"]
     rejected_at = datetime.now(UTC)
+    good: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
     with file_item.open() as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             result = validate_line(line, source, f"line {number}")
             if isinstance(result, Rejection):
-                yield dlt.mark.with_table_name(result.as_row(rejected_at), "rejected_events")
+                bad.append(result.as_row(rejected_at))
             else:
-                yield result
+                good.append(result)
+            if len(good) >= CHUNK_ROWS:
+                yield dlt.mark.with_table_name(good, EVENTS_TABLE)
+                good = []
+    if good:
+        yield dlt.mark.with_table_name(good, EVENTS_TABLE)
+    if bad:
+        yield dlt.mark.with_table_name(bad, REJECTED_TABLE)
 
 
 @dlt.source(name="segment", max_table_nesting=0)
@@ -83,27 +98,26 @@ def segment_events(bucket_url: str, rescan: bool = False) -> Any:
     if not rescan:
         files.apply_hints(incremental=dlt.sources.incremental("modification_date"))
 
-    @dlt.transformer(
-        name="events",
-        table_name="events",
-        primary_key="message_id",
-        write_disposition="merge",
-        columns=EVENT_COLUMNS,
-        schema_contract={"tables": "evolve", "columns": "freeze", "data_type": "freeze"},
-    )
-    def events(file_items: list[FileItemDict]) -> Iterator[dict[str, Any]]:
+    @dlt.transformer(name=EVENTS_TABLE, table_name=EVENTS_TABLE)
+    def events(file_items: list[FileItemDict]) -> Iterator[Any]:
         for file_item in file_items:
-            yield from _read_lines(file_item)
+            yield from _read_file(file_item)
 
     resource = files | events
-    # Rejected lines share the resource but land in their own table, keyed so re-reads add nothing.
-    resource.apply_hints(
-        table_name="rejected_events",
-        primary_key="rejection_id",
-        write_disposition="merge",
-        columns=REJECTED_COLUMNS,
-        create_table_variant=True,
-    )
+    # One read of each file feeds two tables; each gets its own columns, key and contract.
+    contract = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
+    for table, columns, key in (
+        (EVENTS_TABLE, EVENT_COLUMNS, "message_id"),
+        (REJECTED_TABLE, REJECTED_COLUMNS, "rejection_id"),
+    ):
+        resource.apply_hints(
+            table_name=table,
+            columns=[{"name": name, **spec} for name, spec in columns.items()],  # fresh copies: dlt edits hints
+            primary_key=key,
+            write_disposition="merge",
+            schema_contract=contract,
+            create_table_variant=True,
+        )
     return resource
 
 
@@ -126,11 +140,11 @@ class LoadSummary:
 
     @property
     def events(self) -> int:
-        return self.rows_by_table.get("events", 0)
+        return self.rows_by_table.get(EVENTS_TABLE, 0)
 
     @property
     def rejected(self) -> int:
-        return self.rows_by_table.get("rejected_events", 0)
+        return self.rows_by_table.get(REJECTED_TABLE, 0)
 
     def describe(self) -> str:
         return (

@@ -27,7 +27,7 @@ PLANS = {"starter": 29, "pro": 99, "business": 299}
 PLAN_ORDER = ["starter", "pro", "business"]
 COUNTRIES = ["US", "US", "US", "GB", "DE", "FR", "IN", "BR", "CA", "AU", "NL", "ES", "JP"]
 USER_AGENTS = [
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
     "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
@@ -73,7 +73,13 @@ class _Person:
         self.sink = sink
         self.anonymous_id = _uuid(self.rng)
         self.user_id: str | None = None
-        self.ip = f"{self.rng.randint(11, 223)}.{self.rng.randint(0, 255)}.{self.rng.randint(0, 255)}.{self.rng.randint(1, 254)}"
+        octets = (
+            self.rng.randint(11, 223),
+            self.rng.randint(0, 255),
+            self.rng.randint(0, 255),
+            self.rng.randint(1, 254),
+        )
+        self.ip = ".".join(map(str, octets))
         self.user_agent = self.rng.choice(USER_AGENTS)
         self.country = self.rng.choice(COUNTRIES)
         self.mobile_app = "iPhone" in self.user_agent or "Android" in self.user_agent
@@ -100,7 +106,10 @@ class _Person:
         event["context"] = {
             "ip": self.ip,
             "userAgent": self.user_agent,
-            "library": {"name": "analytics.js" if not self.mobile_app else "analytics-ios", "version": "5.2.0"},
+            "library": {
+                "name": "analytics.js" if not self.mobile_app else "analytics-ios",
+                "version": "5.2.0",
+            },
         }
         if campaign:  # utm fields live in context.campaign in the Segment spec
             event["context"]["campaign"] = dict(zip(("source", "medium", "name"), campaign, strict=True))
@@ -111,7 +120,12 @@ class _Person:
         return ts + timedelta(seconds=rng.randint(5, 90))
 
     def page(self, ts: datetime, path: str, referrer: str = "", campaign=None) -> datetime:
-        props = {"path": path, "url": SITE + path, "title": path.strip("/").title() or "Home", "referrer": referrer}
+        props = {
+            "path": path,
+            "url": SITE + path,
+            "title": path.strip("/").title() or "Home",
+            "referrer": referrer,
+        }
         return self._emit(ts, "page", campaign=campaign, name=props["title"], properties=props)
 
     def track(self, ts: datetime, name: str, props: dict | None = None) -> datetime:
@@ -143,18 +157,17 @@ class _Person:
             if rng.random() < 0.5:
                 ts = self.track(ts, "form_submitted", {"form_id": "signup", "path": "/signup"})
                 signed_up_at = ts
-        if signed_up_at is None:
-            # Some visitors come back another day, still anonymous, and some of those sign up then.
-            if rng.random() < 0.25:
-                day = arrival_day + rng.randint(1, 10)
-                if day < self.days:
-                    ts = datetime.combine(self.start + timedelta(days=day), time(), UTC) + _time_of_day(rng)
-                    ts = self.page(ts, "/")
-                    ts = self.page(ts, "/pricing")
-                    if rng.random() < 0.3:
-                        ts = self.page(ts, "/signup")
-                        ts = self.track(ts, "form_submitted", {"form_id": "signup", "path": "/signup"})
-                        signed_up_at = ts
+        # Some visitors come back another day, still anonymous, and some of those sign up then.
+        if signed_up_at is None and rng.random() < 0.25:
+            day = arrival_day + rng.randint(1, 10)
+            if day < self.days:
+                ts = datetime.combine(self.start + timedelta(days=day), time(), UTC) + _time_of_day(rng)
+                ts = self.page(ts, "/")
+                ts = self.page(ts, "/pricing")
+                if rng.random() < 0.3:
+                    ts = self.page(ts, "/signup")
+                    ts = self.track(ts, "form_submitted", {"form_id": "signup", "path": "/signup"})
+                    signed_up_at = ts
         if signed_up_at is None or ts >= self.period_end:
             return False
         self._sign_up(ts)
@@ -205,9 +218,9 @@ class _Person:
                 at = self._session(at, engagement)
                 if billing_today:
                     self._bill(at, first=(day == paid_day))
-                elif self.plan != "free" and rng.random() < 0.04:
+                elif self.plan != "free" and rng.random() < 0.03:
                     self._change_plan(at)
-                elif self.plan != "free" and rng.random() < 0.025:
+                elif self.plan != "free" and rng.random() < 0.015:
                     self._cancel(at)
 
     def _session(self, ts: datetime, engagement: float) -> datetime:
@@ -254,15 +267,24 @@ class _Person:
         position = PLAN_ORDER.index(self.plan)
         upgrade = position == 0 or (position < 2 and rng.random() < 0.65)
         new_plan = PLAN_ORDER[position + 1] if upgrade else PLAN_ORDER[position - 1]
-        props = {"previous_plan": self.plan, "plan": new_plan, "previous_mrr": self.mrr, "mrr": PLANS[new_plan]}
+        props = {
+            "previous_plan": self.plan,
+            "plan": new_plan,
+            "previous_mrr": self.mrr,
+            "mrr": PLANS[new_plan],
+        }
         self.plan, self.mrr = new_plan, PLANS[new_plan]
         ts = self.track(ts, "subscription_changed", props)
         self.traits.update(plan=self.plan, mrr=self.mrr)
         self.identify(ts)
 
     def _cancel(self, ts: datetime) -> None:
-        props = {"plan": self.plan, "previous_mrr": self.mrr, "mrr": 0, "reason": self.rng.choice(
-            ["too_expensive", "missing_feature", "switched_tool", "no_longer_needed"])}
+        props = {
+            "plan": self.plan,
+            "previous_mrr": self.mrr,
+            "mrr": 0,
+            "reason": self.rng.choice(["too_expensive", "missing_feature", "switched_tool", "no_longer_needed"]),
+        }
         self.plan, self.mrr = "free", 0
         ts = self.track(ts, "subscription_canceled", props)
         self.traits.update(plan="free", mrr=0)

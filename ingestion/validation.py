@@ -147,8 +147,9 @@ def validate_line(line: bytes, source: str, position: str) -> dict[str, Any] | R
     """Decode and validate one JSON line; never raises for bad input."""
     payload_text = line.decode("utf-8", errors="backslashreplace").rstrip("\r\n")
     if len(line) > MAX_EVENT_BYTES:
-        return Rejection(source, position, f"event is {len(line):,} bytes; the limit is {MAX_EVENT_BYTES:,}",
-                         payload_text)
+        return Rejection(
+            source, position, f"event is {len(line):,} bytes; the limit is {MAX_EVENT_BYTES:,}", payload_text
+        )
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -156,7 +157,7 @@ def validate_line(line: bytes, source: str, position: str) -> dict[str, Any] | R
     try:
         event = json.loads(text)
     except json.JSONDecodeError as exc:
-        return Rejection(source, position, f"malformed JSON: {exc.msg} at column {exc.colno}", payload_text)
+        return Rejection(source, position, f"malformed JSON: {exc.msg} (line column {exc.colno})", payload_text)
     try:
         row = validate_event(event)
     except InvalidEvent as exc:

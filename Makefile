@@ -1,0 +1,49 @@
+# The command surface of AnalyticsPro. Every target does its own set-up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DAYS ?= 30
+DEMO_USERS ?= 3000
+DEMO_SEED ?= 42
+DEMO_BUCKET ?= data/bucket
+export UV_COMPILE_BYTECODE := 1
+
+.PHONY: help install services demo test bench dev lint format
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh
+	@scripts/bootstrap.sh
+	@touch $@
+
+install: $(BIN)/.installed  ## create .venv from uv.lock (installs uv if missing)
+
+services: install  ## make sure PostgreSQL and Redis run and the database exists
+	@scripts/ensure-services.sh
+
+demo: services  ## generate a 30-day dataset into data/bucket, materialize everything through Dagster
+	@EVENTS_BUCKET_URL=$(DEMO_BUCKET) $(BIN)/analyticspro generate --clean --out $(DEMO_BUCKET) \
+		--days $(DEMO_DAYS) --users $(DEMO_USERS) --seed $(DEMO_SEED)
+	@EVENTS_BUCKET_URL=$(DEMO_BUCKET) $(BIN)/analyticspro materialize
+
+test: services  ## run the test suite (real PostgreSQL and Redis, an isolated database per run)
+	@$(BIN)/pytest
+
+bench: services  ## run every benchmark, print a table, write bench/results.json
+	@$(BIN)/python -m bench.run
+
+dev: services  ## open the Dagster UI on http://127.0.0.1:3000
+	@mkdir -p $${DAGSTER_HOME:-.analyticspro/dagster_home}
+	@DAGSTER_HOME=$$(realpath $${DAGSTER_HOME:-.analyticspro/dagster_home}) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: install  ## ruff (Python) and sqlfluff (dbt SQL)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/sqlfluff lint dbt_project/models dbt_project/macros
+
+format: install  ## apply ruff's formatting and fixes
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .

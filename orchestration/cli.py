@@ -1,0 +1,231 @@
+"""`analyticspro`: the command line of AnalyticsPro.
+
+    analyticspro setup                      check Postgres and Redis, create the database
+    analyticspro generate --out DIR ...     write synthetic Segment batch files
+    analyticspro load [SOURCE]              run the dlt load alone (no Dagster)
+    analyticspro materialize                run every asset through Dagster, then print a summary
+    analyticspro summary                    print what is in the warehouse and Redis now
+
+Heavy imports (Dagster, dbt, dlt) happen inside the commands, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+import warnings
+from datetime import date, datetime
+from pathlib import Path
+
+from ingestion.settings import get_settings
+
+
+def _say(message: str) -> None:
+    print(f"[analyticspro {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def cmd_setup(args: argparse.Namespace) -> int:
+    from orchestration.warehouse import ensure_database, ensure_redis
+
+    settings = get_settings()
+    created = ensure_database(settings)
+    _say(f"PostgreSQL ok: database {settings.database_name!r} {'created' if created else 'exists'}")
+    ensure_redis(settings)
+    _say(f"Redis ok at {settings.redis_url}")
+    return 0
+
+
+def _default_out_dir() -> str:
+    bucket = get_settings().events_bucket_url
+    if "://" in bucket and not bucket.startswith("file://"):
+        raise SystemExit(
+            f"EVENTS_BUCKET_URL is {bucket}; `generate` writes to a local folder: pass --out DIR "
+            "(and upload it, e.g. `aws s3 sync DIR s3://...`)."
+        )
+    return bucket.removeprefix("file://")
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from ingestion.generator import generate
+
+    out = args.out or _default_out_dir()
+    if args.clean:
+        events_dir = Path(out) / "events"
+        if events_dir.exists():
+            _say(f"--clean: removing the earlier generated batch files in {events_dir}")
+            shutil.rmtree(events_dir)
+    end_date = date.fromisoformat(args.end_date) if args.end_date else None
+    _say(f"generating {args.days} days of events for {args.users:,} visitors (seed {args.seed}) into {out}")
+    started = time.monotonic()
+    result = generate(out, days=args.days, users=args.users, seed=args.seed, end_date=end_date, progress=_say)
+    _say(
+        f"wrote {result.events_written:,} events ({result.unique_events:,} distinct messageIds, "
+        f"{result.events_written - result.unique_events:,} re-deliveries) in {len(result.files):,} batch files, "
+        f"{result.signups:,} signups, in {time.monotonic() - started:.1f}s"
+    )
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from ingestion.events import load_events
+    from orchestration.warehouse import ensure_database
+
+    ensure_database(get_settings())
+    summary = load_events(args.source, rescan=args.rescan, progress="log")
+    _say(summary.describe())
+    return 0
+
+
+def _dagster_home() -> Path:
+    """DAGSTER_HOME, created with a dagster.yaml on first use (telemetry off: a self-hosted warehouse
+    should not phone home unless its operator opts in)."""
+    home = get_settings().dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_materialize(*, day: str | None = None, log_level: str = "INFO") -> bool:
+    """Materialize every asset through Dagster (runs are recorded in DAGSTER_HOME); True on success."""
+    import dagster as dg
+
+    from orchestration.defs.transform.project import analyticspro_dbt_project
+
+    _dagster_home()
+    _say("checking the dbt manifest (dbt parse if models changed)")
+    analyticspro_dbt_project(refresh=True)
+    _say("loading Dagster definitions")
+    from orchestration.definitions import MATERIALIZE_ALL_JOB, defs
+
+    job = defs.resolve_job_def(MATERIALIZE_ALL_JOB)
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if day:
+        run_config["ops"] = {"hot_metrics": {"config": {"day": day}}}
+    _say(f"materializing job {MATERIALIZE_ALL_JOB!r}: load events -> dbt build -> hot metrics")
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    if not result.success:
+        failed = [event.step_key for event in result.all_events if event.is_step_failure]
+        _say(
+            f"run {result.run_id} FAILED at {', '.join(failed) or 'run level'}; see the messages above or "
+            f"open the run in the Dagster UI (`make dev`)"
+        )
+        return False
+    _say(f"run {result.run_id} succeeded")
+    return True
+
+
+def print_summary(day: date | None = None) -> None:
+    from orchestration.warehouse import summarize
+
+    settings = get_settings()
+    s = summarize(settings, day)
+    span = f"{s.first_day} .. {s.last_day}" if s.first_day else "no events yet"
+    lines = [
+        "",
+        "AnalyticsPro summary",
+        f"  events loaded (raw.events)   {s.raw_events:,}",
+        f"  rejected (raw.rejected_events) {s.rejected_events:,}",
+        f"  people (stitched identities) {s.people:,}",
+        f"  dates in daily_metrics       {span}",
+        f"  signups today ({s.day})   {s.signups_today:,}",
+        f"  DAU today ({s.day})       {s.dau_today:,}",
+        "  Redis keys written:",
+        *[f"    {key} = {value}" for key, value in s.redis_keys.items()],
+        "",
+        "Next:",
+        "  make dev                     # Dagster UI at http://127.0.0.1:3000: runs, assets, lineage",
+        f"  psql {settings.redacted_database_url} -c \\",
+        '    "select * from analytics.daily_metrics order by date desc, metric_name limit 9"',
+        f"  redis-cli -u {settings.redis_url} --scan --pattern '{settings.redis_key_prefix}:metrics:*'",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_materialize(args: argparse.Namespace) -> int:
+    from orchestration.warehouse import ensure_database, ensure_redis
+
+    settings = get_settings()
+    ensure_database(settings)
+    ensure_redis(settings)
+    _say(f"events bucket: {settings.events_bucket_url}")
+    ok = run_materialize(day=args.day, log_level=args.log_level)
+    if ok:
+        print_summary(date.fromisoformat(args.day) if args.day else None)
+    return 0 if ok else 1
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    print_summary(date.fromisoformat(args.day) if args.day else None)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="analyticspro",
+        description="Self-hosted product analytics: Segment events -> dlt -> PostgreSQL -> dbt -> Redis, "
+        "orchestrated by Dagster. Settings come from DATABASE_URL, REDIS_URL, EVENTS_BUCKET_URL, DAGSTER_HOME.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("setup", help="check PostgreSQL and Redis, create the database if missing")
+    p.set_defaults(func=cmd_setup)
+
+    p = sub.add_parser("generate", help="write synthetic Segment events as Firehose-style batch files")
+    p.add_argument("--out", help="folder to write into (default: EVENTS_BUCKET_URL when it is a folder)")
+    p.add_argument("--days", type=int, default=30, help="days of history (default 30)")
+    p.add_argument("--users", type=int, default=3000, help="distinct visitors (default 3000)")
+    p.add_argument("--seed", type=int, default=42, help="random seed; same arguments, same bytes (default 42)")
+    p.add_argument("--end-date", help="last UTC day of data, YYYY-MM-DD (default today)")
+    p.add_argument("--clean", action="store_true", help="first delete OUT/events/ (earlier generated files)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("load", help="load batch files into raw.events with dlt (no Dagster)")
+    p.add_argument("source", nargs="?", help="folder or s3://bucket/prefix (default EVENTS_BUCKET_URL)")
+    p.add_argument(
+        "--rescan",
+        action="store_true",
+        help="re-read every file, not only new ones (idempotent: rows merge on message_id)",
+    )
+    p.set_defaults(func=cmd_load)
+
+    p = sub.add_parser("materialize", help="materialize every asset through Dagster and print a summary")
+    p.add_argument("--day", help="UTC day whose hot metrics go to Redis, YYYY-MM-DD (default today)")
+    p.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Dagster console log level (default INFO)",
+    )
+    p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser("summary", help="print events, people, today's metrics and the Redis keys")
+    p.add_argument("--day", help="UTC day to report, YYYY-MM-DD (default today)")
+    p.set_defaults(func=cmd_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # A transitive dependency asks for sqlglot[rs]; the warning is not actionable for our users.
+    warnings.filterwarnings("ignore", message=r"sqlglot\[rs\] is deprecated")
+    args = build_parser().parse_args(argv)
+    from orchestration.warehouse import ServiceUnavailable
+
+    try:
+        return args.func(args)
+    except ServiceUnavailable as exc:
+        print(f"analyticspro: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"analyticspro: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

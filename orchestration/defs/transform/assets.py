@@ -1,0 +1,35 @@
+"""Every dbt model, seed and test as Dagster assets and checks (`dbt build`)."""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from orchestration.defs.transform.project import analyticspro_dbt_project, dbt_executable
+
+
+class SchemaTableTranslator(DagsterDbtTranslator):
+    """Model asset keys mirror [schema, table] (e.g. analytics/daily_metrics); groups follow the layer."""
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] in ("model", "seed", "snapshot"):
+            spec = spec.replace_attributes(
+                key=dg.AssetKey([props["schema"], props["name"]]), group_name=props["schema"]
+            )
+        return spec
+
+
+def build_transform_defs() -> dg.Definitions:
+    project = analyticspro_dbt_project()
+
+    @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=SchemaTableTranslator())
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+        yield from dbt.cli(["build"], context=context).stream()
+
+    return dg.Definitions(
+        assets=[dbt_models],
+        resources={"dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable())},
+    )

@@ -1,0 +1,114 @@
+"""Checks and read-outs of the warehouse that the CLI and tests share (plain psycopg2 and redis)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import psycopg2
+import redis
+from psycopg2 import sql
+
+from ingestion.settings import Settings
+
+
+class ServiceUnavailable(RuntimeError):
+    """A service we need is not reachable; the message says what to do."""
+
+
+def ensure_database(settings: Settings) -> bool:
+    """Create the database named in DATABASE_URL if it is missing; True if it was created."""
+    name = settings.database_name
+    try:
+        connection = psycopg2.connect(settings.database_url_for("postgres"), connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        raise ServiceUnavailable(
+            f"cannot reach PostgreSQL at {settings.redacted_database_url}: {str(exc).strip()}\n"
+            "Start it with `scripts/ensure-services.sh` (installs and starts PostgreSQL and Redis on "
+            "Debian/Ubuntu as root), `docker compose up -d`, or point DATABASE_URL at a running server."
+        ) from exc
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select 1 from pg_database where datname = %s", (name,))
+            if cursor.fetchone():
+                return False
+            cursor.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            return True
+    finally:
+        connection.close()
+
+
+def ensure_redis(settings: Settings) -> None:
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5).ping()
+    except redis.RedisError as exc:
+        raise ServiceUnavailable(
+            f"cannot reach Redis at {settings.redis_url}: {exc}\n"
+            "Start it with `scripts/ensure-services.sh`, `docker compose up -d`, or point REDIS_URL at a "
+            "running server."
+        ) from exc
+
+
+def drop_database(settings: Settings) -> None:
+    connection = psycopg2.connect(settings.database_url_for("postgres"))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.database_name))
+            )
+    finally:
+        connection.close()
+
+
+@dataclass
+class WarehouseSummary:
+    day: date
+    raw_events: int = 0
+    rejected_events: int = 0
+    people: int = 0
+    signups_today: int = 0
+    dau_today: int = 0
+    first_day: date | None = None
+    last_day: date | None = None
+    redis_keys: dict[str, str] = field(default_factory=dict)
+
+
+def _scalar(cursor, query: str, args: tuple = ()) -> int:
+    cursor.execute(query, args)
+    row = cursor.fetchone()
+    return int(row[0] or 0) if row else 0
+
+
+def _table_exists(cursor, qualified: str) -> bool:
+    cursor.execute("select to_regclass(%s) is not null", (qualified,))
+    return bool(cursor.fetchone()[0])
+
+
+def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
+    day = day or datetime.now(UTC).date()
+    summary = WarehouseSummary(day=day)
+    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
+        if _table_exists(cursor, "raw.events"):
+            summary.raw_events = _scalar(cursor, "select count(*) from raw.events")
+        if _table_exists(cursor, "raw.rejected_events"):
+            summary.rejected_events = _scalar(cursor, "select count(*) from raw.rejected_events")
+        if _table_exists(cursor, "analytics.fct_events"):
+            summary.people = _scalar(cursor, "select count(distinct person_id) from analytics.fct_events")
+        if _table_exists(cursor, "analytics.daily_metrics"):
+            cursor.execute(
+                "select metric_name, value from analytics.daily_metrics where date = %s and metric_name in "
+                "('signups', 'dau')",
+                (day,),
+            )
+            values = dict(cursor.fetchall())
+            summary.signups_today = int(values.get("signups", 0))
+            summary.dau_today = int(values.get("dau", 0))
+            cursor.execute("select min(date), max(date) from analytics.daily_metrics")
+            summary.first_day, summary.last_day = cursor.fetchone()
+    connection.close()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    keys = sorted(client.scan_iter(match=f"{settings.redis_key_prefix}:metrics:*", count=500))
+    summary.redis_keys = {key: client.get(key) for key in keys if key.endswith((day.isoformat(), ":updated_at"))}
+    return summary

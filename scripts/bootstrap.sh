@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Create .venv with the locked dependencies (uv.lock), installing uv itself first if it is missing.
+# Works on a fresh Debian/Ubuntu machine that has python3 (3.11 or 3.12) and pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[bootstrap] %s\n' "$*"; }
+
+if command -v uv >/dev/null 2>&1; then
+  UV=(uv)
+elif python3 -m uv --version >/dev/null 2>&1; then
+  UV=(python3 -m uv)
+else
+  say "installing uv (the package manager that resolves uv.lock) with pip"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip python3-venv
+    else
+      say "python3 has no pip: install it (Debian/Ubuntu: sudo apt-get install python3-pip python3-venv) and re-run"
+      exit 1
+    fi
+  fi
+  python3 -m pip install --quiet --user uv 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages uv 2>/dev/null \
+    || python3 -m pip install --quiet uv
+  UV=(python3 -m uv)
+fi
+
+say "installing locked dependencies into .venv ($("${UV[@]}" --version))"
+# --frozen: install exactly uv.lock; bytecode compiled now so Dagster and dbt start fast.
+UV_COMPILE_BYTECODE=1 "${UV[@]}" sync --frozen --python "$(command -v python3)" --quiet
+say "ok: $(.venv/bin/python --version), analyticspro at .venv/bin/analyticspro"

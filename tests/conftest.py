@@ -1,0 +1,84 @@
+"""Every test run gets its own PostgreSQL database, Redis key prefix, Dagster home, dlt state and bucket.
+
+The environment is set in pytest_configure, before any test module is imported, because the Dagster
+definitions read their settings when they are built. Everything is removed again at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+RUN_ID = uuid.uuid4().hex[:10]
+_saved_env: dict[str, str | None] = {}
+_tmp_root: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _tmp_root
+    warnings.filterwarnings("ignore", message=r"sqlglot\[rs\] is deprecated")
+    base_url = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/analytics")
+    server = base_url.rsplit("/", 1)[0]
+    _tmp_root = Path(tempfile.mkdtemp(prefix=f"analyticspro-test-{RUN_ID}-"))
+    overrides = {
+        "DATABASE_URL": f"{server}/analyticspro_test_{RUN_ID}",
+        "REDIS_KEY_PREFIX": f"analyticspro_test_{RUN_ID}",
+        "EVENTS_BUCKET_URL": str(_tmp_root / "bucket"),
+        "DAGSTER_HOME": str(_tmp_root / "dagster_home"),
+        "DLT_PIPELINES_DIR": str(_tmp_root / "dlt"),
+    }
+    for key, value in overrides.items():
+        _saved_env[key] = os.environ.get(key)
+        os.environ[key] = value
+    (_tmp_root / "dagster_home").mkdir()
+    (_tmp_root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+    from ingestion.settings import get_settings
+    from orchestration.warehouse import ensure_database, ensure_redis
+
+    settings = get_settings()
+    ensure_database(settings)
+    ensure_redis(settings)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from ingestion.settings import get_settings
+    from orchestration.warehouse import drop_database
+
+    settings = get_settings()
+    try:
+        drop_database(settings)
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url)
+        keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        for key, value in _saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if _tmp_root is not None:
+            shutil.rmtree(_tmp_root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from ingestion.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def bucket(settings) -> Path:
+    path = Path(settings.events_bucket_url)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
