@@ -10,12 +10,12 @@ events as (
 
 calendar as (
 
-    select cast(day as date) as date
+    select cast(calendar_day as date) as date
     from generate_series(
         (select min(event_date) from events),
         (select max(event_date) from events),
         interval '1 day'
-    ) as day
+    ) as calendar_day
 
 ),
 
@@ -46,11 +46,23 @@ filled as (
 
 unpivoted as (
 
-    select date, 'dau' as metric_name, dau as value from filled
+    select
+        date,
+        'dau' as metric_name,
+        dau as value
+    from filled
     union all
-    select date, 'events' as metric_name, events as value from filled
+    select
+        date,
+        'events' as metric_name,
+        events as value
+    from filled
     union all
-    select date, 'signups' as metric_name, signups as value from filled
+    select
+        date,
+        'signups' as metric_name,
+        signups as value
+    from filled
 
 )
 
