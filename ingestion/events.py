@@ -21,6 +21,7 @@ from typing import Any
 import dlt
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import AwsCredentials
+from dlt.common.runtime.collector import LogCollector
 from dlt.common.storages.fsspec_filesystem import FileItemDict
 from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
@@ -121,14 +122,15 @@ def segment_events(bucket_url: str, rescan: bool = False) -> Any:
     return resource
 
 
-def events_pipeline(settings: Settings | None = None, progress: str | None = None) -> dlt.Pipeline:
+def events_pipeline(settings: Settings | None = None, progress: bool = False) -> dlt.Pipeline:
+    """The pipeline into the `raw` schema of DATABASE_URL; progress=True logs counts every 2 s to stdout."""
     settings = settings or get_settings()
     return dlt.pipeline(
         pipeline_name=PIPELINE_NAME,
         pipelines_dir=str(settings.dlt_pipelines_dir),
         destination=dlt.destinations.postgres(credentials=postgres_credentials(settings.database_url)),
         dataset_name=RAW_DATASET,
-        progress=progress,
+        progress=LogCollector(log_period=2.0, dump_system_stats=False) if progress else None,
     )
 
 
@@ -154,7 +156,7 @@ class LoadSummary:
         )
 
 
-def load_events(source: str | None = None, *, rescan: bool = False, progress: str | None = "log") -> LoadSummary:
+def load_events(source: str | None = None, *, rescan: bool = False, progress: bool = True) -> LoadSummary:
     """Run the pipeline once over `source` (default: EVENTS_BUCKET_URL)."""
     settings = get_settings()
     bucket_url = normalize_bucket_url(source) if source else settings.events_bucket_url

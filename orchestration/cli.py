@@ -74,7 +74,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from orchestration.warehouse import ensure_database
 
     ensure_database(get_settings())
-    summary = load_events(args.source, rescan=args.rescan, progress="log")
+    summary = load_events(args.source, rescan=args.rescan, progress=True)
     _say(summary.describe())
     return 0
 

@@ -119,7 +119,7 @@ def test_loading_again_changes_nothing(pipeline_run, settings):
     before = table_counts(settings)
     assert run_materialize(day=TODAY.isoformat())  # incremental: no new objects
     assert table_counts(settings) == before
-    rescan = load_events(rescan=True, progress=None)  # every file re-read: rows merge on their keys
+    rescan = load_events(rescan=True, progress=False)  # every file re-read: rows merge on their keys
     assert rescan.events + rescan.rejected == pipeline_run.lines
     assert table_counts(settings) == before
 
