@@ -1,0 +1,217 @@
+"""`make bench`: every benchmark, a table on stdout, and bench/results.json ({benchmark: {figure: value}}).
+
+Runs against the local PostgreSQL and Redis in a database and key prefix of its own, dropped at the end.
+Machines here are noisy, so each speed is also given as a ratio to a baseline measured in the same run:
+- ingest: our loader (validation + dlt merge) against PostgreSQL COPY of the same lines into one jsonb column;
+- hot_metrics: a dashboard read of today's numbers from Redis against the same read from the marts.
+
+BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _setup_environment(root: Path) -> None:
+    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/analytics").rsplit("/", 1)[0]
+    run = uuid.uuid4().hex[:8]
+    os.environ.update(
+        DATABASE_URL=f"{base}/analyticspro_bench_{run}",
+        REDIS_KEY_PREFIX=f"analyticspro_bench_{run}",
+        EVENTS_BUCKET_URL=str(root / "bucket"),
+        DAGSTER_HOME=str(root / "dagster_home"),
+        DLT_PIPELINES_DIR=str(root / "dlt"),
+    )
+    (root / "dagster_home").mkdir(parents=True)
+    (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+
+
+def _say(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
+
+
+def bench_generate(bucket: Path, users: int, days: int) -> tuple[dict, object]:
+    from ingestion.generator import generate
+
+    seconds, dataset = _timed(
+        lambda: generate(bucket, days=days, users=users, seed=2026, end_date=datetime.now(UTC).date())
+    )
+    return {
+        "events": dataset.events_written,
+        "files": len(dataset.files),
+        "seconds": round(seconds, 2),
+        "events_per_s": round(dataset.events_written / seconds),
+    }, dataset
+
+
+def _copy_baseline(settings, files: list[Path]) -> float:
+    """PostgreSQL COPY of every line, unparsed, into one jsonb column: the floor any loader pays."""
+    import psycopg2
+
+    connection = psycopg2.connect(settings.database_url)
+    with connection, connection.cursor() as cursor:
+        cursor.execute("drop table if exists public.bench_copy_baseline")
+        cursor.execute("create unlogged table public.bench_copy_baseline (payload jsonb)")
+    started = time.perf_counter()
+    with connection, connection.cursor() as cursor:
+        for path in files:
+            with gzip.open(path, "rb") as handle:
+                data = handle.read()
+            # COPY text format: escape backslashes so JSON escapes survive
+            cursor.copy_expert(
+                "copy public.bench_copy_baseline (payload) from stdin", io.BytesIO(data.replace(b"\\", b"\\\\"))
+            )
+    seconds = time.perf_counter() - started
+    with connection, connection.cursor() as cursor:
+        cursor.execute("drop table public.bench_copy_baseline")
+    connection.close()
+    return seconds
+
+
+def bench_ingest(settings, dataset) -> dict:
+    from ingestion.events import load_events
+
+    copy_seconds = _copy_baseline(settings, dataset.files)
+    load_seconds, summary = _timed(lambda: load_events(progress=False))
+    rescan_seconds, _ = _timed(lambda: load_events(rescan=True, progress=False))
+    lines = summary.events + summary.rejected
+    ours = lines / load_seconds
+    baseline = dataset.events_written / copy_seconds
+    return {
+        "lines": lines,
+        "load_s": round(load_seconds, 2),
+        "rows_per_s": round(ours),
+        "copy_baseline_rows_per_s": round(baseline),
+        "ratio_to_copy": round(ours / baseline, 3),
+        "rescan_same_files_s": round(rescan_seconds, 2),
+    }
+
+
+def bench_materialize(settings) -> dict:
+    from orchestration.cli import run_materialize
+
+    # The load already ran above; this measures the orchestrated whole: Dagster start, an incremental
+    # load that finds nothing new, dbt build (models and tests) and the Redis push.
+    seconds, ok = _timed(lambda: run_materialize(log_level="WARNING"))
+    if not ok:
+        raise SystemExit("materialize failed; run `analyticspro materialize` to see why")
+    import psycopg2
+
+    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("select count(*) from analytics.fct_events")
+        events = cursor.fetchone()[0]
+    connection.close()
+    return {"seconds": round(seconds, 2), "events_in_marts": events}
+
+
+def _latencies(fn: Callable[[], object], n: int = 2000) -> tuple[float, float]:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1e6)
+    samples.sort()
+    return statistics.median(samples), samples[int(0.99 * len(samples)) - 1]
+
+
+def bench_hot_metrics(settings) -> dict:
+    import psycopg2
+    import redis
+
+    from orchestration.defs.serving.hot_metrics import HOT_METRIC_NAMES, hot_metric_key, read_daily_metrics
+
+    day = datetime.now(UTC).date()
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    keys = [hot_metric_key(settings.redis_key_prefix, name, day) for name in HOT_METRIC_NAMES]
+    assert all(v is not None for v in client.mget(keys)), "hot metrics missing from Redis"
+    redis_p50, redis_p99 = _latencies(lambda: client.mget(keys))
+    connection = psycopg2.connect(settings.database_url)
+    pg_p50, pg_p99 = _latencies(lambda: read_daily_metrics(connection, day))
+
+    def live_dau() -> None:  # what a dashboard without marts would run
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "select count(distinct person_id) from analytics.fct_events where event_date = %s and is_activity",
+                (day,),
+            )
+            cursor.fetchone()
+
+    live_p50, _ = _latencies(live_dau, n=100)
+    connection.close()
+    return {
+        "redis_read_p50_us": round(redis_p50, 1),
+        "redis_read_p99_us": round(redis_p99, 1),
+        "postgres_read_p50_us": round(pg_p50, 1),
+        "postgres_read_p99_us": round(pg_p99, 1),
+        "live_dau_from_fct_events_p50_us": round(live_p50, 1),
+        "redis_speedup_vs_mart_p50": round(pg_p50 / redis_p50, 2),
+        "redis_speedup_vs_live_p50": round(live_p50 / redis_p50, 1),
+    }
+
+
+def main() -> int:
+    warnings.filterwarnings("ignore", message=r"sqlglot\[rs\] is deprecated")
+    users = int(os.environ.get("BENCH_USERS", "20000"))
+    days = int(os.environ.get("BENCH_DAYS", "30"))
+    root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
+    _setup_environment(root)
+    from ingestion.settings import get_settings
+    from orchestration.warehouse import drop_database, ensure_database, ensure_redis
+
+    settings = get_settings()
+    ensure_database(settings)
+    ensure_redis(settings)
+    results: dict[str, dict] = {}
+    try:
+        _say(f"generate: {days} days, {users:,} visitors")
+        results["generate"], dataset = bench_generate(Path(settings.events_bucket_url), users, days)
+        _say(f"ingest: {dataset.events_written:,} lines, COPY baseline then our loader, then a rescan")
+        results["ingest"] = bench_ingest(settings, dataset)
+        _say("materialize: the whole job through Dagster")
+        results["materialize"] = bench_materialize(settings)
+        _say("hot_metrics: dashboard reads, Redis against PostgreSQL")
+        results["hot_metrics"] = bench_hot_metrics(settings)
+    finally:
+        drop_database(settings)
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url)
+        stale = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*"))
+        if stale:
+            client.delete(*stale)
+        shutil.rmtree(root, ignore_errors=True)
+
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    width = max(len(f"{b}.{f}") for b, figures in results.items() for f in figures)
+    print(f"\n{'benchmark.figure':<{width}}  value")
+    for benchmark, figures in results.items():
+        for figure, value in figures.items():
+            print(f"{benchmark + '.' + figure:<{width}}  {value:,}" if isinstance(value, int | float) else value)
+    print(f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
