@@ -156,10 +156,28 @@ class LoadSummary:
         )
 
 
+class BucketNotFound(ValueError):
+    """The events bucket is a local folder that does not exist (a typo would otherwise load nothing)."""
+
+
+def check_bucket(bucket_url: str) -> None:
+    """Fail early, with what to do, when a local bucket folder is missing; remote buckets are checked by listing."""
+    if "://" in bucket_url and not bucket_url.startswith("file://"):
+        return
+    folder = bucket_url.removeprefix("file://")
+    if not os.path.isdir(folder):
+        raise BucketNotFound(
+            f"the events folder {folder} does not exist. Set EVENTS_BUCKET_URL (or pass SOURCE) to the folder or "
+            f"s3://bucket/prefix holding your .jsonl/.jsonl.gz batch files, or create sample data with "
+            f"`analyticspro generate --out {folder}`."
+        )
+
+
 def load_events(source: str | None = None, *, rescan: bool = False, progress: bool = True) -> LoadSummary:
     """Run the pipeline once over `source` (default: EVENTS_BUCKET_URL)."""
     settings = get_settings()
     bucket_url = normalize_bucket_url(source) if source else settings.events_bucket_url
+    check_bucket(bucket_url)
     pipeline = events_pipeline(settings, progress=progress)
     info = pipeline.run(segment_events(bucket_url, rescan=rescan))
     counts = dict(pipeline.last_trace.last_normalize_info.row_counts) if pipeline.last_trace else {}

@@ -127,15 +127,18 @@ def print_summary(day: date | None = None) -> None:
     settings = get_settings()
     s = summarize(settings, day)
     span = f"{s.first_day} .. {s.last_day}" if s.first_day else "no events yet"
+    rows = [
+        ("events loaded (raw.events)", f"{s.raw_events:,}"),
+        ("rejected (raw.rejected_events)", f"{s.rejected_events:,}"),
+        ("people (stitched identities)", f"{s.people:,}"),
+        ("dates in daily_metrics", span),
+        (f"signups today ({s.day})", f"{s.signups_today:,}"),
+        (f"DAU today ({s.day})", f"{s.dau_today:,}"),
+    ]
     lines = [
         "",
         "AnalyticsPro summary",
-        f"  events loaded (raw.events)   {s.raw_events:,}",
-        f"  rejected (raw.rejected_events) {s.rejected_events:,}",
-        f"  people (stitched identities) {s.people:,}",
-        f"  dates in daily_metrics       {span}",
-        f"  signups today ({s.day})   {s.signups_today:,}",
-        f"  DAU today ({s.day})       {s.dau_today:,}",
+        *[f"  {label:<32}{value}" for label, value in rows],
         "  Redis keys written:",
         *[f"    {key} = {value}" for key, value in s.redis_keys.items()],
         "",
@@ -149,12 +152,14 @@ def print_summary(day: date | None = None) -> None:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
+    from ingestion.events import check_bucket
     from orchestration.warehouse import ensure_database, ensure_redis
 
     settings = get_settings()
     ensure_database(settings)
     ensure_redis(settings)
     _say(f"events bucket: {settings.events_bucket_url}")
+    check_bucket(settings.events_bucket_url)
     ok = run_materialize(day=args.day, log_level=args.log_level)
     if ok:
         print_summary(date.fromisoformat(args.day) if args.day else None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -154,5 +155,5 @@ def test_summary_command_reports_the_warehouse(pipeline_run, settings, capsys):
     assert main(["summary", "--day", TODAY.isoformat()]) == 0
     out = capsys.readouterr().out
     raw_events = query(settings, "select count(*) from raw.events")[0][0]
-    assert f"events loaded (raw.events)   {raw_events:,}" in out
+    assert re.search(rf"events loaded \(raw\.events\) +{raw_events:,}\n", out)
     assert f"{settings.redis_key_prefix}:metrics:dau:{TODAY.isoformat()}" in out

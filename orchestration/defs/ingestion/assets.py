@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from ingestion.events import RAW_DATASET, events_pipeline, segment_events
+from ingestion.events import RAW_DATASET, check_bucket, events_pipeline, segment_events
 from ingestion.settings import get_settings
 
 
@@ -40,6 +40,7 @@ def build_ingestion_defs() -> dg.Definitions:
         # A fresh source and pipeline per run: a dlt source keeps state from the run that used it,
         # and the bucket and database are read from the environment when the run starts.
         run_settings = get_settings()
+        check_bucket(run_settings.events_bucket_url)
         yield from dlt.run(
             context=context,
             dlt_source=segment_events(run_settings.events_bucket_url),
