@@ -26,6 +26,9 @@ else
   UV=(python3 -m uv)
 fi
 
+# Trust the machine's certificate store (corporate proxies add their own CA there); older uv
+# releases call the same switch UV_NATIVE_TLS.
+export UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1
 say "installing locked dependencies into .venv ($("${UV[@]}" --version))"
 # --frozen: install exactly uv.lock; bytecode compiled now so Dagster and dbt start fast.
 UV_COMPILE_BYTECODE=1 "${UV[@]}" sync --frozen --python "$(command -v python3)" --quiet
