@@ -134,6 +134,18 @@ def events_pipeline(settings: Settings | None = None, progress: bool = False) ->
     )
 
 
+def ensure_raw_indexes(pipeline: dlt.Pipeline) -> None:
+    """Index raw.events on its merge key (and time): each merge then touches only the rows it replaces
+    instead of scanning the table, and the database itself refuses a duplicate message_id."""
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(EVENTS_TABLE)
+        rows = client.execute_sql("select to_regclass(%s) is not null", table.replace('"', ""))
+        if not rows or not rows[0][0]:
+            return
+        client.execute_sql(f"create unique index if not exists events_message_id_key on {table} (message_id)")
+        client.execute_sql(f'create index if not exists events_timestamp_idx on {table} ("timestamp")')
+
+
 @dataclass(frozen=True)
 class LoadSummary:
     source: str
@@ -180,6 +192,7 @@ def load_events(source: str | None = None, *, rescan: bool = False, progress: bo
     check_bucket(bucket_url)
     pipeline = events_pipeline(settings, progress=progress)
     info = pipeline.run(segment_events(bucket_url, rescan=rescan))
+    ensure_raw_indexes(pipeline)
     counts = dict(pipeline.last_trace.last_normalize_info.row_counts) if pipeline.last_trace else {}
     rows = {table: n for table, n in counts.items() if not table.startswith("_dlt")}
     return LoadSummary(source=bucket_url, rows_by_table=rows, load_ids=list(info.loads_ids))

@@ -63,6 +63,10 @@ def test_raw_events_hold_every_valid_event_once(pipeline_run, settings):
     rows = query(settings, "select message_id from raw.events")
     assert len(rows) == len(pipeline_run.events)
     assert {r[0] for r in rows} == set(pipeline_run.events)
+    indexes = dict(
+        query(settings, "select indexname, indexdef from pg_indexes where schemaname = 'raw' and tablename = 'events'")
+    )
+    assert "UNIQUE INDEX" in indexes["events_message_id_key"] and "(message_id)" in indexes["events_message_id_key"]
 
 
 def test_bad_lines_are_quarantined_with_reason_and_payload(pipeline_run, settings):

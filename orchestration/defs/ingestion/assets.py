@@ -7,7 +7,7 @@ import dagster as dg
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from ingestion.events import RAW_DATASET, check_bucket, events_pipeline, segment_events
+from ingestion.events import RAW_DATASET, check_bucket, ensure_raw_indexes, events_pipeline, segment_events
 from ingestion.settings import get_settings
 
 
@@ -41,10 +41,12 @@ def build_ingestion_defs() -> dg.Definitions:
         # and the bucket and database are read from the environment when the run starts.
         run_settings = get_settings()
         check_bucket(run_settings.events_bucket_url)
+        pipeline = events_pipeline(run_settings)
         yield from dlt.run(
             context=context,
             dlt_source=segment_events(run_settings.events_bucket_url),
-            dlt_pipeline=events_pipeline(run_settings),
+            dlt_pipeline=pipeline,
         )
+        ensure_raw_indexes(pipeline)
 
     return dg.Definitions(assets=[load_events], resources={"dlt": DagsterDltResource()})
