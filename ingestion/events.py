@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,23 +67,35 @@ REJECTED_TABLE = "rejected_events"
 
 
 def _read_file(file_item: FileItemDict) -> Iterator[Any]:
-    """Rows of one batch file in chunks, each chunk marked with the table it belongs to."""
+    """Rows of one batch file in chunks, each chunk marked with the table it belongs to.
+
+    A file that cannot be read to its end (a truncated or corrupt gzip object) keeps the lines read
+    before the damage and gets one rejection row saying where reading stopped; the other files load.
+    """
     source = file_item["file_url"]
     rejected_at = datetime.now(UTC)
     good: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
-    with file_item.open() as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            result = validate_line(line, source, f"line {number}")
-            if isinstance(result, Rejection):
-                bad.append(result.as_row(rejected_at))
-            else:
-                good.append(result)
-            if len(good) >= CHUNK_ROWS:
-                yield dlt.mark.with_table_name(good, EVENTS_TABLE)
-                good = []
+    number = 0
+    try:
+        with file_item.open() as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                result = validate_line(line, source, f"line {number}")
+                if isinstance(result, Rejection):
+                    bad.append(result.as_row(rejected_at))
+                else:
+                    good.append(result)
+                if len(good) >= CHUNK_ROWS:
+                    yield dlt.mark.with_table_name(good, EVENTS_TABLE)
+                    good = []
+    except (OSError, EOFError, zlib.error) as exc:
+        reason = (
+            f"the object could not be read after line {number}: {type(exc).__name__}: {exc}. The object stays in "
+            f"the bucket; replace it with a good copy and it is loaded on the next run"
+        )
+        bad.append(Rejection(source, f"after line {number}", reason, "").as_row(rejected_at))
     if good:
         yield dlt.mark.with_table_name(good, EVENTS_TABLE)
     if bad:
