@@ -1,0 +1,55 @@
+"""Render bench/results.json as the Markdown table the README quotes: `python -m bench.report`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench.run import RESULTS
+
+
+def markdown(results: dict) -> str:
+    g, i, m, h = results["generate"], results["ingest"], results["materialize"], results["hot_metrics"]
+    rows = [
+        (
+            "`ingest`",
+            "lines/s through validation, dlt and the merge into `raw.events`",
+            f"{i['rows_per_s']:,} rows/s ({i['load_s']} s)",
+            f"PostgreSQL `COPY` of the same lines, unparsed, into one `jsonb` column: "
+            f"{i['copy_baseline_rows_per_s']:,} rows/s",
+            f"{i['ratio_to_copy']}×",
+        ),
+        (
+            "`ingest`",
+            "`--rescan`: every file read again, nothing changes (extract and validate / normalize / merge)",
+            f"{i['rescan_same_files_s']} s ({i['rescan_extract_validate_s']} / {i['rescan_normalize_s']} / "
+            f"{i['rescan_merge_s']} s)",
+            "",
+            "",
+        ),
+        ("`generate`", "synthetic events written", f"{g['events_per_s']:,} events/s ({g['files']} files)", "", ""),
+        (
+            "`materialize`",
+            "the whole job through Dagster: an incremental load that finds nothing new, `dbt build` (models, unit "
+            f"and data tests) over {m['events_in_marts']:,} events, the Redis push",
+            f"{m['seconds']} s",
+            "",
+            "",
+        ),
+        (
+            "`hot_metrics`",
+            "a dashboard read of today's three numbers, p50 (p99)",
+            f"Redis {h['redis_read_p50_us']:.0f} µs ({h['redis_read_p99_us']:.0f} µs)",
+            f"the same from `analytics.daily_metrics`: {h['postgres_read_p50_us']:.0f} µs; today's DAU computed "
+            f"live from `fct_events`: {h['live_dau_from_fct_events_p50_us'] / 1000:.1f} ms",
+            f"{h['redis_speedup_vs_mart_p50']}× and {h['redis_speedup_vs_live_p50']:.0f}× faster",
+        ),
+    ]
+    lines = ["| benchmark | what is measured | result | baseline in the same run | ratio |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown(json.loads(RESULTS.read_text())))
+    sys.exit(0)
