@@ -75,7 +75,7 @@ def hot_metrics(
     with warehouse.connect() as connection:
         values = read_daily_metrics(connection, day)
     connection.close()
-    ttl = get_settings().hot_metrics_ttl_seconds
+    ttl = redis.ttl_seconds
     written = push_hot_metrics(redis.client(), redis.key_prefix, day, values, ttl)
     context.log.info(f"pushed {len(written)} keys to Redis for {day}: {written}")
     return dg.MaterializeResult(
@@ -94,6 +94,10 @@ def build_serving_defs() -> dg.Definitions:
         assets=[hot_metrics],
         resources={
             "warehouse": WarehouseResource(database_url=settings.database_url),
-            "redis": RedisResource(url=settings.redis_url, key_prefix=settings.redis_key_prefix),
+            "redis": RedisResource(
+                url=settings.redis_url,
+                key_prefix=settings.redis_key_prefix,
+                ttl_seconds=settings.hot_metrics_ttl_seconds,
+            ),
         },
     )

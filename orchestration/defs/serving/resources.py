@@ -17,10 +17,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class RedisResource(dg.ConfigurableResource):
-    """Redis for hot metrics (REDIS_URL); every key starts with `key_prefix` (REDIS_KEY_PREFIX)."""
+    """Redis for hot metrics (REDIS_URL); every key starts with `key_prefix` (REDIS_KEY_PREFIX) and expires
+    after `ttl_seconds` (HOT_METRICS_TTL_SECONDS)."""
 
     url: str
     key_prefix: str = "analyticspro"
+    ttl_seconds: int = 48 * 3600
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, decode_responses=True)
