@@ -150,7 +150,7 @@ def bench_hot_metrics(settings) -> dict:
     import psycopg2
     import redis
 
-    from orchestration.defs.serving.hot_metrics import HOT_METRIC_NAMES, hot_metric_key, read_daily_metrics
+    from orchestration.warehouse import HOT_METRIC_NAMES, hot_metric_key, read_daily_metrics
 
     day = datetime.now(UTC).date()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)

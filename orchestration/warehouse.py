@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import psycopg2
 import redis
 from psycopg2 import sql
 
 from ingestion.settings import Settings
+
+HOT_METRIC_NAMES = ("signups", "dau", "events")
+
+
+def hot_metric_key(prefix: str, name: str, day: date) -> str:
+    """The Redis key of one hot metric for one UTC day (documented in the README)."""
+    return f"{prefix}:metrics:{name}:{day.isoformat()}"
+
+
+def read_daily_metrics(connection, day: date, names: Iterable[str] = HOT_METRIC_NAMES) -> dict[str, Decimal]:
+    """The day's values from analytics.daily_metrics; a metric with no row (no events yet that day) is 0."""
+    names = list(names)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "select metric_name, value from analytics.daily_metrics where date = %s and metric_name = any(%s)",
+            (day, names),
+        )
+        found = dict(cursor.fetchall())
+    return {name: Decimal(found.get(name, 0)) for name in names}
 
 
 class ServiceUnavailable(RuntimeError):
@@ -97,14 +118,9 @@ def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
         if _table_exists(cursor, "analytics.fct_events"):
             summary.people = _scalar(cursor, "select count(distinct person_id) from analytics.fct_events")
         if _table_exists(cursor, "analytics.daily_metrics"):
-            cursor.execute(
-                "select metric_name, value from analytics.daily_metrics where date = %s and metric_name in "
-                "('signups', 'dau')",
-                (day,),
-            )
-            values = dict(cursor.fetchall())
-            summary.signups_today = int(values.get("signups", 0))
-            summary.dau_today = int(values.get("dau", 0))
+            values = read_daily_metrics(connection, day, ("signups", "dau"))
+            summary.signups_today = int(values["signups"])
+            summary.dau_today = int(values["dau"])
             cursor.execute("select min(date), max(date) from analytics.daily_metrics")
             summary.first_day, summary.last_day = cursor.fetchone()
     connection.close()

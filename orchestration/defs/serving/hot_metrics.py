@@ -6,7 +6,7 @@ Every key expires after HOT_METRICS_TTL_SECONDS, so a stopped pipeline never ser
 for long.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -15,25 +15,9 @@ from redis import Redis
 
 from ingestion.settings import get_settings
 from orchestration.defs.serving.resources import RedisResource, WarehouseResource
+from orchestration.warehouse import hot_metric_key, read_daily_metrics
 
-HOT_METRIC_NAMES = ("signups", "dau", "events")
 DAILY_METRICS = dg.AssetKey(["analytics", "daily_metrics"])
-
-
-def hot_metric_key(prefix: str, name: str, day: date) -> str:
-    return f"{prefix}:metrics:{name}:{day.isoformat()}"
-
-
-def read_daily_metrics(connection, day: date, names: Iterable[str] = HOT_METRIC_NAMES) -> dict[str, Decimal]:
-    """The day's values from analytics.daily_metrics; a metric with no row (no events yet that day) is 0."""
-    names = list(names)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "select metric_name, value from analytics.daily_metrics where date = %s and metric_name = any(%s)",
-            (day, names),
-        )
-        found = dict(cursor.fetchall())
-    return {name: Decimal(found.get(name, 0)) for name in names}
 
 
 def _format(value: Decimal) -> str:
