@@ -47,9 +47,14 @@ ensure_postgres() {
   if ! ls /etc/postgresql/*/main/postgresql.conf >/dev/null 2>&1; then
     say "installing PostgreSQL from the distribution's packages"
     apt_install postgresql
-    # Local development server only: let the default URL (user postgres, no password) in over TCP.
-    local hba; hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n 1)
+    # Local development server only: let the default URL (user postgres, no password) in over TCP,
+    # on the port DATABASE_URL names.
+    local hba conf
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n 1)
+    conf=$(ls /etc/postgresql/*/main/postgresql.conf | head -n 1)
     sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    sed -i "s/^port = .*/port = $PG_PORT/" "$conf"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main stop 2>/dev/null || true
   fi
   local version; version=$(ls /etc/postgresql | sort -V | tail -n 1)
   say "starting PostgreSQL $version"
