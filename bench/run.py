@@ -38,8 +38,6 @@ def _setup_environment(root: Path) -> None:
         DAGSTER_HOME=str(root / "dagster_home"),
         DLT_PIPELINES_DIR=str(root / "dlt"),
     )
-    (root / "dagster_home").mkdir(parents=True)
-    (root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
 
 def _say(message: str) -> None:

@@ -36,8 +36,6 @@ def pytest_configure(config: pytest.Config) -> None:
     for key, value in overrides.items():
         _saved_env[key] = os.environ.get(key)
         os.environ[key] = value
-    (_tmp_root / "dagster_home").mkdir()
-    (_tmp_root / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
     from ingestion.settings import get_settings
     from orchestration.warehouse import ensure_database, ensure_redis
