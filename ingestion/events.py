@@ -148,8 +148,9 @@ def events_pipeline(settings: Settings | None = None, progress: bool = False) ->
 
 
 def ensure_raw_indexes(pipeline: dlt.Pipeline) -> None:
-    """Index raw.events on its merge key (and time): each merge then touches only the rows it replaces
-    instead of scanning the table, and the database itself refuses a duplicate message_id."""
+    """Index raw.events on its merge key: each merge then touches only the rows it replaces instead of
+    scanning the table, and the database itself refuses a duplicate message_id. The time, load id and
+    anonymous id indexes let the incremental dbt models read only new, recent or re-stitched rows."""
     with pipeline.sql_client() as client:
         table = client.make_qualified_table_name(EVENTS_TABLE)
         rows = client.execute_sql("select to_regclass(%s) is not null", table.replace('"', ""))
@@ -157,6 +158,8 @@ def ensure_raw_indexes(pipeline: dlt.Pipeline) -> None:
             return
         client.execute_sql(f"create unique index if not exists events_message_id_key on {table} (message_id)")
         client.execute_sql(f'create index if not exists events_timestamp_idx on {table} ("timestamp")')
+        client.execute_sql(f"create index if not exists events_load_id_idx on {table} (_dlt_load_id)")
+        client.execute_sql(f"create index if not exists events_anonymous_id_idx on {table} (anonymous_id)")
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,85 @@
 -- An anonymous id belongs to the user id it was first seen with (an identify, an alias, or any
--- event carrying both ids). Earlier anonymous events then count for that person: stitching is
--- retroactive.
+-- event carrying both ids; ties broken by message_id). Earlier anonymous events then count for that
+-- person: stitching is retroactive (fct_events re-reads the events of every re-mapped anonymous id).
+-- Incremental: only raw rows loaded since the last build are read; a row is written only when an
+-- anonymous id is new or its mapping moved to an earlier pair (previous_user_id keeps the old one).
+{{ config(
+    materialized='incremental',
+    unique_key='anonymous_id',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
+
+{%- set last_load_id = high_water_mark('load_id') %}
+
 with
 
-events as (
-
-    select * from {{ ref('stg_segment__events') }}
-
-),
-
-pairs as (
+new_pairs as (
 
     select
         anonymous_id,
         user_id,
+        event_at as stitched_at,
+        message_id,
+        load_id
+    from {{ ref('stg_segment__events') }}
+    where
+        anonymous_id is not null
+        and user_id is not null
+        {%- if last_load_id is not none %}
+            and load_id > '{{ last_load_id }}'
+        {%- endif %}
+
+),
+
+candidates as (
+
+    select * from new_pairs
+    {%- if is_incremental() %}
+        union all
+        select
+            anonymous_id,
+            user_id,
+            stitched_at,
+            message_id,
+            load_id
+        from {{ this }}
+        where anonymous_id in (select new_pairs.anonymous_id from new_pairs)
+    {%- endif %}
+
+),
+
+ranked as (
+
+    select
+        *,
         row_number() over (
             partition by anonymous_id
-            order by event_at, message_id
+            order by stitched_at, message_id
         ) as pair_rank
-    from events
-    where anonymous_id is not null and user_id is not null
+    from candidates
 
 )
 
 select
-    anonymous_id,
-    user_id
-from pairs
-where pair_rank = 1
+    ranked.anonymous_id,
+    ranked.user_id,
+    ranked.stitched_at,
+    ranked.message_id,
+    ranked.load_id,
+    {%- if is_incremental() %}
+        cast(existing.user_id as text) as previous_user_id,
+    {%- else %}
+        cast(null as text) as previous_user_id,
+    {%- endif %}
+    {{ built_at() }} as _built_at
+from ranked
+{%- if is_incremental() %}
+    left join {{ this }} as existing
+        on ranked.anonymous_id = existing.anonymous_id
+{%- endif %}
+where
+    ranked.pair_rank = 1
+    {%- if is_incremental() %}
+        and (existing.anonymous_id is null or existing.message_id <> ranked.message_id)
+    {%- endif %}

@@ -1,8 +1,51 @@
+-- Every valid event once, with its person. Partitioned by event_date (one range partition per UTC
+-- day, created as needed) and built incrementally: a run reads the raw rows loaded since the last
+-- build, every raw row of the last `lookback_days` days (a safety net for loads committed out of
+-- order), the events of anonymous ids that int_identity_map re-stitched, and, when the orchestrator
+-- passes them, every row of the dates from var start_date to var end_date (exclusive). Rows are
+-- upserted on (message_id, event_date) and only rewritten when something in them changed.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='partitioned_upsert',
+    unique_key=['message_id', 'event_date'],
+    partition_by={'column': 'event_date'},
+    change_ignore_columns=['load_id', 'received_at', '_built_at'],
+    on_schema_change='fail',
+    indexes=[
+        {'columns': ['person_id', 'event_at']},
+        {'columns': ['event_name', 'event_at']},
+        {'columns': ['_built_at']},
+        {'columns': ['load_id']},
+    ],
+    post_hook=[{'sql': '{{ rename_partitions(this) }}', 'transaction': false}],
+) }}
+
+{%- set last_load_id = high_water_mark('load_id') %}
+{%- set last_built_at = high_water_mark('_built_at') %}
+
 with
 
 events as (
 
     select * from {{ ref('stg_segment__events') }}
+    {%- if is_incremental() %}
+        where
+            load_id > {{ "'" ~ last_load_id ~ "'" if last_load_id else "''" }}
+            or event_at >= (
+                select max(raw_events."timestamp") from {{ source('raw', 'events') }} as raw_events
+            ) - interval '{{ var("lookback_days") }} days'
+            or anonymous_id in (
+                select identity_map.anonymous_id
+                from {{ ref('int_identity_map') }} as identity_map
+                where {{ changed_since(last_built_at, 'identity_map') }}
+            )
+            {%- if var('start_date', none) and var('end_date', none) %}
+                or (
+                    event_at >= cast('{{ var("start_date") }}' as timestamp) at time zone 'UTC'
+                    and event_at < cast('{{ var("end_date") }}' as timestamp) at time zone 'UTC'
+                )
+            {%- endif %}
+    {%- endif %}
 
 ),
 
@@ -23,12 +66,19 @@ final as (
         events.event_name,
         events.event_at,
         events.event_date,
-        events.event_type in ({{ "'" ~ var('activity_event_types') | join("', '") ~ "'" }}) as is_activity,
+        events.event_type in ({{ sql_list(var('activity_event_types')) }}) as is_activity,
         events.page_path,
+        events.referrer,
+        events.utm_source,
+        events.utm_medium,
+        events.utm_campaign,
+        events.revenue,
         events.properties,
+        events.traits,
         events.context,
         events.received_at,
-        events.load_id
+        events.load_id,
+        {{ built_at() }} as _built_at
     from events
     left join identity_map
         on events.anonymous_id = identity_map.anonymous_id

@@ -1,33 +1,145 @@
--- One row per (date, metric) for every UTC date from the first event to the last, zeros
--- included, so charts and BI tools never see gaps.
+-- Daily product metrics in long form: one row per (date, metric_name) for every UTC date from the
+-- first event to the last, zeros included. Definitions: docs/metrics.md and _metrics__models.yml.
+-- Incremental: every date from the earliest date touched by changed events or rebuilt sessions to
+-- the last date is recomputed (WAU/MAU of later dates depend on earlier days).
+-- depends_on: {{ ref('fct_events') }}
+{{ config(
+    materialized='incremental',
+    unique_key='date',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
+
+{%- set first_date = none %}
+{%- set nothing_changed = false %}
+{%- if execute and is_incremental() %}
+    {%- set since = high_water_mark('_built_at') %}
+    {%- set first_date = run_query(
+        "select least((select min(event_date) from " ~ ref('fct_events') ~ " where " ~ changed_since(since) ~ "), "
+        ~ "(select min(session_date) from " ~ ref('fct_sessions') ~ " where " ~ changed_since(since) ~ "))::text"
+    ).columns[0].values()[0] %}
+    {%- set nothing_changed = first_date is none %}
+{%- endif %}
+
 with
 
-events as (
+event_days as (
 
-    select * from {{ ref('fct_events') }}
+    select * from {{ ref('int_event_days') }}
+
+),
+
+bounds as (
+
+    select
+        {%- if first_date is not none %}
+            cast('{{ first_date }}' as date) as first_date,
+        {%- else %}
+            min(event_date) as first_date,
+        {%- endif %}
+        max(event_date) as last_date
+    from event_days
 
 ),
 
 calendar as (
 
     select cast(calendar_day as date) as date
-    from generate_series(
-        (select min(event_date) from events),
-        (select max(event_date) from events),
-        interval '1 day'
-    ) as calendar_day
+    from bounds
+    cross join lateral generate_series(bounds.first_date, bounds.last_date, interval '1 day') as calendar_day
+    {%- if nothing_changed %}
+        where false
+    {%- endif %}
 
 ),
 
-per_day as (
+person_days as (
 
     select
-        event_date as date,
-        count(distinct person_id) filter (where is_activity) as dau,
-        count(*) filter (where is_activity) as events,
-        count(*) filter (where event_type = 'track' and event_name = 'user_signed_up') as signups
-    from events
-    group by event_date
+        person_days.person_id,
+        person_days.activity_date,
+        lead(person_days.activity_date) over (
+            partition by person_days.person_id order by person_days.activity_date
+        ) as next_activity_date
+    from {{ ref('int_person_days') }} as person_days
+    where person_days.activity_date >= (select bounds.first_date - 29 from bounds)
+
+),
+
+-- A person counts in WAU (MAU) on every date within 6 (29) days after one of their active days.
+-- Each active day covers the dates up to that horizon or up to the person's next active day,
+-- whichever comes first, so a person is counted once per date: a running sum of +1/-1 steps.
+coverage_steps as (
+
+    select activity_date as step_date, 1 as wau_step, 1 as mau_step from person_days
+    union all
+    select least(activity_date + 7, next_activity_date), -1, 0 from person_days
+    union all
+    select least(activity_date + 30, next_activity_date), 0, -1 from person_days
+
+),
+
+coverage as (
+
+    select
+        step_date,
+        sum(sum(wau_step)) over (order by step_date) as wau,
+        sum(sum(mau_step)) over (order by step_date) as mau
+    from coverage_steps
+    group by step_date
+
+),
+
+dau as (
+
+    select
+        activity_date,
+        count(*) as dau
+    from {{ ref('int_person_days') }}
+    where activity_date >= (select bounds.first_date from bounds)
+    group by activity_date
+
+),
+
+new_people as (
+
+    select
+        cast(first_activity_at at time zone 'UTC' as date) as first_activity_date,
+        count(*) as new_people
+    from {{ ref('dim_users') }}
+    where first_activity_at >= (select cast(bounds.first_date as timestamp) at time zone 'UTC' from bounds)
+    group by 1
+
+),
+
+sessions as (
+
+    select
+        session_date,
+        count(*) as sessions
+    from {{ ref('fct_sessions') }}
+    where session_date >= (select bounds.first_date from bounds)
+    group by session_date
+
+),
+
+-- End-of-day MRR: each change moves the total by (new MRR - the person's previous MRR).
+mrr_steps as (
+
+    select
+        changed_date,
+        mrr - coalesce(lag(mrr) over (partition by person_id order by changed_at, message_id), 0) as mrr_step
+    from {{ ref('int_mrr_changes') }}
+
+),
+
+mrr as (
+
+    select
+        changed_date,
+        sum(sum(mrr_step)) over (order by changed_date) as mrr
+    from mrr_steps
+    group by changed_date
 
 ),
 
@@ -35,39 +147,58 @@ filled as (
 
     select
         calendar.date,
-        coalesce(per_day.dau, 0) as dau,
-        coalesce(per_day.events, 0) as events,
-        coalesce(per_day.signups, 0) as signups
+        coalesce(dau.dau, 0) as dau,
+        coalesce((
+            select coverage.wau from coverage where coverage.step_date <= calendar.date
+            order by coverage.step_date desc limit 1
+        ), 0) as wau,
+        coalesce((
+            select coverage.mau from coverage where coverage.step_date <= calendar.date
+            order by coverage.step_date desc limit 1
+        ), 0) as mau,
+        coalesce(event_days.signups, 0) as signups,
+        coalesce(new_people.new_people, 0) as new_people,
+        coalesce(event_days.activity_events, 0) as events,
+        coalesce(event_days.revenue, 0) as revenue,
+        coalesce((
+            select mrr.mrr from mrr where mrr.changed_date <= calendar.date
+            order by mrr.changed_date desc limit 1
+        ), 0) as mrr,
+        coalesce(sessions.sessions, 0) as sessions
     from calendar
-    left join per_day
-        on calendar.date = per_day.date
+    left join dau on calendar.date = dau.activity_date
+    left join event_days on calendar.date = event_days.event_date
+    left join new_people on calendar.date = new_people.first_activity_date
+    left join sessions on calendar.date = sessions.session_date
 
 ),
 
 unpivoted as (
 
     select
-        date,
-        'dau' as metric_name,
-        dau as value
+        filled.date,
+        metric.metric_name,
+        metric.value
     from filled
-    union all
-    select
-        date,
-        'events' as metric_name,
-        events as value
-    from filled
-    union all
-    select
-        date,
-        'signups' as metric_name,
-        signups as value
-    from filled
+    cross join lateral (
+        values
+        ('dau', cast(filled.dau as numeric)),
+        ('wau', cast(filled.wau as numeric)),
+        ('mau', cast(filled.mau as numeric)),
+        ('stickiness', case when filled.mau > 0 then round(cast(filled.dau as numeric) / filled.mau, 6) else 0 end),
+        ('signups', cast(filled.signups as numeric)),
+        ('new_people', cast(filled.new_people as numeric)),
+        ('events', cast(filled.events as numeric)),
+        ('revenue', cast(filled.revenue as numeric)),
+        ('mrr', cast(filled.mrr as numeric)),
+        ('sessions', cast(filled.sessions as numeric))
+    ) as metric (metric_name, value)
 
 )
 
 select
     cast(date as date) as date,
     cast(metric_name as text) as metric_name,
-    cast(value as numeric(20, 6)) as value
+    cast(value as numeric(20, 6)) as value,
+    {{ built_at() }} as _built_at
 from unpivoted

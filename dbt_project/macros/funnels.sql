@@ -1,0 +1,110 @@
+{#- Funnels come from var('funnels') in dbt_project.yml; see docs/metrics.md for the semantics. -#}
+
+{% macro funnels() -%}
+  {%- set funnels = var('funnels', []) -%}
+  {%- set names = [] -%}
+  {%- for funnel in funnels -%}
+    {%- if not funnel.get('name') or not funnel.get('steps') -%}
+      {{ exceptions.raise_compiler_error("Each funnel in var 'funnels' (dbt_project.yml) needs a name and at least one step; got " ~ tojson(funnel)) }}
+    {%- endif -%}
+    {%- if funnel['name'] in names -%}
+      {{ exceptions.raise_compiler_error("Funnel name '" ~ funnel['name'] ~ "' is used twice in var 'funnels' (dbt_project.yml): names must be unique.") }}
+    {%- endif -%}
+    {%- do names.append(funnel['name']) -%}
+    {%- for step in funnel['steps'] -%}
+      {%- if (step.get('event') is none) == (step.get('page') is none) -%}
+        {{ exceptions.raise_compiler_error("Funnel '" ~ funnel['name'] ~ "' step " ~ loop.index ~ " must set exactly one of `event` (an event name) or `page` (a page path); got " ~ tojson(step)) }}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {{ return(funnels) }}
+{%- endmacro %}
+
+
+{#- A fingerprint of a funnel's definition: rows built under another definition are rebuilt. -#}
+{% macro funnel_hash(funnel) -%}
+  {{ return(local_md5(tojson(funnel, sort_keys=true))) }}
+{%- endmacro %}
+
+
+{% macro funnel_step_name(step, index) -%}
+  {{ return(step.get('name') or (('page ' ~ step['page']) if step.get('page') is not none else step['event'])) }}
+{%- endmacro %}
+
+
+{#- SQL condition on fct_events columns for one funnel step. -#}
+{% macro funnel_step_condition(step) -%}
+  {%- if step.get('page') is not none -%}
+    event_type = 'page' and page_path = '{{ step["page"] | replace("'", "''") }}'
+  {%- else -%}
+    event_name = '{{ step["event"] | replace("'", "''") }}'
+  {%- endif -%}
+  {%- for key, value in (step.get('properties') or {}).items() %}
+    and properties ->> '{{ key | replace("'", "''") }}' = '{{ (value | string) | replace("'", "''") }}'
+  {%- endfor -%}
+{%- endmacro %}
+
+
+{#- The funnels whose rows in this model were built from their current definition. -#}
+{% macro unchanged_funnels() -%}
+  {%- set unchanged = [] -%}
+  {%- if execute and is_incremental() -%}
+    {%- set built = run_query('select distinct funnel_name, definition_hash from ' ~ this) -%}
+    {%- set built_pairs = [] -%}
+    {%- for row in built.rows -%}{%- do built_pairs.append(row[0] ~ ':' ~ row[1]) -%}{%- endfor -%}
+    {%- for funnel in funnels() -%}
+      {%- if (funnel['name'] ~ ':' ~ funnel_hash(funnel)) in built_pairs -%}
+        {%- do unchanged.append(funnel['name']) -%}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{ return(unchanged) }}
+{%- endmacro %}
+
+
+{#- Pre-hook: drop the rows of funnels that were removed or whose definition changed. -#}
+{% macro delete_changed_funnels() -%}
+  {%- if is_incremental() -%}
+    delete from {{ this }}
+    where (funnel_name, definition_hash) not in (
+      {%- for funnel in funnels() %}
+        ('{{ funnel["name"] | replace("'", "''") }}', '{{ funnel_hash(funnel) }}'){{ "," if not loop.last }}
+      {%- endfor %}
+      {%- if not funnels() %}(null, null){% endif %}
+    )
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- (funnel_name, step_index, step_name) of every configured step, as a VALUES list. -#}
+{% macro funnel_steps_values() -%}
+  {%- set rows = [] -%}
+  {%- for funnel in funnels() -%}
+    {%- for step in funnel['steps'] -%}
+      {%- do rows.append("('" ~ (funnel['name'] | replace("'", "''")) ~ "', " ~ loop.index ~ ", '"
+          ~ (funnel_step_name(step, loop.index) | replace("'", "''")) ~ "')") -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {%- if rows -%}
+    (values {{ rows | join(', ') }})
+  {%- else -%}
+    (select cast(null as text), 0, cast(null as text) where false)
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- SQL for one breakdown dimension: person.<trait> reads dim_users.traits (alias people);
+    event.<column or property> reads the entry event (alias entry). -#}
+{% macro funnel_breakdown_expression(dimension) -%}
+  {%- set source, _, key = dimension.partition('.') -%}
+  {%- set event_columns = ['utm_source', 'utm_medium', 'utm_campaign', 'referrer', 'page_path', 'event_name'] -%}
+  {%- if source == 'person' and key -%}
+    people.traits ->> '{{ key | replace("'", "''") }}'
+  {%- elif source == 'event' and key in event_columns -%}
+    entry.{{ key }}
+  {%- elif source == 'event' and key -%}
+    entry.properties ->> '{{ key | replace("'", "''") }}'
+  {%- else -%}
+    {{ exceptions.raise_compiler_error("Funnel breakdown '" ~ dimension ~ "' must look like person.<trait> or event.<column or property> (dbt_project.yml, var 'funnels').") }}
+  {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,138 @@
+{#-
+  How the incremental models find what changed.
+
+  Every incremental model carries `_built_at`: the start time of the dbt run that last wrote the row.
+  fct_events only rewrites a row when something in it changed (see partitioned_tables.sql), so
+  "fct_events rows with _built_at later than this model's newest _built_at" is exactly the set of
+  events this model has not seen yet: new events, late events, and events whose person changed
+  because their anonymous id was stitched. A model that failed or was skipped catches up on its next
+  run, because its own high-water mark did not move.
+-#}
+
+{#- The run start time, as a timestamptz literal: the value written to _built_at. -#}
+{% macro built_at() -%}
+  cast('{{ run_started_at.isoformat() }}' as timestamptz)
+{%- endmacro %}
+
+
+{#- max(column) of this model's table as text, or none (first build, full refresh, or parsing). -#}
+{% macro high_water_mark(column='_built_at') -%}
+  {%- if execute and is_incremental() -%}
+    {%- set result = run_query('select max(' ~ column ~ ')::text from ' ~ this) -%}
+    {{ return(result.columns[0].values()[0]) }}
+  {%- endif -%}
+  {{ return(none) }}
+{%- endmacro %}
+
+
+{#- A SQL condition true for fct_events rows written after `since` (always true when since is none). -#}
+{% macro changed_since(since, alias=none) -%}
+  {%- if since is none -%}
+    true
+  {%- else -%}
+    {{ (alias ~ '.') if alias else '' }}_built_at > cast('{{ since }}' as timestamptz)
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- The persons whose events changed after `since`, with the time of their earliest changed event.
+    A re-stitched event also touches its previous person: the anonymous id it counted under before,
+    or the user id an anonymous id was mapped to before a late, earlier identify re-mapped it. -#}
+{% macro changed_persons_sql(since) -%}
+  with changed as (
+
+      select person_id, anonymous_id, event_at
+      from {{ ref('fct_events') }}
+      where {{ changed_since(since) }}
+
+  ),
+
+  remapped as (
+
+      select
+          identity_map.previous_user_id as person_id,
+          min(changed.event_at) as first_changed_at
+      from {{ ref('int_identity_map') }} as identity_map
+      inner join changed
+          on identity_map.anonymous_id = changed.anonymous_id
+      where identity_map.previous_user_id is not null
+      group by identity_map.previous_user_id
+
+  ),
+
+  candidates as (
+
+      select person_id, event_at as first_changed_at from changed
+      union all
+      select anonymous_id, event_at from changed
+      where anonymous_id is not null and anonymous_id <> person_id
+      union all
+      select person_id, first_changed_at from remapped
+
+  )
+
+  select person_id, min(first_changed_at) as first_changed_at
+  from candidates
+  group by person_id
+{%- endmacro %}
+
+
+{#- The earliest event date among fct_events rows written after `since`, as text, or none when
+    nothing changed. Only called on incremental runs. -#}
+{% macro first_changed_date(since) -%}
+  {%- set result = run_query(
+      'select min(event_date)::text from ' ~ ref('fct_events') ~ ' where ' ~ changed_since(since)) -%}
+  {{ return(result.columns[0].values()[0]) }}
+{%- endmacro %}
+
+
+{#- 'a', 'b' as a SQL list from a list of strings (for `in (...)`). -#}
+{% macro sql_list(values) -%}
+  {%- for value in values -%}'{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}{%- endfor -%}
+{%- endmacro %}
+
+
+{#- Pre-hook for person-level models: collect the changed persons in a temporary table
+    <model>__scope (person_id, first_changed_at) and delete their rows; the model then re-inserts
+    them computed from their full history. Nothing happens on a first build or a full refresh. -#}
+{% macro rebuild_changed_persons() -%}
+  {%- if is_incremental() -%}
+    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+    drop table if exists {{ scope }};
+    create temporary table {{ scope }} as
+    {{ changed_persons_sql(high_water_mark('_built_at')) }};
+    delete from {{ this }} where person_id in (select scope.person_id from {{ scope }} as scope);
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- Pre-hook of fct_sessions: per changed person, T = their earliest changed event; their sessions
+    ending at or after T - timeout are deleted, and rebuild_from = the start of the earliest of them
+    (or T when there is none). Every earlier session of the person ended more than one timeout before
+    T, so the events from rebuild_from on form exactly the sessions that were deleted, recomputed. -#}
+{% macro rebuild_changed_sessions() -%}
+  {%- if is_incremental() -%}
+    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+    {%- set timeout = "interval '" ~ var('session_timeout_minutes') ~ " minutes'" -%}
+    drop table if exists {{ scope }};
+    create temporary table {{ scope }} as
+    with changed as (
+        {{ changed_persons_sql(high_water_mark('_built_at')) }}
+    )
+    select
+        changed.person_id,
+        changed.first_changed_at,
+        least(changed.first_changed_at, min(sessions.session_start)) as rebuild_from
+    from changed
+    left join {{ this }} as sessions
+        on
+            changed.person_id = sessions.person_id
+            and sessions.session_end >= changed.first_changed_at - {{ timeout }}
+    group by changed.person_id, changed.first_changed_at;
+    delete from {{ this }} as sessions
+    using {{ scope }} as scope
+    where
+        sessions.person_id = scope.person_id
+        and sessions.session_end >= scope.first_changed_at - {{ timeout }};
+  {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,159 @@
+{#-
+  Date-partitioned incremental tables on PostgreSQL.
+
+  A model opts in with
+    partition_by={'column': 'event_date'}                   (a date column; one range partition per day)
+    incremental_strategy='partitioned_upsert'
+    unique_key=[..., 'event_date']                          (a unique key must contain the partition column)
+    change_ignore_columns=[...]                             (columns that do not count as a change, e.g. load ids)
+
+  First build: the parent table is created from the contract with `partition by range (column)`, the
+  rows are staged, the partitions they need are created, then the rows are inserted.
+  Incremental build: partitions for the new rows are created as needed, then rows are upserted on the
+  unique key; an existing row is only rewritten when one of its other columns changed, so `_built_at`
+  style audit columns advance only for rows that really changed.
+-#}
+
+{% macro postgres__create_table_as(temporary, relation, sql) -%}
+  {%- set partition_by = config.get('partition_by') -%}
+  {%- if temporary or not partition_by -%}
+    {{ postgres_create_table_as(temporary, relation, sql) }}
+  {%- else -%}
+    {%- set contract_config = config.get('contract') -%}
+    {%- if not (contract_config and contract_config.enforced) -%}
+      {{ exceptions.raise_compiler_error(
+          "Model " ~ model.name ~ " sets partition_by but has no enforced contract: partitioned tables are "
+          ~ "created from the contract's columns. Add `contract: {enforced: true}` and the column data types.") }}
+    {%- endif -%}
+    {%- set stage = relation.identifier ~ '__stage' -%}
+    {{ get_assert_columns_equivalent(sql) }}
+    create table {{ relation }}
+    {{ get_table_columns_and_constraints() }}
+    partition by range ({{ adapter.quote(partition_by['column']) }});
+
+    create temporary table {{ adapter.quote(stage) }} as (
+      {{ sql }}
+    );
+
+    {{ create_date_partitions(relation, adapter.quote(stage), partition_by['column']) }}
+
+    insert into {{ relation }} ({{ adapter.dispatch('get_column_names', 'dbt')() }})
+    select {{ adapter.dispatch('get_column_names', 'dbt')() }} from {{ adapter.quote(stage) }};
+
+    drop table {{ adapter.quote(stage) }};
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- dbt-postgres 1.11's postgres__create_table_as, unchanged (an override cannot call the original). -#}
+{% macro postgres_create_table_as(temporary, relation, sql) -%}
+  {%- set unlogged = config.get('unlogged', default=false) -%}
+  {%- set sql_header = config.get('sql_header', none) -%}
+
+  {{ sql_header if sql_header is not none }}
+
+  create {% if temporary -%}
+    temporary
+  {%- elif unlogged -%}
+    unlogged
+  {%- endif %} table {{ relation }}
+  {% set contract_config = config.get('contract') %}
+  {% if contract_config.enforced %}
+    {{ get_assert_columns_equivalent(sql) }}
+  {% endif -%}
+  {% if contract_config.enforced and (not temporary) -%}
+      {{ get_table_columns_and_constraints() }} ;
+    insert into {{ relation }} (
+      {{ adapter.dispatch('get_column_names', 'dbt')() }}
+    )
+    {%- set sql = get_select_subquery(sql) %}
+  {% else %}
+    as
+  {% endif %}
+  (
+    {{ sql }}
+  );
+{%- endmacro %}
+
+
+{#- One partition per distinct date found in `source` that has none yet. Partitions are named
+    <table>_pYYYYMMDD (renamed to that after a full refresh swaps tables, see rename_partitions). -#}
+{% macro create_date_partitions(relation, source, column) -%}
+{%- set relation = relation.include(database=false) -%}
+do $$
+declare
+    day date;
+begin
+    for day in
+        select distinct {{ adapter.quote(column) }} from {{ source }}
+        where {{ adapter.quote(column) }} is not null
+        except
+        select cast(substring(pg_get_expr(child.relpartbound, child.oid) from $r$FROM \('([0-9-]+)'\)$r$) as date)
+        from pg_inherits
+        join pg_class as child on child.oid = pg_inherits.inhrelid
+        where pg_inherits.inhparent = '{{ relation }}'::regclass
+    loop
+        execute format(
+            'create table %I.%I partition of {{ relation }} for values from (%L) to (%L)',
+            '{{ relation.schema }}',
+            '{{ relation.identifier }}_p' || to_char(day, 'YYYYMMDD'),
+            day,
+            day + 1
+        );
+    end loop;
+end
+$$;
+{%- endmacro %}
+
+
+{% macro get_incremental_partitioned_upsert_sql(arg_dict) %}
+  {%- set target = arg_dict['target_relation'] -%}
+  {%- set source = arg_dict['temp_relation'] -%}
+  {%- set partition_by = config.require('partition_by') -%}
+  {%- set unique_key = arg_dict['unique_key'] -%}
+  {%- set unique_key = [unique_key] if unique_key is string else unique_key -%}
+  {%- if partition_by['column'] not in unique_key -%}
+    {{ exceptions.raise_compiler_error(
+        "Model " ~ model.name ~ ": unique_key must include the partition column '" ~ partition_by['column'] ~ "'.") }}
+  {%- endif -%}
+  {%- set ignore = config.get('change_ignore_columns', []) -%}
+  {%- set columns = arg_dict['dest_columns'] | map(attribute='name') | list -%}
+  {%- set updated = columns | reject('in', unique_key) | list -%}
+  {%- set compared = updated | reject('in', ignore) | list -%}
+
+  {{ create_date_partitions(target, source, partition_by['column']) }}
+
+  insert into {{ target }} as target ({{ columns | join(', ') }})
+  select {{ columns | join(', ') }} from {{ source }}
+  on conflict ({{ unique_key | join(', ') }}) do update set
+  {%- for column in updated %}
+    {{ column }} = excluded.{{ column }}{{ "," if not loop.last }}
+  {%- endfor %}
+  where ({% for column in compared %}target.{{ column }}{{ ", " if not loop.last }}{% endfor %})
+    is distinct from ({% for column in compared %}excluded.{{ column }}{{ ", " if not loop.last }}{% endfor %})
+{% endmacro %}
+
+
+{#- After a full refresh the partitions carry the intermediate table's name; give them canonical names.
+    Runs as a non-transactional post-hook, after dbt has dropped the old table. -#}
+{% macro rename_partitions(relation) -%}
+{%- set relation = relation.include(database=false) -%}
+do $$
+declare
+    part record;
+begin
+    for part in
+        select child.relname as name,
+               '{{ relation.identifier }}_p' || to_char(cast(substring(pg_get_expr(child.relpartbound, child.oid)
+                   from $r$FROM \('([0-9-]+)'\)$r$) as date), 'YYYYMMDD') as wanted
+        from pg_inherits
+        join pg_class as child on child.oid = pg_inherits.inhrelid
+        where pg_inherits.inhparent = '{{ relation }}'::regclass
+    loop
+        if part.name <> part.wanted then
+            execute format('alter table %I.%I rename to %I', '{{ relation.schema }}', part.name, part.wanted);
+        end if;
+    end loop;
+end
+$$;
+{%- endmacro %}

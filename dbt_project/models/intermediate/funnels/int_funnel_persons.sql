@@ -1,0 +1,127 @@
+-- Per funnel and person: the steps they reached and when. A person enters on their first-ever
+-- step-1 event; step k is reached by their earliest step-k event at or after the time they reached
+-- step k-1 and no later than entry + conversion_window_days x 24 h. One row per reached step.
+-- Incremental: persons with changed events are recomputed from their whole history; a funnel whose
+-- definition changed is recomputed for everyone.
+-- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=["{{ delete_changed_funnels() }}", "{{ rebuild_changed_persons() }}"],
+    indexes=[{'columns': ['funnel_name', 'cohort_date']}],
+) }}
+
+{%- set unchanged = unchanged_funnels() %}
+{%- set scope = adapter.quote(this.identifier ~ '__scope') %}
+
+with
+
+funnel_events as (
+
+    select * from {{ ref('int_funnel_events') }}
+
+),
+
+{%- for funnel in funnels() %}
+    {%- set f = loop.index %}
+    {%- set window = "interval '" ~ (funnel.get('conversion_window_days') or 14) ~ " days'" %}
+
+    f{{ f }}_step_1 as (
+
+        select
+            person_id,
+            min(event_at) as entry_at,
+            min(event_at) as reached_at,
+            cast(null as timestamptz) as previous_reached_at,
+            (array_agg(message_id order by event_at, message_id))[1] as entry_message_id
+        from funnel_events
+        where
+            funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
+            and step_index = 1
+            {%- if funnel['name'] in unchanged %}
+                and person_id in (select scope.person_id from {{ scope }} as scope)
+            {%- endif %}
+        group by person_id
+
+    ),
+
+    {%- for step in funnel['steps'][1:] %}
+        {%- set k = loop.index + 1 %}
+
+    f{{ f }}_step_{{ k }} as (
+
+        select
+            previous.person_id,
+            previous.entry_at,
+            min(step.event_at) as reached_at,
+            previous.reached_at as previous_reached_at,
+            previous.entry_message_id
+        from f{{ f }}_step_{{ k - 1 }} as previous
+        inner join funnel_events as step
+            on
+                step.funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
+                and step.step_index = {{ k }}
+                and previous.person_id = step.person_id
+                and step.event_at >= previous.reached_at
+                and step.event_at <= previous.entry_at + {{ window }}
+        group by previous.person_id, previous.entry_at, previous.reached_at, previous.entry_message_id
+
+    ),
+    {%- endfor %}
+
+    f{{ f }}_reached as (
+
+        {%- for step in funnel['steps'] %}
+            select
+                cast('{{ funnel["name"] | replace("'", "''") }}' as text) as funnel_name,
+                cast('{{ funnel_hash(funnel) }}' as text) as definition_hash,
+                {{ loop.index }} as step_index,
+                cast('{{ funnel_step_name(step, loop.index) | replace("'", "''") }}' as text) as step_name,
+                person_id,
+                entry_at,
+                entry_message_id,
+                reached_at,
+                previous_reached_at
+            from f{{ f }}_step_{{ loop.index }}
+            {{ "union all" if not loop.last }}
+        {%- endfor %}
+
+    ),
+{%- endfor %}
+
+reached as (
+
+    {%- for funnel in funnels() %}
+        select * from f{{ loop.index }}_reached
+        {{ "union all" if not loop.last }}
+    {%- endfor %}
+    {%- if not funnels() %}
+        select
+            cast(null as text) as funnel_name,
+            cast(null as text) as definition_hash,
+            0 as step_index,
+            cast(null as text) as step_name,
+            cast(null as text) as person_id,
+            cast(null as timestamptz) as entry_at,
+            cast(null as text) as entry_message_id,
+            cast(null as timestamptz) as reached_at,
+            cast(null as timestamptz) as previous_reached_at
+        where false
+    {%- endif %}
+
+)
+
+select
+    funnel_name,
+    definition_hash,
+    person_id,
+    cast(step_index as integer) as step_index,
+    step_name,
+    entry_at,
+    cast(entry_at at time zone 'UTC' as date) as cohort_date,
+    entry_message_id,
+    reached_at,
+    cast(extract(epoch from reached_at - previous_reached_at) as numeric(20, 3)) as seconds_from_previous,
+    {{ built_at() }} as _built_at
+from reached

@@ -1,0 +1,37 @@
+-- Per UTC date: activity events, signups and purchase revenue. Incremental: the dates of changed
+-- events are recounted in full from their fct_events partitions and replace the old rows.
+{{ config(
+    materialized='incremental',
+    unique_key='event_date',
+    incremental_strategy='delete+insert',
+    on_schema_change='fail',
+) }}
+
+{%- set since = high_water_mark('_built_at') %}
+
+with
+
+events as (
+
+    select * from {{ ref('fct_events') }}
+    {%- if is_incremental() %}
+        where event_date in (
+            select changed.event_date from {{ ref('fct_events') }} as changed
+            where {{ changed_since(since, 'changed') }}
+        )
+    {%- endif %}
+
+)
+
+select
+    event_date,
+    cast(count(*) as bigint) as all_events,
+    cast(count(*) filter (where is_activity) as bigint) as activity_events,
+    cast(count(*) filter (where event_type = 'track' and event_name = 'user_signed_up') as bigint) as signups,
+    cast(
+        coalesce(sum(revenue) filter (where event_type = 'track' and event_name = 'purchase_completed'), 0)
+        as numeric(20, 6)
+    ) as revenue,
+    {{ built_at() }} as _built_at
+from events
+group by event_date

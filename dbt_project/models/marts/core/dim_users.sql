@@ -1,0 +1,97 @@
+-- One row per person (stitched identity): when they were first and last seen, their first and last
+-- activity, their signup (first user_signed_up), and their latest traits from identify calls.
+-- Incremental: the rows of persons with changed events are deleted (pre-hook) and recomputed from
+-- their whole history (index on fct_events (person_id, event_at)).
+-- depends_on: {{ ref('int_identity_map') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=["{{ rebuild_changed_persons() }}"],
+    indexes=[{'columns': ['person_id'], 'unique': true}],
+) }}
+
+with
+
+events as (
+
+    select events.*
+    from {{ ref('fct_events') }} as events
+    {%- if is_incremental() %}
+        where events.person_id in (
+            select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+        )
+    {%- endif %}
+
+),
+
+people as (
+
+    select
+        person_id,
+        max(user_id) as user_id,
+        min(event_at) as first_seen_at,
+        max(event_at) as last_seen_at,
+        min(event_at) filter (where is_activity) as first_activity_at,
+        max(event_at) filter (where is_activity) as last_activity_at,
+        min(event_at) filter (where event_type = 'track' and event_name = 'user_signed_up') as signed_up_at,
+        count(*) filter (where is_activity) as activity_events,
+        count(distinct event_date) filter (where is_activity) as active_days,
+        coalesce(sum(revenue) filter (where event_type = 'track' and event_name = 'purchase_completed'), 0)
+            as total_revenue
+    from events
+    group by person_id
+
+),
+
+trait_values as (
+
+    select
+        events.person_id,
+        trait.key,
+        trait.value,
+        events.event_at,
+        events.message_id
+    from events
+    cross join lateral jsonb_each(events.traits) as trait
+    where events.event_type = 'identify' and jsonb_typeof(events.traits) = 'object'
+
+),
+
+traits as (
+
+    -- jsonb keeps the last value of a repeated key: ordering by time makes it the latest.
+    select
+        person_id,
+        jsonb_object_agg(key, value order by event_at, message_id) as traits,
+        max(event_at) as last_identified_at
+    from trait_values
+    group by person_id
+
+)
+
+select
+    people.person_id,
+    people.user_id,
+    people.user_id is not null as is_identified,
+    people.first_seen_at,
+    people.last_seen_at,
+    people.first_activity_at,
+    people.last_activity_at,
+    people.signed_up_at,
+    cast(people.signed_up_at at time zone 'UTC' as date) as signup_date,
+    traits.last_identified_at,
+    traits.traits ->> 'email' as email,
+    traits.traits ->> 'plan' as plan,
+    case
+        when jsonb_typeof(traits.traits -> 'mrr') = 'number' then cast(traits.traits ->> 'mrr' as numeric)
+    end as mrr,
+    traits.traits ->> 'country' as country,
+    coalesce(traits.traits, '{}'::jsonb) as traits,
+    cast(people.activity_events as bigint) as activity_events,
+    cast(people.active_days as integer) as active_days,
+    cast(people.total_revenue as numeric(20, 6)) as total_revenue,
+    {{ built_at() }} as _built_at
+from people
+left join traits
+    on people.person_id = traits.person_id

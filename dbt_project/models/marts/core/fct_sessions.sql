@@ -1,0 +1,118 @@
+-- Sessions of stitched persons: a new session starts when more than var session_timeout_minutes
+-- (30) passed since the person's previous activity event (track, page, screen).
+-- Incremental: for each person with changed events (time T of the earliest), the sessions ending at
+-- or after T - timeout are deleted and rebuilt from the start of the earliest of them (or from T),
+-- so a late event can extend or merge sessions and re-stitched events move to their person.
+-- depends_on: {{ ref('int_identity_map') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook=["{{ rebuild_changed_sessions() }}"],
+    indexes=[
+        {'columns': ['person_id', 'session_start']},
+        {'columns': ['session_date']},
+    ],
+) }}
+
+{%- set timeout = "interval '" ~ var('session_timeout_minutes') ~ " minutes'" %}
+{%- set scope = adapter.quote(this.identifier ~ '__scope') %}
+
+with
+
+activity as (
+
+    select
+        events.person_id,
+        events.message_id,
+        events.event_type,
+        events.event_at,
+        events.page_path,
+        events.referrer,
+        events.utm_source,
+        events.utm_medium,
+        events.utm_campaign
+    from {{ ref('fct_events') }} as events
+    {%- if is_incremental() %}
+        inner join {{ scope }} as scope
+            on
+                events.person_id = scope.person_id
+                and events.event_at >= scope.rebuild_from
+    {%- endif %}
+    where
+        events.is_activity
+        {%- if is_incremental() %}
+            and events.event_date >= (
+                select min(cast(scope.rebuild_from at time zone 'UTC' as date))
+                from {{ scope }} as scope
+            )
+        {%- endif %}
+
+),
+
+gaps as (
+
+    select
+        *,
+        case
+            when
+                lag(event_at) over by_person is null
+                or event_at - lag(event_at) over by_person > {{ timeout }}
+                then 1
+            else 0
+        end as is_session_start
+    from activity
+    window by_person as (partition by person_id order by event_at, message_id)
+
+),
+
+numbered as (
+
+    select
+        *,
+        sum(is_session_start) over (
+            partition by person_id
+            order by event_at, message_id
+            rows between unbounded preceding and current row
+        ) as session_number
+    from gaps
+
+),
+
+sessions as (
+
+    select
+        person_id,
+        session_number,
+        (array_agg(message_id order by event_at, message_id))[1] as first_message_id,
+        min(event_at) as session_start,
+        max(event_at) as session_end,
+        count(*) as event_count,
+        count(*) filter (where event_type = 'page') as page_views,
+        (array_agg(page_path order by event_at, message_id) filter (where event_type = 'page'))[1] as landing_page,
+        (array_agg(referrer order by event_at, message_id) filter (where referrer is not null))[1] as referrer,
+        (array_agg(utm_source order by event_at, message_id) filter (where utm_source is not null))[1] as utm_source,
+        (array_agg(utm_medium order by event_at, message_id) filter (where utm_medium is not null))[1] as utm_medium,
+        (array_agg(utm_campaign order by event_at, message_id) filter (where utm_campaign is not null))[1]
+            as utm_campaign
+    from numbered
+    group by person_id, session_number
+
+)
+
+select
+    cast(md5(person_id || ':' || first_message_id) as text) as session_id,
+    person_id,
+    session_start,
+    session_end,
+    cast(session_start at time zone 'UTC' as date) as session_date,
+    cast(extract(epoch from session_end - session_start) as numeric(20, 3)) as duration_seconds,
+    cast(event_count as integer) as event_count,
+    cast(page_views as integer) as page_views,
+    landing_page,
+    referrer,
+    utm_source,
+    utm_medium,
+    utm_campaign,
+    {{ built_at() }} as _built_at
+from sessions

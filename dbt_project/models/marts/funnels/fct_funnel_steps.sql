@@ -1,0 +1,86 @@
+-- Conversion funnels by cohort date (the UTC date a person entered): one row for every step of
+-- every funnel on every date from the first event to the last, zeros included.
+with
+
+reached as (
+
+    select * from {{ ref('int_funnel_persons') }}
+
+),
+
+steps as (
+
+    select *
+    from {{ funnel_steps_values() }} as configured (funnel_name, step_index, step_name)
+
+),
+
+calendar as (
+
+    select cast(calendar_day as date) as cohort_date
+    from generate_series(
+        (select min(event_date) from {{ ref('int_event_days') }}),
+        (select max(event_date) from {{ ref('int_event_days') }}),
+        interval '1 day'
+    ) as calendar_day
+
+),
+
+counts as (
+
+    select
+        funnel_name,
+        cohort_date,
+        step_index,
+        count(*) as persons,
+        percentile_cont(0.5) within group (order by seconds_from_previous) as median_seconds_from_previous
+    from reached
+    group by funnel_name, cohort_date, step_index
+
+),
+
+grid as (
+
+    select
+        steps.funnel_name,
+        calendar.cohort_date,
+        steps.step_index,
+        steps.step_name,
+        coalesce(counts.persons, 0) as persons,
+        counts.median_seconds_from_previous
+    from steps
+    cross join calendar
+    left join counts
+        on
+            steps.funnel_name = counts.funnel_name
+            and calendar.cohort_date = counts.cohort_date
+            and steps.step_index = counts.step_index
+
+),
+
+with_previous as (
+
+    select
+        *,
+        lag(persons) over by_cohort as previous_persons,
+        first_value(persons) over by_cohort as start_persons
+    from grid
+    window by_cohort as (partition by funnel_name, cohort_date order by step_index)
+
+)
+
+select
+    cast(funnel_name as text) as funnel_name,
+    cast(cohort_date as date) as cohort_date,
+    cast(step_index as integer) as step_index,
+    cast(step_name as text) as step_name,
+    cast(persons as bigint) as persons,
+    cast(case
+        when step_index = 1 then case when persons > 0 then 1 end
+        when previous_persons > 0 then cast(persons as numeric) / previous_persons
+    end as numeric(20, 6)) as conversion_from_previous,
+    cast(case when start_persons > 0 then cast(persons as numeric) / start_persons end as numeric(20, 6))
+        as conversion_from_start,
+    cast(coalesce(previous_persons - persons, 0) as bigint) as drop_off,
+    cast(median_seconds_from_previous as numeric(20, 3)) as median_seconds_from_previous
+from with_previous

@@ -1,0 +1,98 @@
+-- Monthly recurring revenue per person and month. A person's MRR on a date is the last value set on
+-- or before it (identify traits.mrr, subscription_changed properties.mrr, subscription_canceled = 0);
+-- their MRR for a month is the value at the end of its last day. One row per person-month from
+-- their first month with MRR > 0 to the month of the last event, months without events included.
+with
+
+changes as (
+
+    select
+        person_id,
+        message_id,
+        changed_at,
+        mrr,
+        cast(date_trunc('month', changed_at at time zone 'UTC') as date) as month
+    from {{ ref('int_mrr_changes') }}
+
+),
+
+month_end_values as (
+
+    select distinct on (person_id, month)
+        person_id,
+        month,
+        mrr
+    from changes
+    order by person_id, month, changed_at desc, message_id desc
+
+),
+
+last_month as (
+
+    select cast(date_trunc('month', cast(max(event_date) as timestamp)) as date) as last_month
+    from {{ ref('int_event_days') }}
+
+),
+
+spine as (
+
+    select
+        firsts.person_id,
+        cast(month as date) as month
+    from (select person_id, min(month) as first_month from month_end_values group by person_id) as firsts
+    cross join last_month
+    cross join lateral generate_series(firsts.first_month, last_month.last_month, interval '1 month') as month
+
+),
+
+grouped as (
+
+    select
+        spine.person_id,
+        spine.month,
+        month_end_values.mrr,
+        count(month_end_values.mrr) over (partition by spine.person_id order by spine.month) as value_group
+    from spine
+    left join month_end_values
+        on spine.person_id = month_end_values.person_id and spine.month = month_end_values.month
+
+),
+
+filled as (
+
+    select
+        person_id,
+        month,
+        coalesce(max(mrr) over (partition by person_id, value_group), 0) as mrr
+    from grouped
+
+),
+
+with_history as (
+
+    select
+        *,
+        coalesce(lag(mrr) over by_person, 0) as previous_mrr,
+        coalesce(bool_or(mrr > 0) over (
+            by_person rows between unbounded preceding and 1 preceding
+        ), false) as paid_before,
+        bool_or(mrr > 0) over (by_person rows between unbounded preceding and current row) as paying_yet
+    from filled
+    window by_person as (partition by person_id order by month)
+
+)
+
+select
+    person_id,
+    month,
+    cast(mrr as numeric(20, 6)) as mrr,
+    cast(previous_mrr as numeric(20, 6)) as previous_mrr,
+    cast(case
+        when previous_mrr = 0 and mrr > 0 and not paid_before then 'new'
+        when previous_mrr = 0 and mrr > 0 then 'reactivation'
+        when previous_mrr > 0 and mrr = 0 then 'churn'
+        when mrr > previous_mrr then 'expansion'
+        when mrr < previous_mrr then 'contraction'
+    end as text) as change_category
+from with_history
+where paying_yet

@@ -1,0 +1,96 @@
+-- Revenue by month, from the first event's month to the last: MRR and its movements (the bridge
+-- start + new + expansion + reactivation - contraction - churned = end holds every month), customers,
+-- churn over the start of the month, net revenue retention, ARPU and LTV.
+with
+
+months as (
+
+    select cast(month as date) as month
+    from generate_series(
+        (select date_trunc('month', cast(min(event_date) as timestamp)) from {{ ref('int_event_days') }}),
+        (select date_trunc('month', cast(max(event_date) as timestamp)) from {{ ref('int_event_days') }}),
+        interval '1 month'
+    ) as month
+
+),
+
+person_months as (
+
+    select * from {{ ref('fct_mrr') }}
+
+),
+
+movements as (
+
+    select
+        month,
+        sum(mrr) as mrr,
+        sum(previous_mrr) as start_mrr,
+        sum(mrr) filter (where change_category = 'new') as new_mrr,
+        sum(mrr - previous_mrr) filter (where change_category = 'expansion') as expansion_mrr,
+        sum(previous_mrr - mrr) filter (where change_category = 'contraction') as contraction_mrr,
+        sum(previous_mrr) filter (where change_category = 'churn') as churned_mrr,
+        sum(mrr) filter (where change_category = 'reactivation') as reactivation_mrr,
+        count(*) filter (where mrr > 0) as customers,
+        count(*) filter (where previous_mrr > 0) as start_customers,
+        count(*) filter (where change_category = 'new') as new_customers,
+        count(*) filter (where change_category = 'churn') as churned_customers
+    from person_months
+    group by month
+
+),
+
+filled as (
+
+    select
+        months.month,
+        coalesce(movements.mrr, 0) as mrr,
+        coalesce(movements.start_mrr, 0) as start_mrr,
+        coalesce(movements.new_mrr, 0) as new_mrr,
+        coalesce(movements.expansion_mrr, 0) as expansion_mrr,
+        coalesce(movements.contraction_mrr, 0) as contraction_mrr,
+        coalesce(movements.churned_mrr, 0) as churned_mrr,
+        coalesce(movements.reactivation_mrr, 0) as reactivation_mrr,
+        coalesce(movements.customers, 0) as customers,
+        coalesce(movements.start_customers, 0) as start_customers,
+        coalesce(movements.new_customers, 0) as new_customers,
+        coalesce(movements.churned_customers, 0) as churned_customers
+    from months
+    left join movements
+        on months.month = movements.month
+
+),
+
+rates as (
+
+    select
+        *,
+        case when start_customers > 0 then cast(churned_customers as numeric) / start_customers end
+            as logo_churn_rate,
+        case when start_mrr > 0 then (churned_mrr + contraction_mrr) / start_mrr end as revenue_churn_rate,
+        case
+            when start_mrr > 0 then (start_mrr + expansion_mrr - contraction_mrr - churned_mrr) / start_mrr
+        end as net_revenue_retention,
+        case when customers > 0 then mrr / customers end as arpu
+    from filled
+
+)
+
+select
+    month,
+    cast(mrr as numeric(20, 6)) as mrr,
+    cast(mrr * 12 as numeric(20, 6)) as arr,
+    cast(new_mrr as numeric(20, 6)) as new_mrr,
+    cast(expansion_mrr as numeric(20, 6)) as expansion_mrr,
+    cast(contraction_mrr as numeric(20, 6)) as contraction_mrr,
+    cast(churned_mrr as numeric(20, 6)) as churned_mrr,
+    cast(reactivation_mrr as numeric(20, 6)) as reactivation_mrr,
+    cast(customers as bigint) as customers,
+    cast(new_customers as bigint) as new_customers,
+    cast(churned_customers as bigint) as churned_customers,
+    cast(logo_churn_rate as numeric(20, 6)) as logo_churn_rate,
+    cast(revenue_churn_rate as numeric(20, 6)) as revenue_churn_rate,
+    cast(net_revenue_retention as numeric(20, 6)) as net_revenue_retention,
+    cast(arpu as numeric(20, 6)) as arpu,
+    cast(case when logo_churn_rate > 0 then arpu / logo_churn_rate end as numeric(20, 6)) as ltv
+from rates
