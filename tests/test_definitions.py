@@ -23,12 +23,38 @@ def test_every_asset_and_its_upstream(defs):
         k.to_user_string(): sorted(p.to_user_string() for p in graph.get(k).parent_keys)
         for k in graph.get_all_asset_keys()
     }
+    fct, persons = "analytics/fct_events", ["analytics/fct_events", "intermediate/int_identity_map"]
     assert parents == {
         "raw/events": [],
         "staging/stg_segment__events": ["raw/events"],
         "intermediate/int_identity_map": ["staging/stg_segment__events"],
-        "analytics/fct_events": ["intermediate/int_identity_map", "staging/stg_segment__events"],
-        "analytics/daily_metrics": ["analytics/fct_events"],
+        fct: ["intermediate/int_identity_map", "staging/stg_segment__events"],
+        "intermediate/int_event_days": [fct],
+        "intermediate/int_person_days": [fct],
+        "intermediate/int_mrr_changes": [fct],
+        "intermediate/int_funnel_events": [fct],
+        "intermediate/int_funnel_persons": sorted([*persons, "intermediate/int_funnel_events"]),
+        "analytics/fct_sessions": persons,
+        "analytics/dim_users": persons,
+        "analytics/daily_metrics": sorted(
+            [
+                "analytics/dim_users",
+                fct,
+                "analytics/fct_sessions",
+                "intermediate/int_event_days",
+                "intermediate/int_mrr_changes",
+                "intermediate/int_person_days",
+            ]
+        ),
+        "analytics/fct_funnel_steps": ["intermediate/int_event_days", "intermediate/int_funnel_persons"],
+        "analytics/fct_funnel_breakdown": ["analytics/dim_users", fct, "intermediate/int_funnel_persons"],
+        "analytics/fct_cohort_retention": [
+            "analytics/dim_users",
+            "intermediate/int_event_days",
+            "intermediate/int_person_days",
+        ],
+        "analytics/fct_mrr": ["intermediate/int_event_days", "intermediate/int_mrr_changes"],
+        "analytics/revenue_monthly": ["analytics/fct_mrr", "intermediate/int_event_days"],
         "hot_metrics": ["analytics/daily_metrics"],
     }
 
