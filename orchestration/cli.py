@@ -91,7 +91,7 @@ def _dagster_home() -> Path:
     return home
 
 
-def run_materialize(*, day: str | None = None, log_level: str = "INFO") -> bool:
+def run_materialize(*, day: str | None = None, log_level: str = "INFO", full_refresh: bool = False) -> bool:
     """Materialize every asset through Dagster (runs are recorded in DAGSTER_HOME); True on success."""
     import dagster as dg
 
@@ -105,8 +105,9 @@ def run_materialize(*, day: str | None = None, log_level: str = "INFO") -> bool:
 
     job = defs.resolve_job_def(MATERIALIZE_ALL_JOB)
     run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    run_config["ops"] = {"dbt_models": {"config": {"full_refresh": full_refresh}}}
     if day:
-        run_config["ops"] = {"hot_metrics": {"config": {"day": day}}}
+        run_config["ops"]["hot_metrics"] = {"config": {"day": day}}
     _say(f"materializing job {MATERIALIZE_ALL_JOB!r}: load events -> dbt build -> hot metrics")
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
@@ -160,7 +161,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     ensure_redis(settings)
     _say(f"events bucket: {settings.events_bucket_url}")
     check_bucket(settings.events_bucket_url)
-    ok = run_materialize(day=args.day, log_level=args.log_level)
+    ok = run_materialize(day=args.day, log_level=args.log_level, full_refresh=args.full_refresh)
     if ok:
         print_summary(date.fromisoformat(args.day) if args.day else None)
     return 0 if ok else 1
@@ -202,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("materialize", help="materialize every asset through Dagster and print a summary")
     p.add_argument("--day", help="UTC day whose hot metrics go to Redis, YYYY-MM-DD (default today)")
+    p.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild every incremental model from all events (after changing activity types or the session timeout)",
+    )
     p.add_argument(
         "--log-level",
         default="INFO",

@@ -231,9 +231,7 @@ def funnel_steps(frame: pd.DataFrame, window: timedelta = timedelta(days=14)) ->
             at = min(candidates)
             reached[(entry.date(), index + 1)].append((at - previous).total_seconds())
             previous = at
-    return {
-        key: (len(values), median(values) if key[1] > 1 else None) for key, values in reached.items()
-    }
+    return {key: (len(values), median(values) if key[1] > 1 else None) for key, values in reached.items()}
 
 
 def _period_start(day: date, grain: str) -> date:

@@ -88,7 +88,8 @@ def test_bad_lines_are_quarantined_with_reason_and_payload(pipeline_run, setting
 def test_daily_metrics_match_an_independent_computation(pipeline_run, settings):
     rows = query(
         settings,
-        "select date, metric_name, value from analytics.daily_metrics where metric_name in ('dau', 'events', 'signups')",
+        "select date, metric_name, value from analytics.daily_metrics "
+        "where metric_name in ('dau', 'events', 'signups')",
     )
     actual = {(day, name): value for day, name, value in rows}
     expected = {

@@ -172,6 +172,7 @@ def test_people_and_dim_users(built):
         "mrr, activity_events from analytics.dim_users",
     )
     assert len(actual) == len(expected) == frame.person_id.nunique()
+
     def plain(value):
         return None if value is None or (not isinstance(value, str | Decimal) and pd.isna(value)) else value
 
@@ -199,7 +200,10 @@ def test_sessions(built):
 def test_daily_metrics(built):
     settings, _, frame = built
     expected = ref.daily_metrics(frame, ref.sessions(frame), ref.dim_users(frame))
-    actual = {(d, name): value for d, name, value in rows(settings, "select date, metric_name, value from analytics.daily_metrics")}
+    actual = {
+        (d, name): value
+        for d, name, value in rows(settings, "select date, metric_name, value from analytics.daily_metrics")
+    }
     assert actual == expected
     for metric in ("dau", "wau", "mau", "signups", "revenue", "mrr", "sessions", "new_people"):
         assert sum(v for (d, name), v in expected.items() if name == metric) > 0, metric
@@ -304,15 +308,13 @@ def test_changing_a_funnel_rebuilds_it(built):
     )
     dbt_build(root, "--vars", one_day)
     expected = ref.funnel_steps(frame, window=timedelta(days=1))
-    actual = rows(
-        settings, "select cohort_date, step_index, persons from analytics.fct_funnel_steps where persons > 0"
-    )
+    actual = rows(settings, "select cohort_date, step_index, persons from analytics.fct_funnel_steps where persons > 0")
     assert {(d, s): p for d, s, p in actual} == {k: v[0] for k, v in expected.items()}
     assert expected != ref.funnel_steps(frame)  # the window matters on this data
     dbt_build(root)  # back to the configured funnel
-    assert sum(p for (p,) in rows(settings, "select persons from analytics.fct_funnel_steps where step_index = 4")) == sum(
-        v[0] for (_, s), v in ref.funnel_steps(frame).items() if s == 4
-    )
+    assert sum(
+        p for (p,) in rows(settings, "select persons from analytics.fct_funnel_steps where step_index = 4")
+    ) == sum(v[0] for (_, s), v in ref.funnel_steps(frame).items() if s == 4)
 
 
 def test_partition_window_vars_rebuild_those_dates(built):
@@ -323,6 +325,10 @@ def test_partition_window_vars_rebuild_those_dates(built):
     with connection, connection.cursor() as cursor:  # damage one day's rows
         cursor.execute("update analytics.fct_events set person_id = 'nobody' where event_date = %s", (day,))
     connection.close()
-    dbt_build(root, "--select", "fct_events", "--vars", f"{{start_date: '{day}', end_date: '{day + timedelta(days=1)}'}}")
+    dbt_build(
+        root, "--select", "fct_events", "--vars", f"{{start_date: '{day}', end_date: '{day + timedelta(days=1)}'}}"
+    )
     assert rows(settings, "select count(*) from analytics.fct_events where person_id = 'nobody'")[0][0] == 0
-    assert rows(settings, "select count(*) from analytics.fct_events where event_date = %s", (day,))[0][0] == rows_of_day
+    assert (
+        rows(settings, "select count(*) from analytics.fct_events where event_date = %s", (day,))[0][0] == rows_of_day
+    )

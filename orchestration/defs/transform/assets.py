@@ -22,12 +22,19 @@ class SchemaTableTranslator(DagsterDbtTranslator):
         return spec
 
 
+class DbtBuildConfig(dg.Config):
+    """`dbt build` options a run can set from the launchpad or the CLI."""
+
+    full_refresh: bool = False  # rebuild incremental models from all events (dbt --full-refresh)
+
+
 def build_transform_defs() -> dg.Definitions:
     project = analyticspro_dbt_project()
 
     @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=SchemaTableTranslator())
-    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-        yield from dbt.cli(["build"], context=context).stream()
+    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig) -> Iterator[Any]:
+        args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
+        yield from dbt.cli(args, context=context).stream()
 
     return dg.Definitions(
         assets=[dbt_models],

@@ -46,7 +46,7 @@ matched as (
             from events
             where
                 ({{ funnel_step_condition(step) }})
-                {%- if funnel['name'] in unchanged %}
+            {%- if funnel['name'] in unchanged %}
                     and {{ changed_since(since) }}
                 {%- endif %}
             {{ "union all" if not loop.last }}

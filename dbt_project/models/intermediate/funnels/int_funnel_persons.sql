@@ -31,15 +31,15 @@ funnel_events as (
 
         select
             person_id,
+            cast(null as timestamptz) as previous_reached_at,
             min(event_at) as entry_at,
             min(event_at) as reached_at,
-            cast(null as timestamptz) as previous_reached_at,
             (array_agg(message_id order by event_at, message_id))[1] as entry_message_id
         from funnel_events
         where
             funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
             and step_index = 1
-            {%- if funnel['name'] in unchanged %}
+        {%- if funnel['name'] in unchanged %}
                 and person_id in (select scope.person_id from {{ scope }} as scope)
             {%- endif %}
         group by person_id
@@ -49,25 +49,25 @@ funnel_events as (
     {%- for step in funnel['steps'][1:] %}
         {%- set k = loop.index + 1 %}
 
-    f{{ f }}_step_{{ k }} as (
+        f{{ f }}_step_{{ k }} as (
 
-        select
-            previous.person_id,
-            previous.entry_at,
-            min(step.event_at) as reached_at,
-            previous.reached_at as previous_reached_at,
-            previous.entry_message_id
-        from f{{ f }}_step_{{ k - 1 }} as previous
-        inner join funnel_events as step
-            on
-                step.funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
-                and step.step_index = {{ k }}
-                and previous.person_id = step.person_id
-                and step.event_at >= previous.reached_at
-                and step.event_at <= previous.entry_at + {{ window }}
-        group by previous.person_id, previous.entry_at, previous.reached_at, previous.entry_message_id
+            select
+                previous.person_id,
+                previous.entry_at,
+                previous.reached_at as previous_reached_at,
+                previous.entry_message_id,
+                min(step.event_at) as reached_at
+            from f{{ f }}_step_{{ k - 1 }} as previous
+            inner join funnel_events as step
+                on
+                    step.funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
+                    and step.step_index = {{ k }}
+                    and previous.person_id = step.person_id
+                    and previous.reached_at <= step.event_at
+                    and step.event_at <= previous.entry_at + {{ window }}
+            group by previous.person_id, previous.entry_at, previous.reached_at, previous.entry_message_id
 
-    ),
+        ),
     {%- endfor %}
 
     f{{ f }}_reached as (

@@ -26,7 +26,7 @@ new_pairs as (
     where
         anonymous_id is not null
         and user_id is not null
-        {%- if last_load_id is not none %}
+    {%- if last_load_id is not none %}
             and load_id > '{{ last_load_id }}'
         {%- endif %}
 
@@ -80,6 +80,6 @@ from ranked
 {%- endif %}
 where
     ranked.pair_rank = 1
-    {%- if is_incremental() %}
+{%- if is_incremental() %}
         and (existing.anonymous_id is null or existing.message_id <> ranked.message_id)
     {%- endif %}

@@ -18,7 +18,7 @@ select
 from {{ ref('fct_events') }}
 where
     is_activity
-    {%- if is_incremental() %}
+{%- if is_incremental() %}
         and event_date in (
             select changed.event_date from {{ ref('fct_events') }} as changed
             where {{ changed_since(since, 'changed') }}

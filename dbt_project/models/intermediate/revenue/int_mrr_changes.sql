@@ -35,12 +35,12 @@ changes as (
     select
         message_id,
         person_id,
-        event_at,
-        event_name,
+        event_at as changed_at,
+        event_name as source,
         case
             when event_name = 'subscription_canceled' then 0
             else cast(properties ->> 'mrr' as numeric)
-        end
+        end as mrr
     from events
     where
         event_type = 'track'

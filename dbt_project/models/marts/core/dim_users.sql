@@ -87,7 +87,7 @@ select
         when jsonb_typeof(traits.traits -> 'mrr') = 'number' then cast(traits.traits ->> 'mrr' as numeric)
     end as mrr,
     traits.traits ->> 'country' as country,
-    coalesce(traits.traits, '{}'::jsonb) as traits,
+    coalesce(traits.traits, cast('{}' as jsonb)) as traits,
     cast(people.activity_events as bigint) as activity_events,
     cast(people.active_days as integer) as active_days,
     cast(people.total_revenue as numeric(20, 6)) as total_revenue,

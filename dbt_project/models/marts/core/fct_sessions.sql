@@ -41,7 +41,7 @@ activity as (
     {%- endif %}
     where
         events.is_activity
-        {%- if is_incremental() %}
+    {%- if is_incremental() %}
             and events.event_date >= (
                 select min(cast(scope.rebuild_from at time zone 'UTC' as date))
                 from {{ scope }} as scope

@@ -88,7 +88,12 @@ grid as (
         steps.step_index,
         steps.step_name,
         coalesce(counts.persons, 0) as persons
-    from (select distinct funnel_name, breakdown_by, breakdown_value, cohort_date from labelled) as groups
+    from (select distinct
+        funnel_name,
+        breakdown_by,
+        breakdown_value,
+        cohort_date
+    from labelled) as groups
     inner join steps
         on groups.funnel_name = steps.funnel_name
     left join counts

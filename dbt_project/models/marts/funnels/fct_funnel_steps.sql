@@ -46,8 +46,8 @@ grid as (
         calendar.cohort_date,
         steps.step_index,
         steps.step_name,
-        coalesce(counts.persons, 0) as persons,
-        counts.median_seconds_from_previous
+        counts.median_seconds_from_previous,
+        coalesce(counts.persons, 0) as persons
     from steps
     cross join calendar
     left join counts

@@ -44,7 +44,7 @@ bounds as (
 
 calendar as (
 
-    select cast(calendar_day as date) as date
+    select cast(calendar_day.calendar_day as date) as date
     from bounds
     cross join lateral generate_series(bounds.first_date, bounds.last_date, interval '1 day') as calendar_day
     {%- if nothing_changed %}
@@ -71,11 +71,23 @@ person_days as (
 -- whichever comes first, so a person is counted once per date: a running sum of +1/-1 steps.
 coverage_steps as (
 
-    select activity_date as step_date, 1 as wau_step, 1 as mau_step from person_days
+    select
+        activity_date as step_date,
+        1 as wau_step,
+        1 as mau_step
+    from person_days
     union all
-    select least(activity_date + 7, next_activity_date), -1, 0 from person_days
+    select
+        least(activity_date + 7, next_activity_date) as step_date,
+        -1 as wau_step,
+        0 as mau_step
+    from person_days
     union all
-    select least(activity_date + 30, next_activity_date), 0, -1 from person_days
+    select
+        least(activity_date + 30, next_activity_date) as step_date,
+        0 as wau_step,
+        -1 as mau_step
+    from person_days
 
 ),
 
@@ -108,7 +120,7 @@ new_people as (
         count(*) as new_people
     from {{ ref('dim_users') }}
     where first_activity_at >= (select cast(bounds.first_date as timestamp) at time zone 'UTC' from bounds)
-    group by 1
+    group by cast(first_activity_at at time zone 'UTC' as date)
 
 ),
 
@@ -149,11 +161,13 @@ filled as (
         calendar.date,
         coalesce(dau.dau, 0) as dau,
         coalesce((
-            select coverage.wau from coverage where coverage.step_date <= calendar.date
+            select coverage.wau from coverage
+            where coverage.step_date <= calendar.date
             order by coverage.step_date desc limit 1
         ), 0) as wau,
         coalesce((
-            select coverage.mau from coverage where coverage.step_date <= calendar.date
+            select coverage.mau from coverage
+            where coverage.step_date <= calendar.date
             order by coverage.step_date desc limit 1
         ), 0) as mau,
         coalesce(event_days.signups, 0) as signups,
@@ -161,7 +175,8 @@ filled as (
         coalesce(event_days.activity_events, 0) as events,
         coalesce(event_days.revenue, 0) as revenue,
         coalesce((
-            select mrr.mrr from mrr where mrr.changed_date <= calendar.date
+            select mrr.mrr from mrr
+            where mrr.changed_date <= calendar.date
             order by mrr.changed_date desc limit 1
         ), 0) as mrr,
         coalesce(sessions.sessions, 0) as sessions

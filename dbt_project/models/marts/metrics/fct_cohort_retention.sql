@@ -66,7 +66,7 @@ cohort_activity as (
         on
             cohorts.grain = active_periods.grain
             and cohorts.person_id = active_periods.person_id
-            and active_periods.period_start >= cohorts.cohort_start
+            and cohorts.cohort_start <= active_periods.period_start
 
 ),
 
@@ -152,7 +152,7 @@ unbounded as (
         on
             periods.grain = last_period_counts.grain
             and periods.cohort_start = last_period_counts.cohort_start
-            and last_period_counts.last_period >= periods.period_number
+            and periods.period_number <= last_period_counts.last_period
     group by periods.grain, periods.cohort_start, periods.period_number
 
 )

@@ -23,7 +23,7 @@ month_end_values as (
         month,
         mrr
     from changes
-    order by person_id, month, changed_at desc, message_id desc
+    order by person_id asc, month asc, changed_at desc, message_id desc
 
 ),
 
@@ -39,7 +39,11 @@ spine as (
     select
         firsts.person_id,
         cast(month as date) as month
-    from (select person_id, min(month) as first_month from month_end_values group by person_id) as firsts
+    from (select
+        person_id,
+        min(month) as first_month
+    from month_end_values
+    group by person_id) as firsts
     cross join last_month
     cross join lateral generate_series(firsts.first_month, last_month.last_month, interval '1 month') as month
 

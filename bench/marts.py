@@ -1,0 +1,313 @@
+"""The marts benchmark: a full dbt build over BENCH_MARTS_EVENTS (default 10M) generated events, then
+one new hour of events and the incremental build; the default funnel's mart build; an ad-hoc 4-step
+funnel query in PostgreSQL and the same query in DuckDB over the same rows exported to Parquet.
+
+The raw rows are bulk-copied into raw.events (validated by the loader's own validate_event) instead
+of going through dlt: the ingest benchmark measures the loader; this one measures the marts. The
+dataset is the generator's, ending at 15:00 UTC on its last day; the held-back "new hour" is
+everything received from 14:00 to 15:00 (late mobile events for earlier days included).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock
+from pathlib import Path
+
+RAW_COLUMNS = [
+    "message_id", "type", "event", "name", "user_id", "anonymous_id", "timestamp", "sent_at", "received_at",
+    "properties", "traits", "context", "source", "source_position", "_dlt_load_id", "_dlt_id",
+]  # fmt: skip
+
+# The default funnel as an ad-hoc query: first entry, then the earliest next step within 14 x 24 h.
+FUNNEL_SQL = """
+with s1 as (
+    select person_id, min(event_at) as entry_at from {steps} where step_index = 1 group by person_id
+),
+s2 as (
+    select s1.person_id, s1.entry_at, min(e.event_at) as reached_at
+    from s1 join {steps} e on e.person_id = s1.person_id and e.step_index = 2
+        and e.event_at >= s1.entry_at and e.event_at <= s1.entry_at + interval '14 days'
+    group by s1.person_id, s1.entry_at
+),
+s3 as (
+    select s2.person_id, s2.entry_at, min(e.event_at) as reached_at
+    from s2 join {steps} e on e.person_id = s2.person_id and e.step_index = 3
+        and e.event_at >= s2.reached_at and e.event_at <= s2.entry_at + interval '14 days'
+    group by s2.person_id, s2.entry_at
+),
+s4 as (
+    select s3.person_id, min(e.event_at) as reached_at
+    from s3 join {steps} e on e.person_id = s3.person_id and e.step_index = 4
+        and e.event_at >= s3.reached_at and e.event_at <= s3.entry_at + interval '14 days'
+    group by s3.person_id
+)
+select (select count(*) from s1), (select count(*) from s2), (select count(*) from s3), (select count(*) from s4)
+"""
+
+# The same steps straight from fct_events (no maintained table): what an arbitrary funnel costs.
+FCT_STEPS = """(
+    select person_id, event_at,
+        case
+            when event_type = 'page' and page_path = '/' then 1
+            when event_name = 'user_signed_up' then 2
+            when event_name = 'trial_started' then 3
+            when event_name = 'purchase_completed' then 4
+        end as step_index
+    from analytics.fct_events
+    where (event_name = 'page' and page_path = '/')
+        or event_name in ('user_signed_up', 'trial_started', 'purchase_completed')
+)"""
+
+
+def _say(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] marts: {message}", flush=True)
+
+
+def _dbt(*args: str) -> float:
+    from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
+
+    started = time.perf_counter()
+    result = subprocess.run(
+        [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-8000:])
+        raise SystemExit(f"dbt {' '.join(args)} failed (output above)")
+    return seconds
+
+
+def _rows(events: Iterable[dict], load_id: str) -> Iterable[list]:
+    from ingestion.validation import validate_event
+
+    for position, event in enumerate(events):
+        row = validate_event(event)
+        yield [
+            row["message_id"], row["type"], row["event"], row["name"], row["user_id"], row["anonymous_id"],
+            row["timestamp"].isoformat(), row["sent_at"] and row["sent_at"].isoformat(),
+            row["received_at"] and row["received_at"].isoformat(),
+            json.dumps(row["properties"]) if row["properties"] is not None else None,
+            json.dumps(row["traits"]) if row["traits"] is not None else None,
+            json.dumps(row["context"]) if row["context"] is not None else None,
+            "bench", f"event {position}", load_id, uuid.uuid4().hex[:14],
+        ]  # fmt: skip
+
+
+def _copy(connection, rows: Iterable[list], progress: Callable[[int], None] | None = None) -> int:
+    """COPY rows into raw.events in 100k-row chunks (CSV, NULL as unquoted empty)."""
+    total = 0
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    columns = ", ".join(f'"{c}"' for c in RAW_COLUMNS)
+    statement = f"copy raw.events ({columns}) from stdin with (format csv)"
+
+    def flush() -> None:
+        buffer.seek(0)
+        with connection.cursor() as cursor:
+            cursor.copy_expert(statement, buffer)
+        connection.commit()
+        buffer.seek(0)
+        buffer.truncate()
+
+    for row in rows:
+        writer.writerow(row)
+        total += 1
+        if total % 100_000 == 0:
+            flush()
+            if progress:
+                progress(total)
+    flush()
+    return total
+
+
+def _create_raw_table(settings, root: Path, sample: list[dict]) -> None:
+    """Let the real loader create raw.events (and its dlt state) from a few events."""
+    import gzip
+
+    from ingestion.events import load_events
+
+    path = Path(settings.events_bucket_url) / "events" / "seed" / "seed.jsonl.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in sample).encode()))
+    load_events(progress=False)
+
+
+def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
+    fn()  # warm
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def bench_marts(base_settings, target_events: int, days: int) -> dict:
+    """Runs in a database, bucket and dlt state of its own (removed afterwards)."""
+    from ingestion.settings import get_settings
+    from orchestration.warehouse import drop_database, ensure_database
+
+    root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-marts-"))
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "EVENTS_BUCKET_URL", "DLT_PIPELINES_DIR")}
+    os.environ.update(
+        DATABASE_URL=base_settings.database_url_for(f"{base_settings.database_name}_marts"),
+        EVENTS_BUCKET_URL=str(root / "bucket"),
+        DLT_PIPELINES_DIR=str(root / "dlt"),
+    )
+    settings = get_settings()
+    ensure_database(settings)
+    try:
+        return _bench_marts(settings, root, target_events, days)
+    finally:
+        drop_database(settings)
+        shutil.rmtree(root, ignore_errors=True)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
+    import duckdb
+    import psycopg2
+
+    from ingestion.events import ensure_raw_indexes, events_pipeline
+    from ingestion.generator import iter_events
+
+    last_day = datetime.now(UTC).date() - timedelta(days=1)
+    now = datetime.combine(last_day, clock(15), UTC)
+    new_hour = now - timedelta(hours=1)
+    held_back: list[dict] = []
+    generated = 0
+
+    def base_events() -> Iterable[dict]:
+        nonlocal generated
+        users = max(1000, target_events // 4)  # more visitors than needed: the loop stops at the target
+        for event in iter_events(days=days, users=users, seed=7, end_date=last_day):
+            received = datetime.fromisoformat(event["receivedAt"].replace("Z", "+00:00"))
+            if received >= now:
+                continue
+            generated += 1
+            if received >= new_hour:
+                held_back.append(event)
+                continue
+            yield event
+            if generated >= target_events:
+                return
+
+    events = base_events()
+    sample = [next(events) for _ in range(100)]
+    _create_raw_table(settings, root, sample)
+    connection = psycopg2.connect(settings.database_url)
+    started = time.perf_counter()
+    copied = _copy(
+        connection,
+        _rows(events, f"{time.time():.6f}"),
+        progress=lambda n: (
+            _say(f"generated and copied {n:,} events ({n / (time.perf_counter() - started):,.0f}/s)")
+            if n % 1_000_000 == 0
+            else None
+        ),
+    )
+    ensure_raw_indexes(events_pipeline(settings))
+    with connection.cursor() as cursor:
+        cursor.execute("analyze raw.events")
+    connection.commit()
+    base = copied + len(sample)
+    _say(f"{base:,} events in raw.events ({time.perf_counter() - started:.0f}s); full dbt build")
+
+    full_s = _dbt("run")
+    tests_s = _dbt("test")
+    _say(f"full build {full_s:.1f}s (tests {tests_s:.1f}s); adding one new hour: {len(held_back):,} events")
+    _copy(connection, _rows(held_back, f"{time.time():.6f}"))
+    ensure_raw_indexes(events_pipeline(settings))
+    incremental_s = _dbt("run")
+    incremental_tests_s = _dbt("test")
+    _say(f"incremental build {incremental_s:.1f}s (tests {incremental_tests_s:.1f}s)")
+
+    funnel_models = "int_funnel_events int_funnel_persons fct_funnel_steps fct_funnel_breakdown"
+    funnel_build_s = _dbt("run", "--full-refresh", "--select", funnel_models)
+    _say(f"default funnel marts rebuilt from scratch in {funnel_build_s:.1f}s; ad-hoc funnel queries")
+
+    with connection.cursor() as cursor:
+        cursor.execute("select count(*) from analytics.fct_events")
+        in_marts = cursor.fetchone()[0]
+
+    def postgres_funnel(steps: str) -> tuple:
+        with connection.cursor() as cursor:
+            cursor.execute(FUNNEL_SQL.format(steps=steps))
+            return cursor.fetchone()
+
+    table_steps = (
+        "(select person_id, step_index, event_at from intermediate.int_funnel_events where funnel_name = 'default')"
+    )
+    answer = postgres_funnel(table_steps)
+    assert postgres_funnel(FCT_STEPS) == answer, "the step table and fct_events disagree"
+    adhoc_ms = _median_ms(lambda: postgres_funnel(table_steps))
+    adhoc_fct_ms = _median_ms(lambda: postgres_funnel(FCT_STEPS), runs=3)
+
+    # The same rows in Parquet, and the same query in DuckDB.
+    parquet = root / "funnel_steps.parquet"
+    csv_path = root / "funnel_steps.csv"
+    with connection.cursor() as cursor, csv_path.open("w") as handle:
+        cursor.copy_expert(f"copy {table_steps} to stdout with (format csv, header)", handle)
+    duck = duckdb.connect()
+    duck.execute(
+        f"copy (select person_id, step_index::integer as step_index, event_at::timestamptz as event_at "
+        f"from read_csv_auto('{csv_path}')) to '{parquet}' (format parquet)"
+    )
+    duck_answer = duck.execute(FUNNEL_SQL.format(steps=f"read_parquet('{parquet}')")).fetchone()
+    assert tuple(duck_answer) == tuple(answer), f"DuckDB {duck_answer} != PostgreSQL {answer}"
+    duckdb_ms = _median_ms(lambda: duck.execute(FUNNEL_SQL.format(steps=f"read_parquet('{parquet}')")).fetchone())
+    with csv_path.open() as handle:
+        step_rows = sum(1 for _ in handle) - 1
+    connection.close()
+    return {
+        "events": in_marts,
+        "days": days,
+        "full_build_s": round(full_s, 1),
+        "full_tests_s": round(tests_s, 1),
+        "new_hour_events": len(held_back),
+        "incremental_build_s": round(incremental_s, 1),
+        "incremental_tests_s": round(incremental_tests_s, 1),
+        "incremental_ratio": round(incremental_s / full_s, 3),
+        "funnel_mart_build_s": round(funnel_build_s, 1),
+        "funnel_step_rows": step_rows,
+        "funnel_adhoc_ms": round(adhoc_ms, 1),
+        "funnel_adhoc_fct_events_ms": round(adhoc_fct_ms, 1),
+        "funnel_duckdb_ms": round(duckdb_ms, 1),
+        "funnel_adhoc_vs_duckdb": round(adhoc_ms / duckdb_ms, 2),
+        "funnel_persons_by_step": list(answer),
+    }
+
+
+def main() -> None:
+    """`python -m bench.marts`: this benchmark alone (prints its figures, writes nothing)."""
+    from bench.run import _setup_environment
+
+    _setup_environment(Path(tempfile.mkdtemp(prefix="analyticspro-bench-")))
+    from ingestion.settings import get_settings
+
+    events = int(os.environ.get("BENCH_MARTS_EVENTS", "10000000"))
+    print(json.dumps(bench_marts(get_settings(), events, int(os.environ.get("BENCH_MARTS_DAYS", "90"))), indent=2))
+
+
+if __name__ == "__main__":
+    main()
