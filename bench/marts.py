@@ -4,8 +4,9 @@ funnel query in PostgreSQL and the same query in DuckDB over the same rows expor
 
 The raw rows are bulk-copied into raw.events (validated by the loader's own validate_event) instead
 of going through dlt: the ingest benchmark measures the loader; this one measures the marts. The
-dataset is the generator's, ending at 15:00 UTC on its last day; the held-back "new hour" is
-everything received from 14:00 to 15:00 (late mobile events for earlier days included).
+dataset is the generator's (over BENCH_MARTS_DAYS days, default 90), ending at 15:00 UTC on its last
+day; the held-back "new hour" is everything received from 14:00 to 15:00 (late mobile events for
+earlier days included). BENCH_MARTS_KEEP=1 keeps the benchmark's database afterwards, for profiling.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ RAW_COLUMNS = [
 # The default funnel as an ad-hoc query: first entry, then the earliest next step within 14 x 24 h.
 FUNNEL_SQL = """
 with s1 as (
-    select person_id, min(event_at) as entry_at from {steps} where step_index = 1 group by person_id
+    select distinct on (person_id) person_id, event_at as entry_at
+    from {steps} as e where step_index = 1 order by person_id, event_at
 ),
 s2 as (
     select s1.person_id, s1.entry_at, min(e.event_at) as reached_at
@@ -89,6 +91,12 @@ def _dbt(*args: str) -> float:
     if result.returncode != 0:
         sys.stderr.write(result.stdout[-8000:])
         raise SystemExit(f"dbt {' '.join(args)} failed (output above)")
+    run_results = json.loads((DBT_PROJECT_DIR / "target" / "run_results.json").read_text())
+    slowest = sorted(run_results["results"], key=lambda r: -r["execution_time"])[:6]
+    _say(
+        f"dbt {args[0]}: slowest "
+        + ", ".join(f"{r['unique_id'].split('.')[-1]} {r['execution_time']:.1f}s" for r in slowest)
+    )
     return seconds
 
 
@@ -175,7 +183,10 @@ def bench_marts(base_settings, target_events: int, days: int) -> dict:
     try:
         return _bench_marts(settings, root, target_events, days)
     finally:
-        drop_database(settings)
+        if os.environ.get("BENCH_MARTS_KEEP"):  # for profiling: keep the database, say where it is
+            _say(f"kept the database: DATABASE_URL={settings.database_url}")
+        else:
+            drop_database(settings)
         shutil.rmtree(root, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
@@ -263,21 +274,37 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
     adhoc_ms = _median_ms(lambda: postgres_funnel(table_steps))
     adhoc_fct_ms = _median_ms(lambda: postgres_funnel(FCT_STEPS), runs=3)
 
-    # The same rows in Parquet, and the same query in DuckDB.
-    parquet = root / "funnel_steps.parquet"
-    csv_path = root / "funnel_steps.csv"
-    with connection.cursor() as cursor, csv_path.open("w") as handle:
-        cursor.copy_expert(f"copy {table_steps} to stdout with (format csv, header)", handle)
+    # The same rows in Parquet, and the same query in DuckDB: the funnel's step rows, and all events.
     duck = duckdb.connect()
-    duck.execute(
-        f"copy (select person_id, step_index::integer as step_index, event_at::timestamptz as event_at "
-        f"from read_csv_auto('{csv_path}')) to '{parquet}' (format parquet)"
+
+    def to_parquet(query: str, name: str, columns: str) -> Path:
+        csv_path, parquet = root / f"{name}.csv", root / f"{name}.parquet"
+        with connection.cursor() as cursor, csv_path.open("w") as handle:
+            cursor.copy_expert(f"copy {query} to stdout with (format csv, header)", handle)
+        duck.execute(f"copy (select {columns} from read_csv_auto('{csv_path}')) to '{parquet}' (format parquet)")
+        csv_path.unlink()
+        return parquet
+
+    steps_parquet = to_parquet(
+        table_steps, "funnel_steps", "person_id, step_index::integer as step_index, event_at::timestamptz as event_at"
     )
-    duck_answer = duck.execute(FUNNEL_SQL.format(steps=f"read_parquet('{parquet}')")).fetchone()
-    assert tuple(duck_answer) == tuple(answer), f"DuckDB {duck_answer} != PostgreSQL {answer}"
-    duckdb_ms = _median_ms(lambda: duck.execute(FUNNEL_SQL.format(steps=f"read_parquet('{parquet}')")).fetchone())
-    with csv_path.open() as handle:
-        step_rows = sum(1 for _ in handle) - 1
+    events_parquet = to_parquet(
+        "(select person_id, event_type, event_name, page_path, event_at from analytics.fct_events)",
+        "events",
+        "person_id, event_type, event_name, page_path, event_at::timestamptz as event_at",
+    )
+    duck_steps = FUNNEL_SQL.format(steps=f"read_parquet('{steps_parquet}')")
+    duck_events = FUNNEL_SQL.format(
+        steps=FCT_STEPS.replace("analytics.fct_events", f"read_parquet('{events_parquet}')")
+    )
+    for duck_sql in (duck_steps, duck_events):
+        duck_answer = duck.execute(duck_sql).fetchone()
+        assert tuple(duck_answer) == tuple(answer), f"DuckDB {duck_answer} != PostgreSQL {answer}"
+    duckdb_ms = _median_ms(lambda: duck.execute(duck_events).fetchone())
+    duckdb_steps_ms = _median_ms(lambda: duck.execute(duck_steps).fetchone())
+    with connection.cursor() as cursor:
+        cursor.execute(f"select count(*) from {table_steps} as steps")
+        step_rows = cursor.fetchone()[0]
     connection.close()
     return {
         "events": in_marts,
@@ -294,6 +321,8 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
         "funnel_adhoc_fct_events_ms": round(adhoc_fct_ms, 1),
         "funnel_duckdb_ms": round(duckdb_ms, 1),
         "funnel_adhoc_vs_duckdb": round(adhoc_ms / duckdb_ms, 2),
+        "funnel_duckdb_step_rows_ms": round(duckdb_steps_ms, 1),
+        "funnel_adhoc_vs_duckdb_step_rows": round(adhoc_ms / duckdb_steps_ms, 2),
         "funnel_persons_by_step": list(answer),
     }
 

@@ -5,7 +5,11 @@ Machines here are noisy, so each speed is also given as a ratio to a baseline me
 - ingest: our loader (validation + dlt merge) against PostgreSQL COPY of the same lines into one jsonb column;
 - hot_metrics: a dashboard read of today's numbers from Redis against the same read from the marts.
 
-BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset.
+- marts (bench/marts.py): a full dbt build over 10M events against the incremental build of one more hour,
+  and an ad-hoc funnel query against the same query in DuckDB.
+
+BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset; BENCH_MARTS_EVENTS (default
+10000000) and BENCH_MARTS_DAYS (default 90) the marts benchmark's (about 25 minutes at 10M events).
 """
 
 from __future__ import annotations
@@ -201,6 +205,12 @@ def main() -> int:
         results["materialize"] = bench_materialize(settings)
         _say("hot_metrics: dashboard reads, Redis against PostgreSQL")
         results["hot_metrics"] = bench_hot_metrics(settings)
+        from bench.marts import bench_marts
+
+        marts_events = int(os.environ.get("BENCH_MARTS_EVENTS", "10000000"))
+        marts_days = int(os.environ.get("BENCH_MARTS_DAYS", "90"))
+        _say(f"marts: {marts_events:,} events over {marts_days} days, full build then one new hour")
+        results["marts"] = bench_marts(settings, marts_events, marts_days)
     finally:
         drop_database(settings)
         import redis
@@ -216,7 +226,8 @@ def main() -> int:
     print(f"\n{'benchmark.figure':<{width}}  value")
     for benchmark, figures in results.items():
         for figure, value in figures.items():
-            print(f"{benchmark + '.' + figure:<{width}}  {value:,}" if isinstance(value, int | float) else value)
+            shown = f"{value:,}" if isinstance(value, int | float) else value
+            print(f"{benchmark + '.' + figure:<{width}}  {shown}")
     print(f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
     return 0
 

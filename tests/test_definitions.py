@@ -47,7 +47,7 @@ def test_every_asset_and_its_upstream(defs):
             ]
         ),
         "analytics/fct_funnel_steps": ["intermediate/int_event_days", "intermediate/int_funnel_persons"],
-        "analytics/fct_funnel_breakdown": ["analytics/dim_users", fct, "intermediate/int_funnel_persons"],
+        "analytics/fct_funnel_breakdown": ["analytics/dim_users", "intermediate/int_funnel_persons"],
         "analytics/fct_cohort_retention": [
             "analytics/dim_users",
             "intermediate/int_event_days",

@@ -248,6 +248,12 @@ def test_funnel_breakdown_adds_up(built):
     assert mismatches == []
     dimensions = {d for (d,) in rows(settings, "select distinct breakdown_by from analytics.fct_funnel_breakdown")}
     assert dimensions == {"person.plan", "person.country", "event.utm_source"}
+    sources = rows(
+        settings,
+        "select breakdown_value, sum(persons) from analytics.fct_funnel_breakdown "
+        "where breakdown_by = 'event.utm_source' and step_index = 1 group by 1",
+    )
+    assert {"google", "newsletter", "(none)"} <= {value for value, _ in sources}
 
 
 def test_cohort_retention(built):

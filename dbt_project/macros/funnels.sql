@@ -94,16 +94,13 @@
 
 
 {#- SQL for one breakdown dimension: person.<trait> reads dim_users.traits (alias people);
-    event.<column or property> reads the entry event (alias entry). -#}
+    event.<column or property> reads the entry event's attributes kept in int_funnel_persons. -#}
 {% macro funnel_breakdown_expression(dimension) -%}
   {%- set source, _, key = dimension.partition('.') -%}
-  {%- set event_columns = ['utm_source', 'utm_medium', 'utm_campaign', 'referrer', 'page_path', 'event_name'] -%}
   {%- if source == 'person' and key -%}
     people.traits ->> '{{ key | replace("'", "''") }}'
-  {%- elif source == 'event' and key in event_columns -%}
-    entry.{{ key }}
   {%- elif source == 'event' and key -%}
-    entry.properties ->> '{{ key | replace("'", "''") }}'
+    entries.entry_attributes ->> '{{ key | replace("'", "''") }}'
   {%- else -%}
     {{ exceptions.raise_compiler_error("Funnel breakdown '" ~ dimension ~ "' must look like person.<trait> or event.<column or property> (dbt_project.yml, var 'funnels').") }}
   {%- endif -%}

@@ -86,6 +86,20 @@
 {%- endmacro %}
 
 
+{#- The distinct event dates of fct_events rows written after `since`, as a SQL list of date literals
+    (so PostgreSQL prunes fct_events to those partitions when planning), or `null` when none. -#}
+{% macro changed_dates_list(since) -%}
+  {%- if not execute -%}{{ return('null') }}{%- endif -%}
+  {%- set result = run_query(
+      'select distinct event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ changed_since(since)) -%}
+  {%- set dates = result.columns[0].values() | list -%}
+  {%- if not dates -%}{{ return('null') }}{%- endif -%}
+  {%- set literals = [] -%}
+  {%- for day in dates | sort -%}{%- do literals.append("date '" ~ day ~ "'") -%}{%- endfor -%}
+  {{ return(literals | join(', ')) }}
+{%- endmacro %}
+
+
 {#- 'a', 'b' as a SQL list from a list of strings (for `in (...)`). -#}
 {% macro sql_list(values) -%}
   {%- for value in values -%}'{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}{%- endfor -%}
@@ -101,6 +115,7 @@
     drop table if exists {{ scope }};
     create temporary table {{ scope }} as
     {{ changed_persons_sql(high_water_mark('_built_at')) }};
+    analyze {{ scope }};
     delete from {{ this }} where person_id in (select scope.person_id from {{ scope }} as scope);
   {%- endif -%}
 {%- endmacro %}
@@ -129,10 +144,25 @@
             changed.person_id = sessions.person_id
             and sessions.session_end >= changed.first_changed_at - {{ timeout }}
     group by changed.person_id, changed.first_changed_at;
+    analyze {{ scope }};
     delete from {{ this }} as sessions
     using {{ scope }} as scope
     where
         sessions.person_id = scope.person_id
         and sessions.session_end >= scope.first_changed_at - {{ timeout }};
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- Post-hook: ANALYZE a table that has no statistics yet (just created or rebuilt), so the models
+    built after it in the same run get good plans. Later incremental runs leave it to autovacuum. -#}
+{% macro analyze_if_new() -%}
+  {%- if execute -%}
+    {%- set found = run_query(
+        "select count(*) from pg_stats where schemaname = '" ~ this.schema ~ "' and tablename = '"
+        ~ this.identifier ~ "'").columns[0].values()[0] -%}
+    {%- if found == 0 -%}
+      analyze {{ this }}
+    {%- endif -%}
   {%- endif -%}
 {%- endmacro %}

@@ -1,14 +1,17 @@
 -- The funnel-relevant events only: one row per (funnel, step, event) for every event matching a
 -- step of a configured funnel (var 'funnels'). Small, indexed on person: funnel queries read this
--- instead of fct_events. Incremental on the changed events; a funnel whose definition changed is
--- rebuilt from all events.
+-- instead of fct_events. Step-1 rows keep the event's attributes (its properties, UTM fields,
+-- referrer, page path and name) for breakdowns by the entry event. Incremental on the changed
+-- events; a funnel whose definition changed is rebuilt from all events. The vacuum post-hook sets the
+-- visibility map, so funnel queries read the (funnel, step, person, time) index alone.
 {{ config(
     materialized='incremental',
     unique_key=['funnel_name', 'step_index', 'message_id'],
     incremental_strategy='delete+insert',
     on_schema_change='fail',
     pre_hook=["{{ delete_changed_funnels() }}"],
-    indexes=[{'columns': ['funnel_name', 'person_id', 'step_index', 'event_at']}],
+    indexes=[{'columns': ['funnel_name', 'step_index', 'person_id', 'event_at']}],
+    post_hook=[{'sql': 'vacuum analyze {{ this }}', 'transaction': false}],
 ) }}
 
 {%- set since = high_water_mark('_built_at') %}
@@ -16,25 +19,9 @@
 
 with
 
-events as (
-
-    select
-        message_id,
-        person_id,
-        event_at,
-        event_type,
-        event_name,
-        page_path,
-        properties,
-        _built_at
-    from {{ ref('fct_events') }}
-
-),
-
 matched as (
 
     {%- for funnel in funnels() %}
-        {%- set funnel_index = loop.index %}
         {%- for step in funnel['steps'] %}
             select
                 cast('{{ funnel["name"] | replace("'", "''") }}' as text) as funnel_name,
@@ -42,11 +29,19 @@ matched as (
                 {{ loop.index }} as step_index,
                 message_id,
                 person_id,
-                event_at
-            from events
+                event_at,
+                {%- if loop.index == 1 %}
+                    coalesce(properties, '{}'::jsonb) || jsonb_strip_nulls(jsonb_build_object(
+                        'utm_source', utm_source, 'utm_medium', utm_medium, 'utm_campaign', utm_campaign,
+                        'referrer', referrer, 'page_path', page_path, 'event_name', event_name
+                    )) as attributes
+                {%- else %}
+                    cast(null as jsonb) as attributes
+                {%- endif %}
+            from {{ ref('fct_events') }}
             where
                 ({{ funnel_step_condition(step) }})
-            {%- if funnel['name'] in unchanged %}
+                {%- if funnel['name'] in unchanged %}
                     and {{ changed_since(since) }}
                 {%- endif %}
             {{ "union all" if not loop.last }}
@@ -60,7 +55,8 @@ matched as (
             0 as step_index,
             cast(null as text) as message_id,
             cast(null as text) as person_id,
-            cast(null as timestamptz) as event_at
+            cast(null as timestamptz) as event_at,
+            cast(null as jsonb) as attributes
         where false
     {%- endif %}
 
@@ -73,5 +69,6 @@ select
     message_id,
     person_id,
     event_at,
+    attributes,
     {{ built_at() }} as _built_at
 from matched

@@ -15,13 +15,9 @@
 {%- set unchanged = unchanged_funnels() %}
 {%- set scope = adapter.quote(this.identifier ~ '__scope') %}
 
+-- Steps read int_funnel_events directly (not through a CTE), so each join can use its statistics and
+-- its (funnel_name, person_id, step_index, event_at) index.
 with
-
-funnel_events as (
-
-    select * from {{ ref('int_funnel_events') }}
-
-),
 
 {%- for funnel in funnels() %}
     {%- set f = loop.index %}
@@ -34,8 +30,9 @@ funnel_events as (
             cast(null as timestamptz) as previous_reached_at,
             min(event_at) as entry_at,
             min(event_at) as reached_at,
-            (array_agg(message_id order by event_at, message_id))[1] as entry_message_id
-        from funnel_events
+            (array_agg(message_id order by event_at, message_id))[1] as entry_message_id,
+            (array_agg(attributes order by event_at, message_id))[1] as entry_attributes
+        from {{ ref('int_funnel_events') }}
         where
             funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
             and step_index = 1
@@ -58,7 +55,7 @@ funnel_events as (
                 previous.entry_message_id,
                 min(step.event_at) as reached_at
             from f{{ f }}_step_{{ k - 1 }} as previous
-            inner join funnel_events as step
+            inner join {{ ref('int_funnel_events') }} as step
                 on
                     step.funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
                     and step.step_index = {{ k }}
@@ -81,6 +78,11 @@ funnel_events as (
                 person_id,
                 entry_at,
                 entry_message_id,
+                {%- if loop.index == 1 %}
+                    entry_attributes,
+                {%- else %}
+                    cast(null as jsonb) as entry_attributes,
+                {%- endif %}
                 reached_at,
                 previous_reached_at
             from f{{ f }}_step_{{ loop.index }}
@@ -105,6 +107,7 @@ reached as (
             cast(null as text) as person_id,
             cast(null as timestamptz) as entry_at,
             cast(null as text) as entry_message_id,
+            cast(null as jsonb) as entry_attributes,
             cast(null as timestamptz) as reached_at,
             cast(null as timestamptz) as previous_reached_at
         where false
@@ -121,6 +124,7 @@ select
     entry_at,
     cast(entry_at at time zone 'UTC' as date) as cohort_date,
     entry_message_id,
+    entry_attributes,
     reached_at,
     cast(extract(epoch from reached_at - previous_reached_at) as numeric(20, 3)) as seconds_from_previous,
     {{ built_at() }} as _built_at

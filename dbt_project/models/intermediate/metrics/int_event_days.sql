@@ -15,10 +15,7 @@ events as (
 
     select * from {{ ref('fct_events') }}
     {%- if is_incremental() %}
-        where event_date in (
-            select changed.event_date from {{ ref('fct_events') }} as changed
-            where {{ changed_since(since, 'changed') }}
-        )
+        where event_date in ({{ changed_dates_list(since) }})
     {%- endif %}
 
 )

@@ -19,9 +19,6 @@ from {{ ref('fct_events') }}
 where
     is_activity
 {%- if is_incremental() %}
-        and event_date in (
-            select changed.event_date from {{ ref('fct_events') }} as changed
-            where {{ changed_since(since, 'changed') }}
-        )
+        and event_date in ({{ changed_dates_list(since) }})
     {%- endif %}
 group by event_date, person_id

@@ -23,7 +23,7 @@ entries as (
         reached.funnel_name,
         reached.person_id,
         reached.cohort_date,
-        reached.entry_message_id
+        reached.entry_attributes
     from reached
     where reached.step_index = 1
 
@@ -40,8 +40,6 @@ labelled as (
                 ~ "coalesce(cast(" ~ funnel_breakdown_expression(dimension) ~ " as text), '(none)') as breakdown_value "
                 ~ "from entries "
                 ~ "left join " ~ ref('dim_users') ~ " as people on entries.person_id = people.person_id "
-                ~ "left join " ~ ref('fct_events') ~ " as entry on entries.entry_message_id = entry.message_id "
-                ~ "and entries.cohort_date = entry.event_date "
                 ~ "where entries.funnel_name = '" ~ (funnel['name'] | replace("'", "''")) ~ "'"
             ) %}
         {%- endfor %}
