@@ -134,8 +134,12 @@ def print_summary(day: date | None = None) -> None:
         ("people (stitched identities)", f"{s.people:,}"),
         ("dates in daily_metrics", span),
         (f"signups today ({s.day})", f"{s.signups_today:,}"),
-        (f"DAU today ({s.day})", f"{s.dau_today:,}"),
+        (f"DAU / MAU today ({s.day})", f"{s.dau_today:,} / {s.mau_today:,}"),
+        (f"MRR at the end of {s.day}", f"{s.mrr_today:,.2f}"),
     ]
+    if s.funnel and s.funnel[0][1]:
+        steps = " -> ".join(f"{name} {persons:,}" for name, persons in s.funnel)
+        rows.append(("default funnel (all cohorts)", f"{steps} ({s.funnel[-1][1] / s.funnel[0][1]:.1%})"))
     lines = [
         "",
         "AnalyticsPro summary",
@@ -146,7 +150,9 @@ def print_summary(day: date | None = None) -> None:
         "Next:",
         "  make dev                     # Dagster UI at http://127.0.0.1:3000: runs, assets, lineage",
         f"  psql {settings.redacted_database_url} -c \\",
-        '    "select * from analytics.daily_metrics order by date desc, metric_name limit 9"',
+        '    "select * from analytics.daily_metrics order by date desc, metric_name limit 10"',
+        "  # more marts: analytics.fct_funnel_steps, fct_cohort_retention, revenue_monthly, dim_users, fct_sessions",
+        "  # what every number means: docs/metrics.md",
         f"  redis-cli -u {settings.redis_url} --scan --pattern '{settings.redis_key_prefix}:metrics:*'",
     ]
     print("\n".join(lines), flush=True)

@@ -91,6 +91,9 @@ class WarehouseSummary:
     people: int = 0
     signups_today: int = 0
     dau_today: int = 0
+    mau_today: int = 0
+    mrr_today: Decimal = Decimal(0)
+    funnel: list[tuple[str, int]] = field(default_factory=list)  # default funnel: (step, persons), all cohorts
     first_day: date | None = None
     last_day: date | None = None
     redis_keys: dict[str, str] = field(default_factory=dict)
@@ -115,14 +118,22 @@ def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
             summary.raw_events = _scalar(cursor, "select count(*) from raw.events")
         if _table_exists(cursor, "raw.rejected_events"):
             summary.rejected_events = _scalar(cursor, "select count(*) from raw.rejected_events")
-        if _table_exists(cursor, "analytics.fct_events"):
-            summary.people = _scalar(cursor, "select count(distinct person_id) from analytics.fct_events")
+        if _table_exists(cursor, "analytics.dim_users"):
+            summary.people = _scalar(cursor, "select count(*) from analytics.dim_users")
         if _table_exists(cursor, "analytics.daily_metrics"):
-            values = read_daily_metrics(connection, day, ("signups", "dau"))
+            values = read_daily_metrics(connection, day, ("signups", "dau", "mau", "mrr"))
             summary.signups_today = int(values["signups"])
             summary.dau_today = int(values["dau"])
+            summary.mau_today = int(values["mau"])
+            summary.mrr_today = values["mrr"]
             cursor.execute("select min(date), max(date) from analytics.daily_metrics")
             summary.first_day, summary.last_day = cursor.fetchone()
+        if _table_exists(cursor, "analytics.fct_funnel_steps"):
+            cursor.execute(
+                "select step_name, sum(persons) from analytics.fct_funnel_steps where funnel_name = 'default' "
+                "group by step_index, step_name order by step_index"
+            )
+            summary.funnel = [(name, int(persons)) for name, persons in cursor.fetchall()]
     connection.close()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     keys = sorted(client.scan_iter(match=f"{settings.redis_key_prefix}:metrics:*", count=500))

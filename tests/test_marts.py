@@ -8,6 +8,7 @@ marts must then equal tests/reference_marts.py computed over all events, and equ
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -40,9 +41,13 @@ MART_TABLES = [
 
 
 def dbt_build(root: Path, *args: str) -> str:
+    return dbt(root, "build", *args)
+
+
+def dbt(root: Path, *args: str) -> str:
     command = [
         dbt_executable(),
-        "build",
+        *args,
         "--project-dir",
         str(DBT_PROJECT_DIR),
         "--profiles-dir",
@@ -51,7 +56,6 @@ def dbt_build(root: Path, *args: str) -> str:
         str(root / "dbt_target"),
         "--log-path",
         str(root / "dbt_logs"),
-        *args,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=False)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
@@ -289,6 +293,21 @@ def test_mrr_and_revenue_monthly(built):
         for row in rows(settings, f"select month, {', '.join(columns)} from analytics.revenue_monthly")
     }
     assert actual_monthly == monthly
+
+
+def test_docs_and_column_comments_reach_bi_tools(built):
+    settings, root, _ = built
+    dbt(root, "docs", "generate")
+    catalog = json.loads((root / "dbt_target" / "catalog.json").read_text())
+    assert {"model.analyticspro.fct_events", "model.analyticspro.revenue_monthly"} <= set(catalog["nodes"])
+    table_comment = rows(settings, "select obj_description('analytics.daily_metrics'::regclass, 'pg_class')")[0][0]
+    assert "stickiness: dau / mau" in table_comment
+    column_comment = rows(
+        settings,
+        "select col_description('analytics.fct_events'::regclass, attnum) from pg_attribute "
+        "where attrelid = 'analytics.fct_events'::regclass and attname = 'event_date'",
+    )[0][0]
+    assert column_comment == "UTC date of event_at; the partition key."
 
 
 def test_incremental_equals_full_refresh(built):

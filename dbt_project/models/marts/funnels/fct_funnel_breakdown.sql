@@ -17,40 +17,47 @@ steps as (
 
 ),
 
+-- one row per funnel and person: cohort, how far they got, and their entry event's attributes
 entries as (
 
     select
-        reached.funnel_name,
-        reached.person_id,
-        reached.cohort_date,
-        reached.entry_attributes
+        funnel_name,
+        person_id,
+        min(cohort_date) as cohort_date,
+        max(step_index) as steps_reached,
+        (array_agg(entry_attributes) filter (where step_index = 1))[1] as entry_attributes
     from reached
-    where reached.step_index = 1
+    group by funnel_name, person_id
 
 ),
 
+-- one join with dim_users, then one row per configured dimension (a lateral VALUES list)
 labelled as (
 
     {%- set selects = [] %}
-    {%- for funnel in funnels() %}
-        {%- for dimension in funnel.get('breakdowns') or [] %}
-            {%- do selects.append(
-                "select entries.funnel_name, entries.person_id, entries.cohort_date, "
-                ~ "cast('" ~ dimension ~ "' as text) as breakdown_by, "
-                ~ "coalesce(cast(" ~ funnel_breakdown_expression(dimension) ~ " as text), '(none)') as breakdown_value "
-                ~ "from entries "
-                ~ "left join " ~ ref('dim_users') ~ " as people on entries.person_id = people.person_id "
-                ~ "where entries.funnel_name = '" ~ (funnel['name'] | replace("'", "''")) ~ "'"
-            ) %}
+    {%- for funnel in funnels() if funnel.get('breakdowns') %}
+        {%- set dimensions = [] %}
+        {%- for dimension in funnel['breakdowns'] %}
+            {%- do dimensions.append(
+                "('" ~ dimension ~ "', cast(" ~ funnel_breakdown_expression(dimension) ~ " as text))") %}
         {%- endfor %}
+        {%- do selects.append(
+            "select entries.funnel_name, entries.cohort_date, entries.steps_reached, dimension.breakdown_by, "
+            ~ "coalesce(dimension.breakdown_value, '(none)') as breakdown_value "
+            ~ "from entries "
+            ~ "left join " ~ ref('dim_users') ~ " as people on entries.person_id = people.person_id "
+            ~ "cross join lateral (values " ~ dimensions | join(', ')
+            ~ ") as dimension (breakdown_by, breakdown_value) "
+            ~ "where entries.funnel_name = '" ~ (funnel['name'] | replace("'", "''")) ~ "'"
+        ) %}
     {%- endfor %}
     {%- if selects %}
         {{ selects | join('\n        union all\n        ') }}
     {%- else %}
         select
             cast(null as text) as funnel_name,
-            cast(null as text) as person_id,
             cast(null as date) as cohort_date,
+            0 as steps_reached,
             cast(null as text) as breakdown_by,
             cast(null as text) as breakdown_value
         where false
@@ -58,49 +65,41 @@ labelled as (
 
 ),
 
-counts as (
+grouped as (
 
     select
-        labelled.funnel_name,
-        labelled.breakdown_by,
-        labelled.breakdown_value,
-        labelled.cohort_date,
-        reached.step_index,
-        count(*) as persons
-    from labelled
-    inner join reached
-        on
-            labelled.funnel_name = reached.funnel_name
-            and labelled.person_id = reached.person_id
-    group by 1, 2, 3, 4, 5
-
-),
-
-grid as (
-
-    select
-        groups.funnel_name,
-        groups.breakdown_by,
-        groups.breakdown_value,
-        groups.cohort_date,
-        steps.step_index,
-        steps.step_name,
-        coalesce(counts.persons, 0) as persons
-    from (select distinct
         funnel_name,
         breakdown_by,
         breakdown_value,
-        cohort_date
-    from labelled) as groups
+        cohort_date,
+        steps_reached,
+        count(*) as persons
+    from labelled
+    group by funnel_name, breakdown_by, breakdown_value, cohort_date, steps_reached
+
+),
+
+-- persons at step k = those whose furthest step is k or later
+grid as (
+
+    select
+        grouped.funnel_name,
+        grouped.breakdown_by,
+        grouped.breakdown_value,
+        grouped.cohort_date,
+        steps.step_index,
+        steps.step_name,
+        coalesce(sum(grouped.persons) filter (where grouped.steps_reached >= steps.step_index), 0) as persons
+    from grouped
     inner join steps
-        on groups.funnel_name = steps.funnel_name
-    left join counts
-        on
-            groups.funnel_name = counts.funnel_name
-            and groups.breakdown_by = counts.breakdown_by
-            and groups.breakdown_value = counts.breakdown_value
-            and groups.cohort_date = counts.cohort_date
-            and steps.step_index = counts.step_index
+        on grouped.funnel_name = steps.funnel_name
+    group by
+        grouped.funnel_name,
+        grouped.breakdown_by,
+        grouped.breakdown_value,
+        grouped.cohort_date,
+        steps.step_index,
+        steps.step_name
 
 ),
 

@@ -51,6 +51,7 @@ active_periods as (
 
 cohort_activity as (
 
+    -- distinct per (grain, person, period), and a person has one cohort per grain: plain counts below
     select
         cohorts.grain,
         cohorts.cohort_start,
@@ -109,7 +110,7 @@ retained as (
         grain,
         cohort_start,
         period_number,
-        count(distinct person_id) as retained_persons
+        count(*) as retained_persons
     from cohort_activity
     group by grain, cohort_start, period_number
 
