@@ -116,6 +116,14 @@ $$;
     {{ exceptions.raise_compiler_error(
         "Model " ~ model.name ~ ": unique_key must include the partition column '" ~ partition_by['column'] ~ "'.") }}
   {%- endif -%}
+  {%- set partitioned = run_query(
+      "select count(*) from pg_partitioned_table where partrelid = to_regclass('"
+      ~ target.include(database=false) ~ "')").columns[0].values()[0] -%}
+  {%- if partitioned == 0 -%}
+    {{ exceptions.raise_compiler_error(
+        target.include(database=false) ~ " exists but is not partitioned (an earlier version of AnalyticsPro built "
+        ~ "it). Rebuild it once: `analyticspro materialize --full-refresh` (or `dbt build --full-refresh`).") }}
+  {%- endif -%}
   {%- set ignore = config.get('change_ignore_columns', []) -%}
   {%- set columns = arg_dict['dest_columns'] | map(attribute='name') | list -%}
   {%- set updated = columns | reject('in', unique_key) | list -%}
