@@ -88,7 +88,7 @@ begin
         select distinct {{ adapter.quote(column) }} from {{ source }}
         where {{ adapter.quote(column) }} is not null
         except
-        select cast(substring(pg_get_expr(child.relpartbound, child.oid) from $r$FROM \('([0-9-]+)'\)$r$) as date)
+        select {{ partition_lower_bound('child') }}
         from pg_inherits
         join pg_class as child on child.oid = pg_inherits.inhrelid
         where pg_inherits.inhparent = '{{ relation }}'::regclass
@@ -103,6 +103,13 @@ begin
     end loop;
 end
 $$;
+{%- endmacro %}
+
+
+{#- The first day a partition holds: the date in its bound `FOR VALUES FROM ('YYYY-MM-DD') TO (...)`;
+    `child` is the pg_class alias of the partition. -#}
+{% macro partition_lower_bound(child) -%}
+cast(substring(pg_get_expr({{ child }}.relpartbound, {{ child }}.oid) from $r$FROM \('([0-9-]+)'\)$r$) as date)
 {%- endmacro %}
 
 
@@ -152,8 +159,7 @@ declare
 begin
     for part in
         select child.relname as name,
-               '{{ relation.identifier }}_p' || to_char(cast(substring(pg_get_expr(child.relpartbound, child.oid)
-                   from $r$FROM \('([0-9-]+)'\)$r$) as date), 'YYYYMMDD') as wanted
+               '{{ relation.identifier }}_p' || to_char({{ partition_lower_bound('child') }}, 'YYYYMMDD') as wanted
         from pg_inherits
         join pg_class as child on child.oid = pg_inherits.inhrelid
         where pg_inherits.inhparent = '{{ relation }}'::regclass

@@ -31,7 +31,7 @@ matched as (
                 person_id,
                 event_at,
                 {%- if loop.index == 1 %}
-                    coalesce(properties, '{}'::jsonb) || jsonb_strip_nulls(jsonb_build_object(
+                    coalesce(properties, cast('{}' as jsonb)) || jsonb_strip_nulls(jsonb_build_object(
                         'utm_source', utm_source, 'utm_medium', utm_medium, 'utm_campaign', utm_campaign,
                         'referrer', referrer, 'page_path', page_path, 'event_name', event_name
                     )) as attributes
@@ -41,7 +41,7 @@ matched as (
             from {{ ref('fct_events') }}
             where
                 ({{ funnel_step_condition(step) }})
-                {%- if funnel['name'] in unchanged %}
+            {%- if funnel['name'] in unchanged %}
                     and {{ changed_since(since) }}
                 {%- endif %}
             {{ "union all" if not loop.last }}
