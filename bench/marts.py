@@ -334,11 +334,16 @@ def main() -> None:
     """`python -m bench.marts`: this benchmark alone (prints its figures, writes nothing)."""
     from bench.run import _setup_environment
 
-    _setup_environment(Path(tempfile.mkdtemp(prefix="analyticspro-bench-")))
+    root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
+    _setup_environment(root)
     from ingestion.settings import get_settings
 
     events = int(os.environ.get("BENCH_MARTS_EVENTS", "10000000"))
-    print(json.dumps(bench_marts(get_settings(), events, int(os.environ.get("BENCH_MARTS_DAYS", "90"))), indent=2))
+    try:
+        result = bench_marts(get_settings(), events, int(os.environ.get("BENCH_MARTS_DAYS", "90")))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
