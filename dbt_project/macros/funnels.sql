@@ -105,3 +105,16 @@
     {{ exceptions.raise_compiler_error("Funnel breakdown '" ~ dimension ~ "' must look like person.<trait> or event.<column or property> (dbt_project.yml, var 'funnels').") }}
   {%- endif -%}
 {%- endmacro %}
+
+
+{#- conversion_from_previous, conversion_from_start and drop_off, from the columns persons,
+    previous_persons (lag over the steps) and start_persons (step 1's persons). -#}
+{% macro funnel_conversions() -%}
+    cast(case
+        when step_index = 1 then case when persons > 0 then 1 end
+        when previous_persons > 0 then cast(persons as numeric) / previous_persons
+    end as numeric(20, 6)) as conversion_from_previous,
+    cast(case when start_persons > 0 then cast(persons as numeric) / start_persons end as numeric(20, 6))
+        as conversion_from_start,
+    cast(coalesce(previous_persons - persons, 0) as bigint) as drop_off
+{%- endmacro %}

@@ -75,12 +75,6 @@ select
     cast(step_index as integer) as step_index,
     cast(step_name as text) as step_name,
     cast(persons as bigint) as persons,
-    cast(case
-        when step_index = 1 then case when persons > 0 then 1 end
-        when previous_persons > 0 then cast(persons as numeric) / previous_persons
-    end as numeric(20, 6)) as conversion_from_previous,
-    cast(case when start_persons > 0 then cast(persons as numeric) / start_persons end as numeric(20, 6))
-        as conversion_from_start,
-    cast(coalesce(previous_persons - persons, 0) as bigint) as drop_off,
+    {{ funnel_conversions() }},
     cast(median_seconds_from_previous as numeric(20, 3)) as median_seconds_from_previous
 from with_previous
