@@ -77,15 +77,6 @@
 {%- endmacro %}
 
 
-{#- The earliest event date among fct_events rows written after `since`, as text, or none when
-    nothing changed. Only called on incremental runs. -#}
-{% macro first_changed_date(since) -%}
-  {%- set result = run_query(
-      'select min(event_date)::text from ' ~ ref('fct_events') ~ ' where ' ~ changed_since(since)) -%}
-  {{ return(result.columns[0].values()[0]) }}
-{%- endmacro %}
-
-
 {#- The distinct event dates of fct_events rows written after `since`, as a SQL list of date literals
     (so PostgreSQL prunes fct_events to those partitions when planning), or `null` when none. -#}
 {% macro changed_dates_list(since) -%}
