@@ -199,7 +199,7 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
     import duckdb
     import psycopg2
 
-    from ingestion.events import ensure_raw_indexes, events_pipeline
+    from ingestion.pipeline import ensure_raw_indexes, events_pipeline
     from ingestion.generator import iter_events
 
     last_day = datetime.now(UTC).date() - timedelta(days=1)

@@ -1,217 +1,175 @@
-"""Load Segment batch files from a bucket (S3 or a local folder) into PostgreSQL `raw.events` with dlt.
+"""Load events into PostgreSQL `raw.events` from any source: a bucket (S3 or a local folder) or a Kinesis stream.
 
-Plain dlt, no Dagster: `python -m ingestion.events [SOURCE]` runs it alone; Dagster wraps the same
-source and pipeline in `orchestration/defs/ingestion`.
+    python -m ingestion.events [s3://bucket/prefix | ./folder | kinesis://STREAM]
 
-- every line is validated; bad lines go to `raw.rejected_events` with the reason and the payload;
-- rows `merge` on `message_id`, so re-delivered events and re-read files add nothing;
-- the file listing is incremental on the object's modification time, so a run reads only objects
-  that arrived since the last one (late objects with old keys included); `rescan=True` re-reads all.
+Plain dlt, no Dagster (Dagster wraps the same function in `orchestration/defs/ingestion`). Every source goes
+through one shared step (validation, clock-skew correction, IP anonymization, user-agent parsing), and every
+load reports lines read = events + rejected; events already stored (by message id) are counted as duplicates.
+
+Work is cut into loads of at most INGEST_MAX_LINES lines (default 2,000,000) so memory stays bounded however
+large the backlog; each load commits its events, rejections and progress (objects read, stream positions)
+together, so a killed run resumes where the last committed load ended.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import dlt
-from dlt.common.configuration import configspec
-from dlt.common.configuration.specs import AwsCredentials
-from dlt.common.runtime.collector import LogCollector
-from dlt.common.storages.fsspec_filesystem import FileItemDict
-from dlt.common.typing import TSecretStrValue
-from dlt.destinations.impl.postgres.configuration import PostgresCredentials
-from dlt.sources.filesystem import filesystem
 
-from ingestion.settings import Settings, get_settings, normalize_bucket_url
-from ingestion.validation import EVENT_COLUMNS, REJECTED_COLUMNS, Rejection, validate_line
+from ingestion.batches import LoadCounts
+from ingestion.bucket import bucket_events, check_bucket, list_objects, object_key
+from ingestion.chunks import ChunkRunner
+from ingestion.pipeline import (
+    EVENTS_TABLE,
+    OBJECTS_TABLE,
+    REJECTED_TABLE,
+    ImportFolder,
+    ensure_raw_indexes,
+    events_pipeline,
+    new_rows,
+)
+from ingestion.settings import get_settings, normalize_bucket_url
+from ingestion.validation import Options
 
-PIPELINE_NAME = "analyticspro_events"
-RAW_DATASET = "raw"
-EVENT_FILE_GLOB = "**/*.jsonl*"
-
-
-@configspec(init=False)
-class PostgresUrlCredentials(PostgresCredentials):
-    """dlt's Postgres credentials with the password optional: local servers often use trust or peer auth."""
-
-    password: TSecretStrValue | None = None
+__all__ = ["LoadSummary", "check_bucket", "load_events"]
 
 
-def postgres_credentials(database_url: str) -> PostgresUrlCredentials:
-    credentials = PostgresUrlCredentials()
-    credentials.parse_native_representation(database_url)
-    credentials.resolve()
-    return credentials
-
-
-def aws_credentials_from_env() -> AwsCredentials:
-    """The standard AWS variables, so the same code runs against AWS and a local endpoint."""
-    return AwsCredentials(
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-    )
-
-
-CHUNK_ROWS = 5000
-EVENTS_TABLE = "events"
-REJECTED_TABLE = "rejected_events"
-
-
-def _read_file(file_item: FileItemDict) -> Iterator[Any]:
-    """Rows of one batch file in chunks, each chunk marked with the table it belongs to.
-
-    A file that cannot be read to its end (a truncated or corrupt gzip object) keeps the lines read
-    before the damage and gets one rejection row saying where reading stopped; the other files load.
-    """
-    source = file_item["file_url"]
-    rejected_at = datetime.now(UTC)
-    good: list[dict[str, Any]] = []
-    bad: list[dict[str, Any]] = []
-    number = 0
-    try:
-        with file_item.open() as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                result = validate_line(line, source, f"line {number}")
-                if isinstance(result, Rejection):
-                    bad.append(result.as_row(rejected_at))
-                else:
-                    good.append(result)
-                if len(good) >= CHUNK_ROWS:
-                    yield dlt.mark.with_table_name(good, EVENTS_TABLE)
-                    good = []
-    except (OSError, EOFError, zlib.error) as exc:
-        reason = (
-            f"the object could not be read after line {number}: {type(exc).__name__}: {exc}. The object stays in "
-            f"the bucket; replace it with a good copy and it is loaded on the next run"
-        )
-        bad.append(Rejection(source, f"after line {number}", reason, "").as_row(rejected_at))
-    if good:
-        yield dlt.mark.with_table_name(good, EVENTS_TABLE)
-    if bad:
-        yield dlt.mark.with_table_name(bad, REJECTED_TABLE)
-
-
-@dlt.source(name="segment", max_table_nesting=0)
-def segment_events(bucket_url: str, rescan: bool = False) -> Any:
-    """Segment-spec events from every `.jsonl` / `.jsonl.gz` object under `bucket_url`."""
-    if bucket_url.startswith("s3://"):
-        files = filesystem(bucket_url=bucket_url, credentials=aws_credentials_from_env(), file_glob=EVENT_FILE_GLOB)
-    else:
-        files = filesystem(bucket_url=bucket_url, file_glob=EVENT_FILE_GLOB)
-    if not rescan:
-        files.apply_hints(incremental=dlt.sources.incremental("modification_date"))
-
-    @dlt.transformer(name=EVENTS_TABLE, table_name=EVENTS_TABLE)
-    def events(file_items: list[FileItemDict]) -> Iterator[Any]:
-        for file_item in file_items:
-            yield from _read_file(file_item)
-
-    resource = files | events
-    # One read of each file feeds two tables; each gets its own columns, key and contract.
-    contract = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
-    for table, columns, key in (
-        (EVENTS_TABLE, EVENT_COLUMNS, "message_id"),
-        (REJECTED_TABLE, REJECTED_COLUMNS, "rejection_id"),
-    ):
-        resource.apply_hints(
-            table_name=table,
-            columns=[{"name": name, **spec} for name, spec in columns.items()],  # fresh copies: dlt edits hints
-            primary_key=key,
-            write_disposition="merge",
-            schema_contract=contract,
-            create_table_variant=True,
-        )
-    return resource
-
-
-def events_pipeline(settings: Settings | None = None, progress: bool = False) -> dlt.Pipeline:
-    """The pipeline into the `raw` schema of DATABASE_URL; progress=True logs counts every 2 s to stdout."""
-    settings = settings or get_settings()
-    return dlt.pipeline(
-        pipeline_name=PIPELINE_NAME,
-        pipelines_dir=str(settings.dlt_pipelines_dir),
-        destination=dlt.destinations.postgres(credentials=postgres_credentials(settings.database_url)),
-        dataset_name=RAW_DATASET,
-        progress=LogCollector(log_period=2.0, dump_system_stats=False) if progress else None,
-    )
-
-
-def ensure_raw_indexes(pipeline: dlt.Pipeline) -> None:
-    """Index raw.events on its merge key: each merge then touches only the rows it replaces instead of
-    scanning the table, and the database itself refuses a duplicate message_id. The time, load id and
-    anonymous id indexes let the incremental dbt models read only new, recent or re-stitched rows."""
-    with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name(EVENTS_TABLE)
-        rows = client.execute_sql("select to_regclass(%s) is not null", table.replace('"', ""))
-        if not rows or not rows[0][0]:
-            return
-        client.execute_sql(f"create unique index if not exists events_message_id_key on {table} (message_id)")
-        client.execute_sql(f'create index if not exists events_timestamp_idx on {table} ("timestamp")')
-        client.execute_sql(f"create index if not exists events_load_id_idx on {table} (_dlt_load_id)")
-        client.execute_sql(f"create index if not exists events_anonymous_id_idx on {table} (anonymous_id)")
-
-
-@dataclass(frozen=True)
+@dataclass
 class LoadSummary:
     source: str
-    rows_by_table: dict[str, int]
-    load_ids: list[str]
+    counts: LoadCounts = field(default_factory=LoadCounts)
+    stored: int = 0  # rows added to raw.events
+    rejected_stored: int = 0
+    load_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def lines_read(self) -> int:
+        return self.counts.lines_read
 
     @property
     def events(self) -> int:
-        return self.rows_by_table.get(EVENTS_TABLE, 0)
+        return self.counts.events
 
     @property
     def rejected(self) -> int:
-        return self.rows_by_table.get(REJECTED_TABLE, 0)
+        return self.counts.rejected
+
+    @property
+    def duplicates(self) -> int:
+        return self.counts.events - self.stored
 
     def describe(self) -> str:
+        rate = f" in {self.seconds:.1f}s ({self.lines_read / self.seconds:,.0f} lines/s)" if self.seconds else ""
         return (
-            f"read from {self.source}: {self.events + self.rejected:,} lines -> "
-            f"{self.events:,} events loaded (merged on message_id), {self.rejected:,} rejected "
-            f"(see raw.rejected_events)"
+            f"read {self.lines_read:,} lines from {self.source}{rate}: {self.events:,} events loaded "
+            f"({self.stored:,} new, {self.duplicates:,} duplicates of stored message ids), "
+            f"{self.rejected:,} rejected (see raw.rejected_events)"
         )
 
 
-class BucketNotFound(ValueError):
-    """The events bucket is a local folder that does not exist (a typo would otherwise load nothing)."""
+def finish_pending(pipeline: dlt.Pipeline, say: Callable[[str], None]) -> None:
+    """Load what an earlier, interrupted run extracted but did not load, before reading anything new."""
+    if pipeline.has_pending_data:
+        say("finishing a load an earlier run left pending (it was interrupted)")
+        pipeline.normalize()
+        pipeline.load()
 
 
-def check_bucket(bucket_url: str) -> None:
-    """Fail early, with what to do, when a local bucket folder is missing; remote buckets are checked by listing."""
-    if "://" in bucket_url and not bucket_url.startswith("file://"):
-        return
-    folder = bucket_url.removeprefix("file://")
-    if not os.path.isdir(folder):
-        raise BucketNotFound(
-            f"the events folder {folder} does not exist. Set EVENTS_BUCKET_URL (or pass SOURCE) to the folder or "
-            f"s3://bucket/prefix holding your .jsonl/.jsonl.gz batch files, or create sample data with "
-            f"`analyticspro generate --out {folder}`."
-        )
+def loaded_objects(pipeline: dlt.Pipeline) -> set[tuple]:
+    with pipeline.sql_client() as client:
+        table = client.make_qualified_table_name(OBJECTS_TABLE)
+        exists = client.execute_sql("select to_regclass(%s) is not null", table.replace('"', ""))
+        if not exists or not exists[0][0]:
+            return set()
+        rows = client.execute_sql(f"select object_url, size_bytes, modified_at from {table}")
+    return {(url, int(size), modified.replace(microsecond=0)) for url, size, modified in rows}
 
 
-def load_events(source: str | None = None, *, rescan: bool = False, progress: bool = True) -> LoadSummary:
-    """Run the pipeline once over `source` (default: EVENTS_BUCKET_URL)."""
-    settings = get_settings()
-    bucket_url = normalize_bucket_url(source) if source else settings.events_bucket_url
+def _run(pipeline: dlt.Pipeline, source: object, summary: LoadSummary, counts: LoadCounts) -> None:
+    info = pipeline.run(source, loader_file_format="csv")
+    summary.load_ids.extend(info.loads_ids)
+    summary.counts.add(counts)
+
+
+def load_bucket(
+    bucket_url: str, *, rescan: bool = False, progress: bool = True, say: Callable[[str], None] = print
+) -> LoadSummary:
+    """Load every batch object under `bucket_url` that is not in raw.loaded_objects yet (all with rescan)."""
+    started = time.perf_counter()
     check_bucket(bucket_url)
+    settings = get_settings()
     pipeline = events_pipeline(settings, progress=progress)
-    info = pipeline.run(segment_events(bucket_url, rescan=rescan))
+    finish_pending(pipeline, say)
+    done = set() if rescan else loaded_objects(pipeline)
+    listed = list_objects(bucket_url)
+    pending = deque(item for item in listed if object_key(item) not in done)
+    say(f"{bucket_url}: {len(listed):,} batch objects, {len(pending):,} not loaded yet")
+    summary = LoadSummary(source=bucket_url)
+    options = Options(anonymize_ip=settings.anonymize_ip)
+    with ImportFolder(pipeline) as folder, ChunkRunner(settings.ingest_workers if len(pending) > 1 else 1) as runner:
+        number = 0
+        while pending:
+            number += 1
+            before = len(pending)
+            counts = LoadCounts()
+            source = bucket_events(pending, folder, options, runner, settings.ingest_max_lines, counts)
+            _run(pipeline, source, summary, counts)
+            say(f"load {number}: {before - len(pending):,} objects, {counts.lines_read:,} lines committed")
+    _finish(pipeline, summary, started)
+    return summary
+
+
+def load_kinesis(stream: str, *, progress: bool = True, say: Callable[[str], None] = print) -> LoadSummary:
+    """Load every record of every shard after the positions committed by the last load."""
+    from ingestion.kinesis import kinesis_events
+
+    started = time.perf_counter()
+    if not stream:
+        raise ValueError("no Kinesis stream given: pass kinesis://STREAM or set KINESIS_STREAM_NAME")
+    settings = get_settings()
+    pipeline = events_pipeline(settings, progress=progress)
+    finish_pending(pipeline, say)
+    summary = LoadSummary(source=f"kinesis://{stream}")
+    options = Options(anonymize_ip=settings.anonymize_ip)
+    max_lines = settings.ingest_max_lines
+    with ImportFolder(pipeline) as folder, ChunkRunner(settings.ingest_workers) as runner:
+        number = 0
+        while True:
+            number += 1
+            counts = LoadCounts()
+            source = kinesis_events(stream, folder, options, runner, max_lines, counts)
+            _run(pipeline, source, summary, counts)
+            say(f"load {number}: {counts.lines_read:,} events read from kinesis://{stream} and committed")
+            if counts.lines_read < max_lines:  # caught up with every shard
+                break
+    _finish(pipeline, summary, started)
+    return summary
+
+
+def _finish(pipeline: dlt.Pipeline, summary: LoadSummary, started: float) -> None:
     ensure_raw_indexes(pipeline)
-    counts = dict(pipeline.last_trace.last_normalize_info.row_counts) if pipeline.last_trace else {}
-    rows = {table: n for table, n in counts.items() if not table.startswith("_dlt")}
-    return LoadSummary(source=bucket_url, rows_by_table=rows, load_ids=list(info.loads_ids))
+    summary.stored = new_rows(pipeline, EVENTS_TABLE, summary.load_ids)
+    summary.rejected_stored = new_rows(pipeline, REJECTED_TABLE, summary.load_ids)
+    summary.seconds = time.perf_counter() - started
+
+
+def load_events(
+    source: str | None = None, *, rescan: bool = False, progress: bool = True, say: Callable[[str], None] = print
+) -> LoadSummary:
+    """Load from `source` (default EVENTS_BUCKET_URL): a folder, s3://bucket/prefix or kinesis://STREAM."""
+    settings = get_settings()
+    url = source or settings.events_bucket_url
+    if url.startswith("kinesis://"):
+        return load_kinesis(
+            url.removeprefix("kinesis://") or settings.kinesis_stream_name or "", progress=progress, say=say
+        )
+    return load_bucket(normalize_bucket_url(url), rescan=rescan, progress=progress, say=say)
 
 
 if __name__ == "__main__":

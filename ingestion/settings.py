@@ -29,6 +29,10 @@ class Settings:
     dagster_home: Path
     dlt_pipelines_dir: Path
     hot_metrics_ttl_seconds: int
+    anonymize_ip: bool = True
+    ingest_workers: int = 1
+    ingest_max_lines: int = 2_000_000
+    kinesis_stream_name: str | None = None
 
     @property
     def database_name(self) -> str:
@@ -58,6 +62,24 @@ def _int_env(name: str, default: int) -> int:
         raise ValueError(f"{name}={raw!r} is not a whole number; set it to e.g. {default} or unset it") from None
 
 
+def _bool_env(name: str, default: bool) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean; set it to true or false (default {str(default).lower()})")
+
+
+def _positive_int_env(name: str, default: int) -> int:
+    value = _int_env(name, default)
+    if value < 1:
+        raise ValueError(f"{name}={value} must be at least 1; unset it for the default ({default})")
+    return value
+
+
 def normalize_bucket_url(url: str) -> str:
     """Local folders become absolute paths; s3://, gs://, file:// URLs pass through."""
     if "://" in url:
@@ -75,4 +97,8 @@ def get_settings() -> Settings:
         dagster_home=dagster_home,
         dlt_pipelines_dir=Path(os.environ.get("DLT_PIPELINES_DIR") or DEFAULT_STATE_DIR / "dlt"),
         hot_metrics_ttl_seconds=_int_env("HOT_METRICS_TTL_SECONDS", 48 * 3600),
+        anonymize_ip=_bool_env("ANONYMIZE_IP", True),
+        ingest_workers=_positive_int_env("INGEST_WORKERS", os.cpu_count() or 1),
+        ingest_max_lines=_positive_int_env("INGEST_MAX_LINES", 2_000_000),
+        kinesis_stream_name=os.environ.get("KINESIS_STREAM_NAME") or None,
     )

@@ -80,3 +80,49 @@ def bucket(settings) -> Path:
     path = Path(settings.events_bucket_url)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def aws_endpoint(monkeypatch):
+    """A real moto server (S3 and Kinesis) on a free loopback port, reached through the standard AWS variables."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_database(request, monkeypatch, tmp_path):
+    """A database and dlt folder of this test's own, so its loads do not touch other tests' counts."""
+    from ingestion.settings import get_settings
+    from orchestration.warehouse import drop_database, ensure_database
+
+    base = get_settings().database_url
+    monkeypatch.setenv("DATABASE_URL", f"{base}_{request.node.name[:20].lower()}".replace("[", "_").replace("]", ""))
+    monkeypatch.setenv("DLT_PIPELINES_DIR", str(tmp_path / "dlt"))
+    ensure_database(get_settings())
+    try:
+        yield get_settings()
+    finally:
+        drop_database(get_settings())

@@ -1,4 +1,4 @@
-"""Reading batch files: gzip and plain files, and a corrupt object that must not stop the other files."""
+"""Reading batch objects: gzip and plain files, and a corrupt object that must not stop the other files."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import gzip
 import json
 from pathlib import Path
 
-from dlt.sources.filesystem import filesystem
-
-from ingestion.events import EVENT_FILE_GLOB, _read_file
+from ingestion.bucket import list_objects
+from ingestion.chunks import process_object
+from ingestion.validation import Options
 
 
 def event(i: int) -> dict:
@@ -16,10 +16,12 @@ def event(i: int) -> dict:
 
 
 def read_folder(folder: Path) -> dict[str, list[dict]]:
-    tables: dict[str, list[dict]] = {"events": [], "rejected_events": []}
-    for item in filesystem(bucket_url=str(folder), file_glob=EVENT_FILE_GLOB):
-        for marked in _read_file(item):
-            tables[marked.meta.table_name].extend(marked.data)
+    tables: dict[str, list[dict]] = {"events": [], "rejected_events": [], "counts": []}
+    for item in list_objects(str(folder)):
+        result = process_object(item.read_bytes(), item["file_url"], Options())
+        tables["events"] += result.events.to_pylist() if result.events is not None else []
+        tables["rejected_events"] += result.rejected.to_pylist() if result.rejected is not None else []
+        tables["counts"].append((item["file_name"], result.counts))
     return tables
 
 
@@ -33,6 +35,7 @@ def test_gzip_plain_and_corrupt_objects(tmp_path):
     (tmp_path / "a" / "notes.txt").write_text("not an event file")
 
     tables = read_folder(tmp_path)
+    assert [name for name, _ in tables["counts"]] == ["good.jsonl.gz", "plain.jsonl", "truncated.jsonl.gz"]
     ids = [row["message_id"] for row in tables["events"]]
     assert {"m0", "m1", "m2", "m3"} <= set(ids)
     from_truncated = [row for row in tables["events"] if row["source"].endswith("truncated.jsonl.gz")]
@@ -40,4 +43,8 @@ def test_gzip_plain_and_corrupt_objects(tmp_path):
     [rejection] = tables["rejected_events"]
     assert rejection["source"].endswith("truncated.jsonl.gz")
     assert rejection["source_position"] == f"after line {len(from_truncated)}"
-    assert "could not be read after line" in rejection["reason"] and "replace it" in rejection["reason"]
+    assert "could not be read after line" in rejection["reason"] and "good copy" in rejection["reason"]
+    # every object's counts add up: lines read = events + rejected (the unreadable rest counts as one)
+    for _, counts in tables["counts"]:
+        assert counts.lines_read == counts.events + counts.rejected
+    assert [c.lines_read for _, c in tables["counts"]] == [2, 2, len(from_truncated) + 1]

@@ -2,64 +2,22 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
+import json
 from datetime import date
 
 import boto3
 import psycopg2
-import pytest
-from moto.server import ThreadedMotoServer
 
 from ingestion.events import load_events
 from ingestion.generator import generate
 from ingestion.settings import get_settings
 from orchestration.cli import main
-from orchestration.warehouse import drop_database, ensure_database
 from tests.reference import compute
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch) -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def own_database(monkeypatch, tmp_path) -> Iterator[None]:
-    """A second database, so this test's loads do not touch the end-to-end test's counts."""
-    base = get_settings().database_url
-    monkeypatch.setenv("DATABASE_URL", base + "_s3")
-    monkeypatch.setenv("DLT_PIPELINES_DIR", str(tmp_path / "dlt"))
-    ensure_database(get_settings())
-    try:
-        yield
-    finally:
-        drop_database(get_settings())
-
-
-def test_load_from_s3_bucket_prefix(s3_endpoint, own_database, tmp_path, capsys):
+def test_load_from_s3_bucket_prefix(aws_endpoint, own_database, tmp_path, capsys):
     dataset = generate(tmp_path / "gen", days=3, users=60, seed=5, end_date=date(2026, 2, 1))
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client = boto3.client("s3", endpoint_url=aws_endpoint)
     client.create_bucket(Bucket="company-events")
     for path in dataset.files:
         key = "firehose/" + path.relative_to(dataset.out_dir).as_posix()
@@ -78,4 +36,32 @@ def test_load_from_s3_bucket_prefix(s3_endpoint, own_database, tmp_path, capsys)
     assert all(source.startswith("s3://company-events/firehose/events/") for _, source in rows)
     # a second run finds no new objects and changes nothing
     summary = load_events("s3://company-events/firehose", progress=False)
-    assert summary.events == 0 and summary.rejected == 0
+    assert (summary.lines_read, summary.events, summary.rejected, summary.stored) == (0, 0, 0, 0)
+
+    # a late object under an old date folder (key sorts before everything loaded) is loaded on the next run
+    late = [
+        {
+            "type": "track",
+            "event": "late_event",
+            "messageId": f"late-{n}",
+            "anonymousId": "a-late",
+            "timestamp": "2026-01-29T10:00:00Z",
+        }
+        for n in range(3)
+    ]
+    body = b"".join(json.dumps(event).encode() + b"\n" for event in late) + b"not json\n"
+    client.put_object(Bucket="company-events", Key="firehose/events/2026/01/29/10/late-0001.jsonl", Body=body)
+    summary = load_events("s3://company-events/firehose", progress=False)
+    assert (summary.lines_read, summary.events, summary.rejected, summary.stored) == (4, 3, 1, 3)
+    with psycopg2.connect(get_settings().database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("select count(*) from raw.events")
+        assert cursor.fetchone()[0] == len(expected.events) + 3
+        cursor.execute("select source, source_position, reason, payload from raw.rejected_events")
+        [(source, position, reason, payload)] = cursor.fetchall()
+        assert (source, position, payload) == (
+            "s3://company-events/firehose/events/2026/01/29/10/late-0001.jsonl",
+            "line 4",
+            "not json",
+        )
+        assert reason.startswith("malformed JSON")
+    connection.close()

@@ -1,0 +1,122 @@
+"""The bucket source: Segment batch files (`.jsonl`, `.jsonl.gz`) under `s3://bucket/prefix` or a local folder.
+
+Plain dlt; `analyticspro load s3://bucket/prefix` or `analyticspro load ./folder` runs it alone, Dagster wraps
+it in `orchestration/defs/ingestion`.
+
+Incremental by object, not by time: every object loaded is recorded in `raw.loaded_objects` (key, size,
+modification time, counts) in the same load as its events, and a run reads every listed object not recorded
+yet. An object that arrives late under an old key or date folder is therefore still loaded, which a
+modification-time cursor would miss when uploads finish out of order. An object rewritten in place (new size
+or time) is read again; its events merge on message_id, so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.storages.fsspec_filesystem import FileItemDict, fsspec_filesystem, glob_files
+
+from ingestion.batches import FirstCopies, LoadCounts
+from ingestion.chunks import ChunkRunner, process_object
+from ingestion.pipeline import (
+    EVENTS_TABLE,
+    OBJECTS_TABLE,
+    REJECTED_TABLE,
+    apply_table_hints,
+    aws_credentials_from_env,
+    events_item,
+)
+from ingestion.validation import DEFAULT_OPTIONS, Options
+
+EVENT_FILE_GLOB = "**/*.jsonl*"
+
+
+class BucketNotFound(ValueError):
+    """The events bucket is a local folder that does not exist (a typo would otherwise load nothing)."""
+
+
+def check_bucket(bucket_url: str) -> None:
+    """Fail early, with what to do, when a local bucket folder is missing; remote buckets are checked by listing."""
+    if "://" in bucket_url and not bucket_url.startswith("file://"):
+        return
+    folder = bucket_url.removeprefix("file://")
+    if not os.path.isdir(folder):
+        raise BucketNotFound(
+            f"the events folder {folder} does not exist. Set EVENTS_BUCKET_URL (or pass SOURCE) to the folder or "
+            f"s3://bucket/prefix holding your .jsonl/.jsonl.gz batch files, or create sample data with "
+            f"`analyticspro generate --out {folder}`."
+        )
+
+
+def object_key(item: dict[str, Any]) -> tuple[str, int, datetime]:
+    modified = item["modification_date"]
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)
+    # microseconds are dropped: S3 reports whole seconds and the database round-trips microseconds
+    return item["file_url"], int(item["size_in_bytes"]), modified.astimezone(UTC).replace(microsecond=0)
+
+
+def list_objects(bucket_url: str) -> list[FileItemDict]:
+    """Every batch object under the bucket URL, in key order (Firehose keys sort by arrival time)."""
+    credentials = aws_credentials_from_env() if bucket_url.startswith("s3://") else None
+    fs, _ = fsspec_filesystem(bucket_url, credentials)
+    items = [FileItemDict(item, fs) for item in glob_files(fs, bucket_url, EVENT_FILE_GLOB)]
+    return sorted(items, key=lambda item: item["file_url"])
+
+
+@dlt.source(name="segment", max_table_nesting=0)
+def bucket_events(
+    pending: deque[FileItemDict],
+    import_folder: Path,
+    options: Options = DEFAULT_OPTIONS,
+    runner: ChunkRunner | None = None,
+    max_lines: int | None = None,
+    counts: LoadCounts | None = None,
+) -> Any:
+    """Events from the objects in `pending` (taken from the left until about `max_lines` lines were read;
+    the rest stay for the next load), their rejections, and one `raw.loaded_objects` row per object.
+    `counts`, when given, receives what was read."""
+    totals = counts if counts is not None else LoadCounts()
+
+    @dlt.resource(name=EVENTS_TABLE, table_name=EVENTS_TABLE)
+    def events() -> Iterator[Any]:
+        first_copies = FirstCopies()
+        taken: deque[FileItemDict] = deque()
+
+        def jobs() -> Iterator[tuple[Any, ...]]:
+            while pending and (max_lines is None or totals.lines_read < max_lines):
+                item = pending.popleft()
+                taken.append(item)
+                yield item.read_bytes(), item["file_url"], options, item["file_name"].endswith(".gz") or None
+
+        for result in (runner or ChunkRunner(1)).map(process_object, jobs()):
+            item = taken.popleft()
+            counts = result.counts
+            if result.events is not None:
+                full = first_copies.add(result.events, result.message_ids, counts)
+                if full is not None:
+                    yield events_item(full, import_folder)
+            if result.rejected is not None:
+                yield dlt.mark.with_table_name(result.rejected, REJECTED_TABLE)
+            url, size, modified = object_key(item)
+            record = {
+                "object_url": url,
+                "size_bytes": size,
+                "modified_at": modified,
+                "lines_read": counts.lines_read,
+                "events": counts.events,
+                "rejected": counts.rejected,
+                "loaded_at": datetime.now(UTC),
+            }
+            yield dlt.mark.with_table_name([record], OBJECTS_TABLE)
+            totals.add(counts)
+        if (rest := first_copies.take()) is not None:
+            yield events_item(rest, import_folder)
+
+    return apply_table_hints(events())
