@@ -199,8 +199,8 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
     import duckdb
     import psycopg2
 
-    from ingestion.pipeline import ensure_raw_indexes, events_pipeline
     from ingestion.generator import iter_events
+    from ingestion.pipeline import ensure_raw_indexes, events_pipeline
 
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     now = datetime.combine(last_day, clock(15), UTC)

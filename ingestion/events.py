@@ -13,6 +13,7 @@ together, so a killed run resumes where the last committed load ended.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import deque
@@ -36,7 +37,7 @@ from ingestion.pipeline import (
 from ingestion.settings import get_settings, normalize_bucket_url
 from ingestion.validation import Options
 
-__all__ = ["LoadSummary", "check_bucket", "load_events"]
+__all__ = ["LoadSummary", "check_bucket", "configured_sources", "load_events"]
 
 
 @dataclass
@@ -159,6 +160,20 @@ def _finish(pipeline: dlt.Pipeline, summary: LoadSummary, started: float) -> Non
     summary.seconds = time.perf_counter() - started
 
 
+def configured_sources() -> list[str]:
+    """What `analyticspro load` and the Dagster asset read when no source is given: EVENTS_BUCKET_URL, and the
+    stream KINESIS_STREAM_NAME when it is set (a missing default folder is skipped when a stream is set)."""
+    settings = get_settings()
+    sources = []
+    bucket = settings.events_bucket_url
+    bucket_set = bool(os.environ.get("EVENTS_BUCKET_URL"))
+    if bucket_set or not settings.kinesis_stream_name or os.path.isdir(bucket.removeprefix("file://")):
+        sources.append(bucket)
+    if settings.kinesis_stream_name:
+        sources.append(f"kinesis://{settings.kinesis_stream_name}")
+    return sources
+
+
 def load_events(
     source: str | None = None, *, rescan: bool = False, progress: bool = True, say: Callable[[str], None] = print
 ) -> LoadSummary:
@@ -166,11 +181,11 @@ def load_events(
     settings = get_settings()
     url = source or settings.events_bucket_url
     if url.startswith("kinesis://"):
-        return load_kinesis(
-            url.removeprefix("kinesis://") or settings.kinesis_stream_name or "", progress=progress, say=say
-        )
+        stream = url.removeprefix("kinesis://") or settings.kinesis_stream_name or ""
+        return load_kinesis(stream, progress=progress, say=say)
     return load_bucket(normalize_bucket_url(url), rescan=rescan, progress=progress, say=say)
 
 
 if __name__ == "__main__":
-    print(load_events(sys.argv[1] if len(sys.argv) > 1 else None).describe())
+    for url in sys.argv[1:] or configured_sources():
+        print(load_events(url).describe())

@@ -57,6 +57,10 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
@@ -83,6 +87,11 @@ class _Person:
         self.user_agent = self.rng.choice(USER_AGENTS)
         self.country = self.rng.choice(COUNTRIES)
         self.mobile_app = "iPhone" in self.user_agent or "Android" in self.user_agent
+        # A few phones have a wrong clock; Segment's clock-skew rule (ingestion/validation.py) undoes it.
+        # Drawn from a generator of its own so the rest of the simulation is unchanged.
+        clock = random.Random(f"{seed}:{index}:clock")
+        wrong = self.mobile_app and clock.random() < 0.05
+        self.clock_skew = timedelta(minutes=clock.choice([-180, -30, -4, 3, 45, 600])) if wrong else timedelta(0)
         self.traits: dict = {}
         self.plan = "free"
         self.mrr = 0
@@ -113,9 +122,13 @@ class _Person:
         }
         if campaign:  # utm fields live in context.campaign in the Segment spec
             event["context"]["campaign"] = dict(zip(("source", "medium", "name"), campaign, strict=True))
-        event["timestamp"] = _iso(ts)
-        event["sentAt"] = _iso(sent_at)
-        event["receivedAt"] = _iso(received_at)
+        # What a Segment-compatible collector stores: the client's clock (originalTimestamp, sentAt), the
+        # server's (receivedAt), and timestamp = receivedAt - (sentAt - originalTimestamp).
+        original, sent, received = _iso(ts + self.clock_skew), _iso(sent_at + self.clock_skew), _iso(received_at)
+        event["originalTimestamp"] = original
+        event["timestamp"] = _iso(_parse_iso(received) - (_parse_iso(sent) - _parse_iso(original)))
+        event["sentAt"] = sent
+        event["receivedAt"] = received
         self.sink.append(event)
         return ts + timedelta(seconds=rng.randint(5, 90))
 

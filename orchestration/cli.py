@@ -2,7 +2,8 @@
 
     analyticspro setup                      check Postgres and Redis, create the database
     analyticspro generate --out DIR ...     write synthetic Segment batch files
-    analyticspro load [SOURCE]              run the dlt load alone (no Dagster)
+    analyticspro load [SOURCE]              run the dlt load alone (no Dagster): ./folder, s3://bucket/prefix
+                                            or kinesis://STREAM (default EVENTS_BUCKET_URL, KINESIS_STREAM_NAME)
     analyticspro materialize                run every asset through Dagster, then print a summary
     analyticspro summary                    print what is in the warehouse and Redis now
 
@@ -70,12 +71,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from ingestion.events import load_events
+    from ingestion.events import configured_sources, load_events
     from orchestration.warehouse import ensure_database
 
     ensure_database(get_settings())
-    summary = load_events(args.source, rescan=args.rescan, progress=True)
-    _say(summary.describe())
+    for source in [args.source] if args.source else configured_sources():
+        summary = load_events(source, rescan=args.rescan, progress=True, say=_say)
+        _say(summary.describe())
     return 0
 
 
@@ -159,14 +161,17 @@ def print_summary(day: date | None = None) -> None:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from ingestion.events import check_bucket
+    from ingestion.events import check_bucket, configured_sources
     from orchestration.warehouse import ensure_database, ensure_redis
 
     settings = get_settings()
     ensure_database(settings)
     ensure_redis(settings)
-    _say(f"events bucket: {settings.events_bucket_url}")
-    check_bucket(settings.events_bucket_url)
+    sources = configured_sources()
+    _say(f"event sources: {', '.join(sources)}")
+    for source in sources:
+        if not source.startswith("kinesis://"):
+            check_bucket(source)
     ok = run_materialize(day=args.day, log_level=args.log_level, full_refresh=args.full_refresh)
     if ok:
         print_summary(date.fromisoformat(args.day) if args.day else None)
@@ -198,12 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", action="store_true", help="first delete OUT/events/ (earlier generated files)")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("load", help="load batch files into raw.events with dlt (no Dagster)")
-    p.add_argument("source", nargs="?", help="folder or s3://bucket/prefix (default EVENTS_BUCKET_URL)")
+    p = sub.add_parser("load", help="load events into raw.events with dlt (no Dagster)")
+    p.add_argument(
+        "source",
+        nargs="?",
+        help="./folder, s3://bucket/prefix or kinesis://STREAM (default: EVENTS_BUCKET_URL, and the stream "
+        "KINESIS_STREAM_NAME when set)",
+    )
     p.add_argument(
         "--rescan",
         action="store_true",
-        help="re-read every file, not only new ones (idempotent: rows merge on message_id)",
+        help="re-read every batch object, not only new ones (idempotent: a stored message id is never replaced)",
     )
     p.set_defaults(func=cmd_load)
 

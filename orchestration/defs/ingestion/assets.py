@@ -1,14 +1,20 @@
-"""The dlt load as a Dagster asset: bucket of Segment batch files -> raw.events."""
+"""The dlt load as a Dagster asset: every configured source (EVENTS_BUCKET_URL, and the Kinesis stream
+KINESIS_STREAM_NAME when set) -> raw.events, through the same function `analyticspro load` runs."""
 
+from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import dagster as dg
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt import DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from ingestion.events import RAW_DATASET, check_bucket, ensure_raw_indexes, events_pipeline, segment_events
+from ingestion.bucket import bucket_events
+from ingestion.events import configured_sources, load_events
+from ingestion.pipeline import RAW_DATASET, events_pipeline
 from ingestion.settings import get_settings
+
+EVENTS_KEY = dg.AssetKey([RAW_DATASET, "events"])
 
 
 class RawTablesTranslator(DagsterDltTranslator):
@@ -21,8 +27,9 @@ class RawTablesTranslator(DagsterDltTranslator):
             deps=[],
             group_name="ingestion",
             description=(
-                "Segment events from every batch file under EVENTS_BUCKET_URL, validated and merged on "
-                "message_id; invalid lines go to raw.rejected_events with the reason."
+                "Segment events from EVENTS_BUCKET_URL (S3 or a folder) and the Kinesis stream KINESIS_STREAM_NAME, "
+                "validated, enriched (clock skew, anonymized IP, user agent) and stored once per message_id; bad "
+                "input goes to raw.rejected_events with the reason, loaded objects to raw.loaded_objects."
             ),
         )
 
@@ -31,22 +38,29 @@ def build_ingestion_defs() -> dg.Definitions:
     settings = get_settings()
 
     @dlt_assets(
-        dlt_source=segment_events(settings.events_bucket_url),
+        # a source instance only to describe the asset (its resource and table); runs build their own
+        dlt_source=bucket_events(deque(), Path(".")),
         dlt_pipeline=events_pipeline(settings),
         name="load_events",
         dagster_dlt_translator=RawTablesTranslator(),
     )
-    def load_events(context: dg.AssetExecutionContext, dlt: DagsterDltResource) -> Iterator[Any]:
-        # A fresh source and pipeline per run: a dlt source keeps state from the run that used it,
-        # and the bucket and database are read from the environment when the run starts.
-        run_settings = get_settings()
-        check_bucket(run_settings.events_bucket_url)
-        pipeline = events_pipeline(run_settings)
-        yield from dlt.run(
-            context=context,
-            dlt_source=segment_events(run_settings.events_bucket_url),
-            dlt_pipeline=pipeline,
+    def load_events_asset(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+        # Sources and the database are read from the environment when the run starts; a large backlog is
+        # cut into bounded loads by load_events itself.
+        totals = {"lines_read": 0, "events": 0, "new_events": 0, "duplicates": 0, "rejected": 0}
+        per_source = {}
+        for source in configured_sources():
+            summary = load_events(source, progress=False, say=context.log.info)
+            context.log.info(summary.describe())
+            per_source[source] = summary.describe()
+            totals["lines_read"] += summary.lines_read
+            totals["events"] += summary.events
+            totals["new_events"] += summary.stored
+            totals["duplicates"] += summary.duplicates
+            totals["rejected"] += summary.rejected
+        yield dg.MaterializeResult(
+            asset_key=EVENTS_KEY,
+            metadata={**totals, "sources": dg.MetadataValue.json(per_source)},
         )
-        ensure_raw_indexes(pipeline)
 
-    return dg.Definitions(assets=[load_events], resources={"dlt": DagsterDltResource()})
+    return dg.Definitions(assets=[load_events_asset])
