@@ -43,7 +43,10 @@ REJECTED_SCHEMA = arrow_schema(REJECTED_COLUMNS)
 
 
 def row_key(message_id: str) -> str:
-    """dlt's `_dlt_id` row key, derived from the primary key as dlt's own upsert strategy does."""
+    """dlt's `_dlt_id` row key, derived from the primary key as dlt's own upsert strategy does: the message id
+    itself when it fits dlt's 64 characters (a UUID does), else its hash."""
+    if len(message_id) <= 64:
+        return message_id
     return hashlib.blake2b(message_id.encode(), digest_size=16).hexdigest()
 
 

@@ -26,6 +26,7 @@ def _octet(part: str) -> bool:
     return part.isascii() and part.isdigit() and (part == "0" or part[0] != "0") and int(part) < 256
 
 
+@lru_cache(maxsize=65536)
 def anonymize_ip(value: str) -> str:
     """`203.0.113.77` -> `203.0.113.0`; `2001:db8:85a3:8d3:1319:8a2e:370:7348` -> `2001:db8:85a3::`."""
     parts = value.split(".")
@@ -35,7 +36,6 @@ def anonymize_ip(value: str) -> str:
     return _anonymize_ip(value)
 
 
-@lru_cache(maxsize=4096)
 def _anonymize_ip(value: str) -> str:
     try:
         address = ipaddress.ip_address(value.strip())

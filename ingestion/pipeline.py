@@ -65,6 +65,7 @@ TUNING = {
     "DATA_WRITER__FILE_MAX_ITEMS": "200000",
     "DATA_WRITER__BUFFER_MAX_ITEMS": "50000",
     "LOAD__WORKERS": "2",
+    "RUNTIME__DLTHUB_TELEMETRY": "false",  # also when run from outside the project root
 }
 
 
@@ -167,6 +168,8 @@ def ensure_raw_indexes(pipeline: dlt.Pipeline) -> None:
         rows = client.execute_sql("select to_regclass(%s) is not null", table.replace('"', ""))
         if not rows or not rows[0][0]:
             return
+        # the first load builds the indexes over every row at once: give the sort room (this session only)
+        client.execute_sql("set maintenance_work_mem = '512MB'")
         client.execute_sql(f"create unique index if not exists events_message_id_key on {table} (message_id)")
         client.execute_sql(f'create index if not exists events_timestamp_idx on {table} ("timestamp")')
         client.execute_sql(f"create index if not exists events_load_id_idx on {table} (_dlt_load_id)")
