@@ -66,6 +66,37 @@ def rows_to_arrow(rows: list[dict[str, Any]], columns: dict[str, dict[str, Any]]
 
 
 @dataclass
+class LoadCounts:
+    """What one load read and did with it: lines_read = events + rejected (duplicates are events too)."""
+
+    lines_read: int = 0
+    events: int = 0  # valid events, duplicates included
+    duplicates_in_load: int = 0  # copies of a message id already seen earlier in this load
+    rejected: int = 0
+    objects: int = 0
+
+    def add(self, other: LoadCounts) -> None:
+        self.lines_read += other.lines_read
+        self.events += other.events
+        self.duplicates_in_load += other.duplicates_in_load
+        self.rejected += other.rejected
+        self.objects += other.objects
+
+
+@dataclass
+class PreparedLoad:
+    """One load's worth of validated input, ready for dlt: events (first copies within the load, in tables of
+    about 250k rows), rejections, `raw.loaded_objects` rows (bucket) and the stream positions after it
+    (Kinesis). Sources prepare the next load while dlt writes the previous one."""
+
+    events: list[pa.Table] = field(default_factory=list)
+    rejected: list[pa.Table] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    positions: dict[str, Any] | None = None
+    counts: LoadCounts = field(default_factory=LoadCounts)
+
+
+@dataclass
 class FirstCopies:
     """Keeps the first copy of every message id within one load and gathers the tables into files of about
     `rows` rows (one COPY job per file, not per object).
@@ -123,21 +154,3 @@ def write_load_csv(table: pa.Table, load_id: str, folder: Path) -> Path:
     path = folder / f"{uuid.uuid4().hex}.csv"
     pa_csv.write_csv(table, path, pa_csv.WriteOptions(include_header=True, quoting_style="needed"))
     return path
-
-
-@dataclass
-class LoadCounts:
-    """What one load read and did with it: lines_read = events + rejected (duplicates are events too)."""
-
-    lines_read: int = 0
-    events: int = 0  # valid events, duplicates included
-    duplicates_in_load: int = 0  # copies of a message id already seen earlier in this load
-    rejected: int = 0
-    objects: int = 0
-
-    def add(self, other: LoadCounts) -> None:
-        self.lines_read += other.lines_read
-        self.events += other.events
-        self.duplicates_in_load += other.duplicates_in_load
-        self.rejected += other.rejected
-        self.objects += other.objects

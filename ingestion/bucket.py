@@ -1,7 +1,7 @@
 """The bucket source: Segment batch files (`.jsonl`, `.jsonl.gz`) under `s3://bucket/prefix` or a local folder.
 
-Plain dlt; `analyticspro load s3://bucket/prefix` or `analyticspro load ./folder` runs it alone, Dagster wraps
-it in `orchestration/defs/ingestion`.
+It prepares loads for the one dlt source (ingestion/pipeline.py); `analyticspro load s3://bucket/prefix` or
+`analyticspro load ./folder` runs it alone, Dagster wraps it in `orchestration/defs/ingestion`.
 
 Incremental by object, not by time: every object loaded is recorded in `raw.loaded_objects` (key, size,
 modification time, counts) in the same load as its events, and a run reads every listed object not recorded
@@ -16,22 +16,13 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import dlt
 from dlt.common.storages.fsspec_filesystem import FileItemDict, fsspec_filesystem, glob_files
 
-from ingestion.batches import FirstCopies, LoadCounts
+from ingestion.batches import FirstCopies, PreparedLoad
 from ingestion.chunks import ChunkRunner, process_object
-from ingestion.pipeline import (
-    EVENTS_TABLE,
-    OBJECTS_TABLE,
-    REJECTED_TABLE,
-    apply_table_hints,
-    aws_credentials_from_env,
-    events_item,
-)
+from ingestion.pipeline import aws_credentials_from_env
 from ingestion.validation import DEFAULT_OPTIONS, Options
 
 EVENT_FILE_GLOB = "**/*.jsonl*"
@@ -70,53 +61,48 @@ def list_objects(bucket_url: str) -> list[FileItemDict]:
     return sorted(items, key=lambda item: item["file_url"])
 
 
-@dlt.source(name="segment", max_table_nesting=0)
-def bucket_events(
+def prepare_bucket_loads(
     pending: deque[FileItemDict],
-    import_folder: Path,
     options: Options = DEFAULT_OPTIONS,
     runner: ChunkRunner | None = None,
     max_lines: int | None = None,
-    counts: LoadCounts | None = None,
-) -> Any:
-    """Events from the objects in `pending` (taken from the left until about `max_lines` lines were read;
-    the rest stay for the next load), their rejections, and one `raw.loaded_objects` row per object.
-    `counts`, when given, receives what was read."""
-    totals = counts if counts is not None else LoadCounts()
-
-    @dlt.resource(name=EVENTS_TABLE, table_name=EVENTS_TABLE)
-    def events() -> Iterator[Any]:
+) -> Iterator[PreparedLoad]:
+    """Loads from the objects in `pending`, taken from the left until each load has read about `max_lines`
+    lines; every object gets one `raw.loaded_objects` row in the load that holds its events."""
+    runner = runner or ChunkRunner(1)
+    while pending:
+        load = PreparedLoad()
         first_copies = FirstCopies()
         taken: deque[FileItemDict] = deque()
 
-        def jobs() -> Iterator[tuple[Any, ...]]:
-            while pending and (max_lines is None or totals.lines_read < max_lines):
+        def jobs(load: PreparedLoad = load, taken: deque = taken) -> Iterator[tuple[Any, ...]]:
+            while pending and (max_lines is None or load.counts.lines_read < max_lines):
                 item = pending.popleft()
                 taken.append(item)
                 yield item.read_bytes(), item["file_url"], options, item["file_name"].endswith(".gz") or None
 
-        for result in (runner or ChunkRunner(1)).map(process_object, jobs()):
+        for result in runner.map(process_object, jobs()):
             item = taken.popleft()
             counts = result.counts
             if result.events is not None:
                 full = first_copies.add(result.events, result.message_ids, counts)
                 if full is not None:
-                    yield events_item(full, import_folder)
+                    load.events.append(full)
             if result.rejected is not None:
-                yield dlt.mark.with_table_name(result.rejected, REJECTED_TABLE)
+                load.rejected.append(result.rejected)
             url, size, modified = object_key(item)
-            record = {
-                "object_url": url,
-                "size_bytes": size,
-                "modified_at": modified,
-                "lines_read": counts.lines_read,
-                "events": counts.events,
-                "rejected": counts.rejected,
-                "loaded_at": datetime.now(UTC),
-            }
-            yield dlt.mark.with_table_name([record], OBJECTS_TABLE)
-            totals.add(counts)
+            load.objects.append(
+                {
+                    "object_url": url,
+                    "size_bytes": size,
+                    "modified_at": modified,
+                    "lines_read": counts.lines_read,
+                    "events": counts.events,
+                    "rejected": counts.rejected,
+                    "loaded_at": datetime.now(UTC),
+                }
+            )
+            load.counts.add(counts)
         if (rest := first_copies.take()) is not None:
-            yield events_item(rest, import_folder)
-
-    return apply_table_hints(events())
+            load.events.append(rest)
+        yield load

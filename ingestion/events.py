@@ -6,33 +6,41 @@ Plain dlt, no Dagster (Dagster wraps the same function in `orchestration/defs/in
 through one shared step (validation, clock-skew correction, IP anonymization, user-agent parsing), and every
 load reports lines read = events + rejected; events already stored (by message id) are counted as duplicates.
 
-Work is cut into loads of at most INGEST_MAX_LINES lines (default 2,000,000) so memory stays bounded however
+Work is cut into loads of about INGEST_MAX_LINES lines (default 250,000) so memory stays bounded however
 large the backlog; each load commits its events, rejections and progress (objects read, stream positions)
-together, so a killed run resumes where the last committed load ended.
+together, so a killed run resumes where the last committed load ended. The next load is read and validated
+while dlt writes the previous one, so Python and PostgreSQL work at the same time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dlt
 
-from ingestion.batches import LoadCounts
-from ingestion.bucket import bucket_events, check_bucket, list_objects, object_key
+from ingestion.batches import LoadCounts, PreparedLoad
+from ingestion.bucket import check_bucket, list_objects, object_key, prepare_bucket_loads
 from ingestion.chunks import ChunkRunner
+from ingestion.kinesis import prepare_kinesis_loads
 from ingestion.pipeline import (
     EVENTS_TABLE,
     OBJECTS_TABLE,
     REJECTED_TABLE,
     ImportFolder,
+    committed_positions,
     ensure_raw_indexes,
     events_pipeline,
     new_rows,
+    prepared_events,
 )
 from ingestion.settings import get_settings, normalize_bucket_url
 from ingestion.validation import Options
@@ -92,10 +100,66 @@ def loaded_objects(pipeline: dlt.Pipeline) -> set[tuple]:
     return {(url, int(size), modified.replace(microsecond=0)) for url, size, modified in rows}
 
 
-def _run(pipeline: dlt.Pipeline, source: object, summary: LoadSummary, counts: LoadCounts) -> None:
-    info = pipeline.run(source, loader_file_format="csv")
-    summary.load_ids.extend(info.loads_ids)
-    summary.counts.add(counts)
+def prefetch(items: Iterator[PreparedLoad]) -> Iterator[PreparedLoad]:
+    """Prepare the next load in a background thread while dlt writes the current one: validation (in worker
+    processes) and PostgreSQL's COPY and merge then run at the same time instead of taking turns. At most
+    one load waits ready, so memory stays bounded."""
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(done)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            ready.put(exc)
+
+    thread = threading.Thread(target=produce, name="analyticspro-prepare", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.2)
+            thread.join(timeout=0.2)
+
+
+def _run_loads(
+    pipeline: dlt.Pipeline,
+    loads: Iterator[PreparedLoad],
+    folder: Path,
+    summary: LoadSummary,
+    say: Callable[[str], None],
+) -> None:
+    number = 0
+    for load in prefetch(loads):
+        if not load.counts.lines_read and not load.objects:
+            continue
+        number += 1
+        info = pipeline.run(prepared_events(load, folder), loader_file_format="csv")
+        summary.load_ids.extend(info.loads_ids)
+        summary.counts.add(load.counts)
+        objects = f"{len(load.objects):,} objects, " if load.objects else ""
+        say(f"load {number}: {objects}{load.counts.lines_read:,} lines committed ({summary.lines_read:,} in all)")
+        for path in folder.iterdir():  # dlt holds its own links to the files it loaded
+            path.unlink()
 
 
 def load_bucket(
@@ -113,42 +177,29 @@ def load_bucket(
     say(f"{bucket_url}: {len(listed):,} batch objects, {len(pending):,} not loaded yet")
     summary = LoadSummary(source=bucket_url)
     options = Options(anonymize_ip=settings.anonymize_ip)
-    with ImportFolder(pipeline) as folder, ChunkRunner(settings.ingest_workers if len(pending) > 1 else 1) as runner:
-        number = 0
-        while pending:
-            number += 1
-            before = len(pending)
-            counts = LoadCounts()
-            source = bucket_events(pending, folder, options, runner, settings.ingest_max_lines, counts)
-            _run(pipeline, source, summary, counts)
-            say(f"load {number}: {before - len(pending):,} objects, {counts.lines_read:,} lines committed")
+    workers = settings.ingest_workers if len(pending) > 1 else 1
+    with ImportFolder(pipeline) as folder, ChunkRunner(workers) as runner:
+        loads = prepare_bucket_loads(pending, options, runner, settings.ingest_max_lines)
+        _run_loads(pipeline, loads, folder, summary, say)
     _finish(pipeline, summary, started)
     return summary
 
 
 def load_kinesis(stream: str, *, progress: bool = True, say: Callable[[str], None] = print) -> LoadSummary:
     """Load every record of every shard after the positions committed by the last load."""
-    from ingestion.kinesis import kinesis_events
-
     started = time.perf_counter()
     if not stream:
         raise ValueError("no Kinesis stream given: pass kinesis://STREAM or set KINESIS_STREAM_NAME")
     settings = get_settings()
     pipeline = events_pipeline(settings, progress=progress)
     finish_pending(pipeline, say)
+    pipeline.sync_destination()  # the committed positions, even if the local dlt folder was lost
     summary = LoadSummary(source=f"kinesis://{stream}")
     options = Options(anonymize_ip=settings.anonymize_ip)
-    max_lines = settings.ingest_max_lines
     with ImportFolder(pipeline) as folder, ChunkRunner(settings.ingest_workers) as runner:
-        number = 0
-        while True:
-            number += 1
-            counts = LoadCounts()
-            source = kinesis_events(stream, folder, options, runner, max_lines, counts)
-            _run(pipeline, source, summary, counts)
-            say(f"load {number}: {counts.lines_read:,} events read from kinesis://{stream} and committed")
-            if counts.lines_read < max_lines:  # caught up with every shard
-                break
+        positions = committed_positions(pipeline)
+        loads = prepare_kinesis_loads(stream, positions, options, runner, settings.ingest_max_lines)
+        _run_loads(pipeline, loads, folder, summary, say)
     _finish(pipeline, summary, started)
     return summary
 

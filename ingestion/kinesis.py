@@ -1,6 +1,7 @@
 """The Kinesis source: every shard of a stream (`KINESIS_STREAM_NAME`, or `analyticspro load kinesis://STREAM`).
 
-Plain dlt and boto3; the AWS endpoint, region and credentials come from the standard AWS variables
+It prepares loads for the one dlt source (ingestion/pipeline.py), with boto3; the AWS endpoint, region and
+credentials come from the standard AWS variables
 (`AWS_ENDPOINT_URL` included), so the same code reads a real stream and a local one.
 
 - Every shard the stream lists is read, closed parents after a reshard included; a child shard is read only
@@ -17,22 +18,21 @@ Plain dlt and boto3; the AWS endpoint, region and credentials come from the stan
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
-import dlt
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ingestion.batches import FirstCopies, LoadCounts
+from ingestion.batches import FirstCopies, PreparedLoad
 from ingestion.chunks import ChunkRunner, process_records
-from ingestion.pipeline import REJECTED_TABLE, apply_table_hints, aws_region, events_item
+from ingestion.pipeline import aws_region
 from ingestion.validation import DEFAULT_OPTIONS, Options
 
 THROTTLED = {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}
@@ -137,66 +137,62 @@ def _shard_records(
             return  # caught up with an open shard
 
 
-@dlt.source(name="segment", max_table_nesting=0)
-def kinesis_events(
+def prepare_kinesis_loads(
     stream: str,
-    import_folder: Path,
+    positions: dict[str, dict],
     options: Options = DEFAULT_OPTIONS,
     runner: ChunkRunner | None = None,
     max_lines: int | None = None,
-    counts: LoadCounts | None = None,
-) -> Any:
-    """Events from every shard of `stream` after the positions in dlt state, up to about `max_lines`."""
-    totals = counts if counts is not None else LoadCounts()
+) -> Iterator[PreparedLoad]:
+    """Loads of every shard's records after `positions` (the committed ones, updated as records are handed
+    over), each of about `max_lines` lines, until every shard is caught up. Each load carries a copy of the
+    positions after it, which dlt commits together with the load's rows."""
+    runner = runner or ChunkRunner(1)
+    client = kinesis_client()
     source = f"kinesis://{stream}"
-
-    @dlt.resource(name="events", table_name="events")
-    def events() -> Iterator[Any]:
-        state = dlt.current.resource_state().setdefault("shards", {})
-        client = kinesis_client()
+    while True:
         shards = list_shards(client, stream)
-        finished = {shard_id for shard_id, pos in state.items() if pos.get("finished")}
+        finished = {shard_id for shard_id, pos in positions.items() if pos.get("finished")}
+        load = PreparedLoad()
         first_copies = FirstCopies()
 
-        def budget() -> bool:
-            return max_lines is None or totals.lines_read < max_lines
+        def budget(load: PreparedLoad = load) -> bool:
+            return max_lines is None or load.counts.lines_read < max_lines
 
-        def jobs() -> Iterator[tuple[Any, ...]]:
+        def jobs(shards: list[dict] = shards, finished: set[str] = finished) -> Iterator[tuple[Any, ...]]:
             for shard in read_order(shards, finished):
                 if not budget():
                     return
                 shard_id = shard["ShardId"]
-                position = state.setdefault(shard_id, {})
+                position = positions.setdefault(shard_id, {})
                 for page in _shard_records(client, stream, shard, position, budget):
                     for start in range(0, len(page), RECORDS_PER_JOB):
                         if not budget():  # the rest of the page is read again by the next load
                             return
                         part = page[start : start + RECORDS_PER_JOB]
                         records = [
-                            (
-                                f"shard {shard_id} seq {r['SequenceNumber']}",
-                                r["Data"],
-                                _arrival(r),
-                            )
-                            for r in part
+                            (f"shard {shard_id} seq {r['SequenceNumber']}", r["Data"], _arrival(r)) for r in part
                         ]
                         # the position moves when the job is handed over; it is committed only with the load
                         position["sequence_number"] = part[-1]["SequenceNumber"]
                         yield records, source, options
 
-        for result in (runner or ChunkRunner(1)).map(process_records, jobs()):
-            chunk = result.counts
+        for result in runner.map(process_records, jobs()):
+            counts = result.counts
             if result.events is not None:
-                full = first_copies.add(result.events, result.message_ids, chunk)
+                full = first_copies.add(result.events, result.message_ids, counts)
                 if full is not None:
-                    yield events_item(full, import_folder)
+                    load.events.append(full)
             if result.rejected is not None:
-                yield dlt.mark.with_table_name(result.rejected, REJECTED_TABLE)
-            totals.add(chunk)
+                load.rejected.append(result.rejected)
+            load.counts.add(counts)
         if (rest := first_copies.take()) is not None:
-            yield events_item(rest, import_folder)
-
-    return apply_table_hints(events())
+            load.events.append(rest)
+        load.positions = copy.deepcopy(positions)
+        yield load
+        if not budget():
+            continue  # more to read
+        return
 
 
 def _arrival(record: dict) -> datetime | None:

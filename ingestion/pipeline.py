@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from dlt.common.runtime.collector import LogCollector
 from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
-from ingestion.batches import write_load_csv
+from ingestion.batches import PreparedLoad, write_load_csv
 from ingestion.settings import Settings, get_settings
 from ingestion.validation import EVENT_COLUMNS, REJECTED_COLUMNS
 
@@ -65,6 +67,9 @@ TUNING = {
     "DATA_WRITER__FILE_MAX_ITEMS": "200000",
     "DATA_WRITER__BUFFER_MAX_ITEMS": "50000",
     "LOAD__WORKERS": "2",
+    # free the disk a load used once it is committed: the CSV files and the staging table's rows
+    "LOAD__DELETE_COMPLETED_JOBS": "true",
+    "LOAD__TRUNCATE_STAGING_DATASET": "true",
     "RUNTIME__DLTHUB_TELEMETRY": "false",  # also when run from outside the project root
 }
 
@@ -187,3 +192,28 @@ def new_rows(pipeline: dlt.Pipeline, table: str, load_ids: list[str]) -> int:
             return 0
         rows = client.execute_sql(f"select count(*) from {name} where _dlt_load_id = any(%s)", list(load_ids))
         return int(rows[0][0]) if rows else 0
+
+
+@dlt.source(name="segment", max_table_nesting=0)
+def prepared_events(load: PreparedLoad, import_folder: Path) -> Any:
+    """The dlt source of every load, whatever the origin: events as imported CSV files, rejections, loaded
+    objects, and (Kinesis) the shard positions, which dlt commits in the same load package as the rows."""
+
+    @dlt.resource(name=EVENTS_TABLE, table_name=EVENTS_TABLE)
+    def events() -> Iterator[Any]:
+        if load.positions is not None:
+            dlt.current.resource_state()["shards"] = load.positions
+        for table in load.events:
+            yield events_item(table, import_folder)
+        for table in load.rejected:
+            yield dlt.mark.with_table_name(table, REJECTED_TABLE)
+        if load.objects:
+            yield dlt.mark.with_table_name(load.objects, OBJECTS_TABLE)
+
+    return apply_table_hints(events())
+
+
+def committed_positions(pipeline: dlt.Pipeline) -> dict[str, Any]:
+    """The shard positions of the last committed load (restored from the database if the local state is gone)."""
+    state = pipeline.state.get("sources", {}).get("segment", {}).get("resources", {}).get(EVENTS_TABLE, {})
+    return copy.deepcopy(state.get("shards", {}))

@@ -31,7 +31,7 @@ class Settings:
     hot_metrics_ttl_seconds: int
     anonymize_ip: bool = True
     ingest_workers: int = 1
-    ingest_max_lines: int = 2_000_000
+    ingest_max_lines: int = 250_000
     kinesis_stream_name: str | None = None
 
     @property
@@ -99,6 +99,6 @@ def get_settings() -> Settings:
         hot_metrics_ttl_seconds=_int_env("HOT_METRICS_TTL_SECONDS", 48 * 3600),
         anonymize_ip=_bool_env("ANONYMIZE_IP", True),
         ingest_workers=_positive_int_env("INGEST_WORKERS", os.cpu_count() or 1),
-        ingest_max_lines=_positive_int_env("INGEST_MAX_LINES", 2_000_000),
+        ingest_max_lines=_positive_int_env("INGEST_MAX_LINES", 250_000),
         kinesis_stream_name=os.environ.get("KINESIS_STREAM_NAME") or None,
     )

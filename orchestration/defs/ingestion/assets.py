@@ -1,7 +1,6 @@
 """The dlt load as a Dagster asset: every configured source (EVENTS_BUCKET_URL, and the Kinesis stream
 KINESIS_STREAM_NAME when set) -> raw.events, through the same function `analyticspro load` runs."""
 
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,9 +8,9 @@ import dagster as dg
 from dagster_dlt import DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from ingestion.bucket import bucket_events
+from ingestion.batches import PreparedLoad
 from ingestion.events import configured_sources, load_events
-from ingestion.pipeline import RAW_DATASET, events_pipeline
+from ingestion.pipeline import RAW_DATASET, events_pipeline, prepared_events
 from ingestion.settings import get_settings
 
 EVENTS_KEY = dg.AssetKey([RAW_DATASET, "events"])
@@ -39,7 +38,7 @@ def build_ingestion_defs() -> dg.Definitions:
 
     @dlt_assets(
         # a source instance only to describe the asset (its resource and table); runs build their own
-        dlt_source=bucket_events(deque(), Path(".")),
+        dlt_source=prepared_events(PreparedLoad(), Path(".")),
         dlt_pipeline=events_pipeline(settings),
         name="load_events",
         dagster_dlt_translator=RawTablesTranslator(),
