@@ -11,6 +11,10 @@ from __future__ import annotations
 import gc
 import gzip
 import io
+import os
+import signal
+import threading
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -18,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 
@@ -137,7 +141,25 @@ def process_records(records: list[tuple[str, bytes, datetime | None]], source: s
     return _tables(rows, rejections, counts)
 
 
-T = TypeVar("T")
+def _exit_with_parent(parent: int) -> None:
+    """Worker start-up: end this worker when the process that started it ends, even by SIGKILL (a killed
+    load must not leave validation workers behind). Linux does it at once; elsewhere a watchdog polls."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class ChunkRunner:
@@ -150,8 +172,11 @@ class ChunkRunner:
 
     def __enter__(self) -> ChunkRunner:
         if self.workers > 1:
-            # forkserver: workers start from a clean process, safe beside Dagster's and dlt's threads
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=get_context("forkserver"))
+            # spawn: workers start from a clean process (safe beside Dagster's and dlt's threads) and are
+            # children of this one, so they can follow it when it dies
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -47,6 +47,21 @@ def put_all(client, stream: str, payloads: list[bytes]) -> None:
         assert client.put_records(StreamName=stream, Records=records)["FailedRecordCount"] == 0
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited
+
+
 def raw_events(database_url: str) -> list[tuple[str, str]]:
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute("select message_id, source_position from raw.events")
@@ -127,8 +142,14 @@ def test_killed_run_resumes_with_every_record_exactly_once(aws_endpoint, own_dat
         seen.append(line)
         if "] load 2:" in line or time.monotonic() > deadline:
             break
+    workers = children(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
+    # its validation worker processes end with it
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert workers and not any(alive(pid) for pid in workers)
     assert any("] load 2:" in line for line in seen), "".join(seen)
     stored_after_kill = len(raw_events(own_database.database_url))
     assert 0 < stored_after_kill < total
