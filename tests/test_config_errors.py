@@ -42,3 +42,41 @@ def test_redis_unreachable(monkeypatch, capsys):
 def test_password_is_not_printed(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://app:s3cret@db.example:5432/analytics")
     assert "s3cret" not in get_settings().redacted_database_url
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ANONYMIZE_IP", "maybe", "ANONYMIZE_IP='maybe' is not a boolean; set it to true or false"),
+        ("INGEST_WORKERS", "0", "INGEST_WORKERS=0 must be at least 1"),
+        ("INGEST_MAX_LINES", "lots", "INGEST_MAX_LINES='lots' is not a whole number"),
+    ],
+)
+def test_bad_ingestion_settings(name, value, message, monkeypatch):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        get_settings()
+
+
+def test_unknown_kinesis_stream(aws_endpoint, monkeypatch, capsys):
+    assert main(["load", "kinesis://no-such-stream"]) == 2
+    err = capsys.readouterr().err
+    assert "Kinesis stream 'no-such-stream' was not found in us-east-1" in err
+    assert "KINESIS_STREAM_NAME" in err and "AWS_ENDPOINT_URL" in err
+
+
+def test_configured_sources(monkeypatch, tmp_path):
+    from ingestion.events import configured_sources
+
+    monkeypatch.setenv("EVENTS_BUCKET_URL", str(tmp_path))
+    monkeypatch.delenv("KINESIS_STREAM_NAME", raising=False)
+    assert configured_sources() == [str(tmp_path)]
+    monkeypatch.setenv("KINESIS_STREAM_NAME", "product-events")
+    assert configured_sources() == [str(tmp_path), "kinesis://product-events"]
+    # the default folder is skipped when only a stream is configured and the folder does not exist
+    monkeypatch.delenv("EVENTS_BUCKET_URL")
+    monkeypatch.chdir(tmp_path)
+    import ingestion.settings as settings_module
+
+    monkeypatch.setattr(settings_module, "DEFAULT_BUCKET", tmp_path / "absent")
+    assert configured_sources() == ["kinesis://product-events"]

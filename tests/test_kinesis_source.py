@@ -196,3 +196,24 @@ def test_read_order_puts_parents_before_children():
     # p1 and c2 are closed (read to their end in this pass); c1 is open, so its child m waits
     assert order == ["p1", "orphan", "c1", "c2"]
     assert [s["ShardId"] for s in read_order(shards, finished={"p1", "c1", "c2"})] == ["m", "orphan"]
+
+
+def test_duplicates_across_sources_keep_the_first_copy(aws_endpoint, own_database, tmp_path):
+    folder = tmp_path / "bucket"
+    folder.mkdir()
+    first = event(1, properties={"copy": "bucket"})
+    (folder / "batch.jsonl").write_bytes(json.dumps(first).encode() + b"\n")
+    assert load_events(str(folder), progress=False).stored == 1
+
+    client = kinesis(aws_endpoint)
+    client.create_stream(StreamName="dups", ShardCount=1)
+    later = [event(1, properties={"copy": "kinesis"}), event(2, properties={"copy": "kinesis"})]
+    put_all(client, "dups", [json.dumps(later).encode(), json.dumps(event(2, properties={"copy": "again"})).encode()])
+    summary = load_events("kinesis://dups", progress=False)
+    # 3 events read: k-1 is already stored (from the bucket), k-2 arrives twice in the stream
+    assert (summary.lines_read, summary.events, summary.stored, summary.duplicates) == (3, 3, 1, 2)
+    with psycopg2.connect(own_database.database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("select message_id, properties->>'copy', source from raw.events order by 1")
+        rows = cursor.fetchall()
+    connection.close()
+    assert rows == [("k-1", "bucket", f"file://{folder}/batch.jsonl"), ("k-2", "kinesis", "kinesis://dups")]
