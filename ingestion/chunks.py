@@ -82,7 +82,7 @@ def process_object(data: bytes, source: str, options: Options, gzipped: bool | N
     the damage and gets one rejection saying where reading stopped; it is marked loaded, so replace it with a
     good copy under a new key (or run with --rescan) to load the rest.
     """
-    counts = LoadCounts(objects=1)
+    counts = LoadCounts()
     rows: list[dict[str, Any]] = []
     rejections: list[Rejection] = []
     number = 0

@@ -156,6 +156,9 @@ def _run_loads(
         info = pipeline.run(prepared_events(load, folder), loader_file_format="csv")
         summary.load_ids.extend(info.loads_ids)
         summary.counts.add(load.counts)
+        # dlt keeps a reference to the last source it ran: let go of the rows now that they are committed
+        load.events.clear()
+        load.rejected.clear()
         objects = f"{len(load.objects):,} objects, " if load.objects else ""
         say(f"load {number}: {objects}{load.counts.lines_read:,} lines committed ({summary.lines_read:,} in all)")
         for path in folder.iterdir():  # dlt holds its own links to the files it loaded
