@@ -82,19 +82,6 @@ class LoadCounts:
 
 
 @dataclass
-class PreparedLoad:
-    """One load's worth of validated input, ready for dlt: events (first copies within the load, in tables of
-    about 250k rows), rejections, `raw.loaded_objects` rows (bucket) and the stream positions after it
-    (Kinesis). Sources prepare the next load while dlt writes the previous one."""
-
-    events: list[pa.Table] = field(default_factory=list)
-    rejected: list[pa.Table] = field(default_factory=list)
-    objects: list[dict[str, Any]] = field(default_factory=list)
-    positions: dict[str, Any] | None = None
-    counts: LoadCounts = field(default_factory=LoadCounts)
-
-
-@dataclass
 class FirstCopies:
     """Keeps the first copy of every message id within one load and gathers the tables into files of about
     `rows` rows (one COPY job per file, not per object).
@@ -139,6 +126,39 @@ class FirstCopies:
             table = table.filter(pa.concat_arrays(masks))
         self._tables, self._masks, self._count = [], [], 0
         return table if table.num_rows else None
+
+
+@dataclass
+class PreparedLoad:
+    """One load's worth of validated input, ready for dlt: events (first copies within the load, in tables of
+    about 250k rows), rejections, `raw.loaded_objects` rows (bucket) and the stream positions after it
+    (Kinesis). Sources prepare the next load while dlt writes the previous one."""
+
+    events: list[pa.Table] = field(default_factory=list)
+    rejected: list[pa.Table] = field(default_factory=list)
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    positions: dict[str, Any] | None = None
+    counts: LoadCounts = field(default_factory=LoadCounts)
+    _first_copies: FirstCopies = field(default_factory=FirstCopies, repr=False)
+
+    def add(
+        self, events: pa.Table | None, message_ids: list[str], rejected: pa.Table | None, counts: LoadCounts
+    ) -> None:
+        """Take one chunk's validated rows (keeping the first copy of each message id) and its rejections."""
+        if events is not None:
+            full = self._first_copies.add(events, message_ids, counts)
+            if full is not None:
+                self.events.append(full)
+        if rejected is not None:
+            self.rejected.append(rejected)
+        self.counts.add(counts)
+
+    def close(self) -> PreparedLoad:
+        """Flush the last rows; the load is ready for dlt."""
+        if (rest := self._first_copies.take()) is not None:
+            self.events.append(rest)
+        self._first_copies = FirstCopies()  # the message ids seen are not needed any more
+        return self
 
 
 def write_load_csv(table: pa.Table, load_id: str, folder: Path) -> Path:

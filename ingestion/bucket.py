@@ -20,7 +20,7 @@ from typing import Any
 
 from dlt.common.storages.fsspec_filesystem import FileItemDict, fsspec_filesystem, glob_files
 
-from ingestion.batches import FirstCopies, PreparedLoad
+from ingestion.batches import PreparedLoad
 from ingestion.chunks import ChunkRunner, process_object
 from ingestion.pipeline import aws_credentials_from_env
 from ingestion.validation import DEFAULT_OPTIONS, Options
@@ -72,7 +72,6 @@ def prepare_bucket_loads(
     runner = runner or ChunkRunner(1)
     while pending:
         load = PreparedLoad()
-        first_copies = FirstCopies()
         taken: deque[FileItemDict] = deque()
 
         def jobs(load: PreparedLoad = load, taken: deque = taken) -> Iterator[tuple[Any, ...]]:
@@ -82,15 +81,8 @@ def prepare_bucket_loads(
                 yield item.read_bytes(), item["file_url"], options, item["file_name"].endswith(".gz") or None
 
         for result in runner.map(process_object, jobs()):
-            item = taken.popleft()
+            url, size, modified = object_key(taken.popleft())
             counts = result.counts
-            if result.events is not None:
-                full = first_copies.add(result.events, result.message_ids, counts)
-                if full is not None:
-                    load.events.append(full)
-            if result.rejected is not None:
-                load.rejected.append(result.rejected)
-            url, size, modified = object_key(item)
             load.objects.append(
                 {
                     "object_url": url,
@@ -102,7 +94,5 @@ def prepare_bucket_loads(
                     "loaded_at": datetime.now(UTC),
                 }
             )
-            load.counts.add(counts)
-        if (rest := first_copies.take()) is not None:
-            load.events.append(rest)
-        yield load
+            load.add(result.events, result.message_ids, result.rejected, counts)
+        yield load.close()

@@ -30,7 +30,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from ingestion.batches import FirstCopies, PreparedLoad
+from ingestion.batches import PreparedLoad
 from ingestion.chunks import ChunkRunner, process_records
 from ingestion.pipeline import aws_region
 from ingestion.validation import DEFAULT_OPTIONS, Options
@@ -154,7 +154,6 @@ def prepare_kinesis_loads(
         shards = list_shards(client, stream)
         finished = {shard_id for shard_id, pos in positions.items() if pos.get("finished")}
         load = PreparedLoad()
-        first_copies = FirstCopies()
 
         def budget(load: PreparedLoad = load) -> bool:
             return max_lines is None or load.counts.lines_read < max_lines
@@ -178,16 +177,8 @@ def prepare_kinesis_loads(
                         yield records, source, options
 
         for result in runner.map(process_records, jobs()):
-            counts = result.counts
-            if result.events is not None:
-                full = first_copies.add(result.events, result.message_ids, counts)
-                if full is not None:
-                    load.events.append(full)
-            if result.rejected is not None:
-                load.rejected.append(result.rejected)
-            load.counts.add(counts)
-        if (rest := first_copies.take()) is not None:
-            load.events.append(rest)
+            load.add(result.events, result.message_ids, result.rejected, result.counts)
+        load.close()
         load.positions = copy.deepcopy(positions)
         yield load
         if not budget():
