@@ -98,11 +98,12 @@ def bench_hot_metrics(settings) -> dict:
     import psycopg2
     import redis
 
-    from orchestration.warehouse import HOT_METRIC_NAMES, hot_metric_key, read_daily_metrics
+    from orchestration.realtime import HotKeys
+    from orchestration.warehouse import HOT_METRIC_NAMES, read_daily_metrics
 
     day = datetime.now(UTC).date()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    keys = [hot_metric_key(settings.redis_key_prefix, name, day) for name in HOT_METRIC_NAMES]
+    keys = [HotKeys(settings.redis_key_prefix).metric(name, day) for name in HOT_METRIC_NAMES]
     assert all(v is not None for v in client.mget(keys)), "hot metrics missing from Redis"
     redis_p50, redis_p99 = _latencies(lambda: client.mget(keys))
     connection = psycopg2.connect(settings.database_url)

@@ -13,9 +13,10 @@ or time) is read again; its events merge on message_id, so nothing is duplicated
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
 from typing import Any
 
 from dlt.common.storages.fsspec_filesystem import FileItemDict, fsspec_filesystem, glob_files
@@ -51,6 +52,39 @@ def object_key(item: dict[str, Any]) -> tuple[str, int, datetime]:
         modified = modified.replace(tzinfo=UTC)
     # microseconds are dropped: S3 reports whole seconds and the database round-trips microseconds
     return item["file_url"], int(item["size_in_bytes"]), modified.astimezone(UTC).replace(microsecond=0)
+
+
+# A date in an object's key: Firehose's `.../YYYY/MM/DD/HH/...` folders, or Hive-style `date=YYYY-MM-DD` / `dt=`.
+_KEY_DATE = re.compile(r"(?:^|/)(?:(?:date|dt)=(\d{4})-(\d{2})-(\d{2})|(\d{4})/(\d{2})/(\d{2}))(?:/|$)")
+
+
+def object_date(item: dict[str, Any], first: date | None = None, last: date | None = None) -> date:
+    """The UTC day an object belongs to (its daily partition): the last date in its key's folders, else its
+    modification date; kept within [first, last] when given, so an object dated before the first partition or
+    after today still belongs to one and is never skipped."""
+    found = [m.groups() for m in _KEY_DATE.finditer(str(item["file_url"]))]
+    day = None
+    if found:
+        parts = [int(g) for g in found[-1] if g is not None]
+        try:
+            day = date(*parts)
+        except ValueError:
+            day = None
+    if day is None:
+        day = object_key(item)[2].date()
+    if first is not None and day < first:
+        day = first
+    if last is not None and day > last:
+        day = last
+    return day
+
+
+def objects_in_window(
+    items: Iterable[FileItemDict], window: tuple[date, date], first: date | None = None, last: date | None = None
+) -> list[FileItemDict]:
+    """The objects whose day (object_date, kept within [first, last]) is in [start, end)."""
+    start, end = window
+    return [item for item in items if start <= object_date(item, first, last) < end]
 
 
 def list_objects(bucket_url: str) -> list[FileItemDict]:

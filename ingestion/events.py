@@ -23,12 +23,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 import dlt
 
 from ingestion.batches import LoadCounts, PreparedLoad
-from ingestion.bucket import check_bucket, list_objects, object_key, prepare_bucket_loads
+from ingestion.bucket import check_bucket, list_objects, object_key, objects_in_window, prepare_bucket_loads
 from ingestion.chunks import ChunkRunner
 from ingestion.kinesis import prepare_kinesis_loads
 from ingestion.pipeline import (
@@ -42,7 +43,7 @@ from ingestion.pipeline import (
     new_rows,
     prepared_events,
 )
-from ingestion.settings import get_settings, normalize_bucket_url
+from ingestion.settings import get_settings, normalize_bucket_url, utc_today
 from ingestion.validation import Options
 
 __all__ = ["LoadSummary", "check_bucket", "configured_sources", "load_events"]
@@ -166,9 +167,15 @@ def _run_loads(
 
 
 def load_bucket(
-    bucket_url: str, *, rescan: bool = False, progress: bool = True, say: Callable[[str], None] = print
+    bucket_url: str,
+    *,
+    rescan: bool = False,
+    window: tuple[date, date] | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
 ) -> LoadSummary:
-    """Load every batch object under `bucket_url` that is not in raw.loaded_objects yet (all with rescan)."""
+    """Load every batch object under `bucket_url` that is not in raw.loaded_objects yet (all with rescan);
+    with `window` = (start, end), only the objects of the days in [start, end) (see bucket.object_date)."""
     started = time.perf_counter()
     check_bucket(bucket_url)
     settings = get_settings()
@@ -176,8 +183,12 @@ def load_bucket(
     finish_pending(pipeline, say)
     done = set() if rescan else loaded_objects(pipeline)
     listed = list_objects(bucket_url)
+    scope = ""
+    if window is not None:
+        listed = objects_in_window(listed, window, settings.partitions_start_date, utc_today())
+        scope = f" dated {window[0]} .. {window[1] - timedelta(days=1)}"
     pending = deque(item for item in listed if object_key(item) not in done)
-    say(f"{bucket_url}: {len(listed):,} batch objects, {len(pending):,} not loaded yet")
+    say(f"{bucket_url}: {len(listed):,} batch objects{scope}, {len(pending):,} not loaded yet")
     summary = LoadSummary(source=bucket_url)
     options = Options(anonymize_ip=settings.anonymize_ip)
     workers = settings.ingest_workers if len(pending) > 1 else 1
@@ -229,17 +240,29 @@ def configured_sources() -> list[str]:
 
 
 def load_events(
-    source: str | None = None, *, rescan: bool = False, progress: bool = True, say: Callable[[str], None] = print
-) -> LoadSummary:
-    """Load from `source` (default EVENTS_BUCKET_URL): a folder, s3://bucket/prefix or kinesis://STREAM."""
+    source: str | None = None,
+    *,
+    rescan: bool = False,
+    window: tuple[date, date] | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> LoadSummary | None:
+    """Load from `source` (default EVENTS_BUCKET_URL): a folder, s3://bucket/prefix or kinesis://STREAM.
+
+    `window` = (start, end) is a run's daily partitions: a bucket loads only the objects of those days; a stream,
+    which cannot be read by date, is read (everything new) only by a window that includes today, and None is
+    returned for it otherwise."""
     settings = get_settings()
     url = source or settings.events_bucket_url
     if url.startswith("kinesis://"):
+        if window is not None and not (window[0] <= utc_today() < window[1]):
+            say(f"{url}: skipped, a stream is read by runs whose partitions include today ({utc_today()})")
+            return None
         stream = url.removeprefix("kinesis://") or settings.kinesis_stream_name or ""
         return load_kinesis(stream, progress=progress, say=say)
-    return load_bucket(normalize_bucket_url(url), rescan=rescan, progress=progress, say=say)
-
+    return load_bucket(normalize_bucket_url(url), rescan=rescan, window=window, progress=progress, say=say)
 
 if __name__ == "__main__":
     for url in sys.argv[1:] or configured_sources():
-        print(load_events(url).describe())
+        summary = load_events(url)
+        print(summary.describe() if summary else f"{url}: nothing to do")

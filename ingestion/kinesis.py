@@ -137,6 +137,32 @@ def _shard_records(
             return  # caught up with an open shard
 
 
+def has_new_records(stream: str, positions: dict[str, Any], client: Any = None) -> bool:
+    """True when some shard holds a record after its committed position (a sensor's probe: one GetShardIterator
+    and at most a few GetRecords of one record per unfinished shard)."""
+    client = client or kinesis_client()
+    for shard in list_shards(client, stream):
+        position = positions.get(shard["ShardId"], {})
+        if position.get("finished"):
+            continue
+        kwargs: dict[str, Any] = {"StreamName": stream, "ShardId": shard["ShardId"]}
+        if position.get("sequence_number"):
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=position["sequence_number"])
+        else:
+            kwargs.update(ShardIteratorType="TRIM_HORIZON")
+        iterator = call_with_backoff(client.get_shard_iterator, **kwargs)["ShardIterator"]
+        for _ in range(5):  # an empty page can precede records (trimmed or sparse shard); look a little further
+            if iterator is None:
+                break
+            page = call_with_backoff(client.get_records, ShardIterator=iterator, Limit=1)
+            if page.get("Records"):
+                return True
+            if page.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = page.get("NextShardIterator")
+    return False
+
+
 def prepare_kinesis_loads(
     stream: str,
     positions: dict[str, dict],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +34,8 @@ class Settings:
     ingest_workers: int = 1
     ingest_max_lines: int = 250_000
     kinesis_stream_name: str | None = None
+    partitions_start_date: date = date(2024, 1, 1)
+    warm_days: int = 90
 
     @property
     def database_name(self) -> str:
@@ -50,6 +53,11 @@ class Settings:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             parts = parts._replace(netloc=netloc)
         return urlunsplit(parts)
+
+
+def utc_today() -> date:
+    """Today's date in UTC: every partition, metric and key of AnalyticsPro is a UTC day."""
+    return datetime.now(UTC).date()
 
 
 def _int_env(name: str, default: int) -> int:
@@ -80,6 +88,16 @@ def _positive_int_env(name: str, default: int) -> int:
     return value
 
 
+def _date_env(name: str, default: date) -> date:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a date; set it as YYYY-MM-DD (default {default})") from None
+
+
 def normalize_bucket_url(url: str) -> str:
     """Local folders become absolute paths; s3://, gs://, file:// URLs pass through."""
     if "://" in url:
@@ -101,4 +119,6 @@ def get_settings() -> Settings:
         ingest_workers=_positive_int_env("INGEST_WORKERS", os.cpu_count() or 1),
         ingest_max_lines=_positive_int_env("INGEST_MAX_LINES", 250_000),
         kinesis_stream_name=os.environ.get("KINESIS_STREAM_NAME") or None,
+        partitions_start_date=_date_env("PARTITIONS_START_DATE", date(2024, 1, 1)),
+        warm_days=_positive_int_env("WARM_DAYS", 90),
     )

@@ -93,34 +93,67 @@ def _dagster_home() -> Path:
     return home
 
 
-def run_materialize(*, day: str | None = None, log_level: str = "INFO", full_refresh: bool = False) -> bool:
-    """Materialize every asset through Dagster (runs are recorded in DAGSTER_HOME); True on success."""
+def materialize_windows(sources: list[str]) -> list[tuple[date, date]]:
+    """The daily partitions `materialize` covers: every day that has batch objects not loaded yet, and today (the
+    stream's new records, the hot metrics), as stretches of consecutive days, each a single-run backfill."""
+    from ingestion.bucket import list_objects, object_date, object_key
+    from ingestion.events import loaded_objects
+    from ingestion.pipeline import events_pipeline
+    from ingestion.settings import utc_today
+    from orchestration.partitions import run_windows
+
+    settings = get_settings()
+    today = utc_today()
+    days = [today]
+    pipeline = events_pipeline(settings, progress=False)
+    done = loaded_objects(pipeline)
+    for source in sources:
+        if source.startswith("kinesis://"):
+            continue
+        for item in list_objects(source):
+            if object_key(item) not in done:
+                days.append(object_date(item, settings.partitions_start_date, today))
+    return run_windows(days)
+
+
+def run_materialize(
+    *, window: tuple[date, date] | None = None, log_level: str = "INFO", full_refresh: bool = False
+) -> bool:
+    """Materialize every load-and-transform asset through Dagster over the daily partitions window (first, last)
+    (default: materialize_windows, the days with new objects and today), each stretch of days as one run (a
+    single-run backfill, recorded in DAGSTER_HOME); True when every run succeeded."""
     import dagster as dg
 
+    from ingestion.events import configured_sources
     from orchestration.defs.transform.project import analyticspro_dbt_project
+    from orchestration.partitions import partition_range_tags
 
     _dagster_home()
     _say("checking the dbt manifest (dbt parse if models changed)")
     analyticspro_dbt_project(refresh=True)
+    windows = [window] if window is not None else materialize_windows(configured_sources())
     _say("loading Dagster definitions")
     from orchestration.definitions import MATERIALIZE_ALL_JOB, defs
 
     job = defs.resolve_job_def(MATERIALIZE_ALL_JOB)
     run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     run_config["ops"] = {"dbt_models": {"config": {"full_refresh": full_refresh}}}
-    if day:
-        run_config["ops"]["hot_metrics"] = {"config": {"day": day}}
-    _say(f"materializing job {MATERIALIZE_ALL_JOB!r}: load events -> dbt build -> hot metrics")
-    with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
-    if not result.success:
-        failed = [event.step_key for event in result.all_events if event.is_step_failure]
-        _say(
-            f"run {result.run_id} FAILED at {', '.join(failed) or 'run level'}; see the messages above or "
-            f"open the run in the Dagster UI (`make dev`)"
-        )
-        return False
-    _say(f"run {result.run_id} succeeded")
+    for first, last in windows:
+        span = first.isoformat() if first == last else f"{first} .. {last}"
+        _say(f"materializing job {MATERIALIZE_ALL_JOB!r} for the daily partitions {span}: load -> dbt -> hot metrics")
+        with dg.DagsterInstance.get() as instance:
+            result = job.execute_in_process(
+                instance=instance, run_config=run_config, tags=partition_range_tags(first, last), raise_on_error=False
+            )
+        if not result.success:
+            failed = [event.step_key for event in result.all_events if event.is_step_failure]
+            _say(
+                f"run {result.run_id} FAILED at {', '.join(failed) or 'run level'}; see the messages above or "
+                f"open the run in the Dagster UI (`make dev`)"
+            )
+            return False
+        _say(f"run {result.run_id} succeeded")
+        run_config["ops"]["dbt_models"]["config"]["full_refresh"] = False  # once is enough
     return True
 
 
@@ -172,7 +205,14 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     for source in sources:
         if not source.startswith("kinesis://"):
             check_bucket(source)
-    ok = run_materialize(day=args.day, log_level=args.log_level, full_refresh=args.full_refresh)
+    window = None
+    if args.start_date or args.end_date:
+        if not (args.start_date and args.end_date):
+            raise ValueError("give both --start-date and --end-date (inclusive days, YYYY-MM-DD), or neither")
+        window = (date.fromisoformat(args.start_date), date.fromisoformat(args.end_date))
+        if window[0] > window[1]:
+            raise ValueError(f"--start-date {window[0]} is after --end-date {window[1]}")
+    ok = run_materialize(window=window, log_level=args.log_level, full_refresh=args.full_refresh)
     if ok:
         print_summary(date.fromisoformat(args.day) if args.day else None)
     return 0 if ok else 1
@@ -218,7 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_load)
 
     p = sub.add_parser("materialize", help="materialize every asset through Dagster and print a summary")
-    p.add_argument("--day", help="UTC day whose hot metrics go to Redis, YYYY-MM-DD (default today)")
+    p.add_argument("--day", help="UTC day the summary reports, YYYY-MM-DD (default today)")
+    p.add_argument(
+        "--start-date",
+        help="first daily partition to load and build, YYYY-MM-DD (with --end-date; default: every day with "
+        "batch objects not loaded yet, and today)",
+    )
+    p.add_argument("--end-date", help="last daily partition to load and build, YYYY-MM-DD (inclusive)")
     p.add_argument(
         "--full-refresh",
         action="store_true",

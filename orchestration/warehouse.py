@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -14,11 +15,6 @@ from psycopg2 import sql
 from ingestion.settings import Settings
 
 HOT_METRIC_NAMES = ("signups", "dau", "events")
-
-
-def hot_metric_key(prefix: str, name: str, day: date) -> str:
-    """The Redis key of one hot metric for one UTC day (documented in the README)."""
-    return f"{prefix}:metrics:{name}:{day.isoformat()}"
 
 
 def read_daily_metrics(connection, day: date, names: Iterable[str] = HOT_METRIC_NAMES) -> dict[str, Decimal]:
@@ -137,5 +133,6 @@ def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
     connection.close()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     keys = sorted(client.scan_iter(match=f"{settings.redis_key_prefix}:metrics:*", count=500))
-    summary.redis_keys = {key: client.get(key) for key in keys if key.endswith((day.isoformat(), ":updated_at"))}
+    dated = re.compile(r":\d{4}-\d{2}-\d{2}$")
+    summary.redis_keys = {key: client.get(key) for key in keys if key.endswith(day.isoformat()) or not dated.search(key)}
     return summary

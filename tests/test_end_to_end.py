@@ -18,6 +18,7 @@ import redis
 
 from ingestion.generator import generate
 from orchestration.cli import main, run_materialize
+from orchestration.realtime import HotKeys
 from tests.reference import Expected, compute
 
 TODAY = datetime.now(UTC).date()
@@ -55,7 +56,7 @@ def pipeline_run(bucket: Path, settings) -> Expected:
     manual = bucket / "events" / "manual" / "mixed.jsonl"
     manual.parent.mkdir(parents=True)
     manual.write_bytes(b"\n".join([some_event, *BAD_LINES]) + b"\n")
-    assert run_materialize(day=TODAY.isoformat())
+    assert run_materialize()
     return compute(bucket)
 
 
@@ -115,9 +116,12 @@ def test_people_are_stitched_identities(pipeline_run, settings):
 def test_redis_holds_todays_numbers_from_postgres(pipeline_run, settings):
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     postgres = dict(query(settings, "select metric_name, value from analytics.daily_metrics where date = %s", (TODAY,)))
-    for name in ("signups", "dau", "events"):
-        key = f"{settings.redis_key_prefix}:metrics:{name}:{TODAY.isoformat()}"
-        assert Decimal(client.get(key)) == postgres[name] == pipeline_run.daily[TODAY][name]
+    keys = HotKeys(settings.redis_key_prefix)
+    for name in ("signups", "dau", "events", "revenue"):
+        key = keys.metric(name, TODAY)
+        assert Decimal(client.get(key)) == postgres[name]
+        if name != "revenue":
+            assert postgres[name] == pipeline_run.daily[TODAY][name]
         assert 0 < client.ttl(key) <= settings.hot_metrics_ttl_seconds
     assert postgres["dau"] > 0
 
@@ -126,7 +130,7 @@ def test_loading_again_changes_nothing(pipeline_run, settings):
     from ingestion.events import load_events
 
     before = table_counts(settings)
-    assert run_materialize(day=TODAY.isoformat())  # incremental: no new objects
+    assert run_materialize()  # incremental: no new objects
     assert table_counts(settings) == before
     rescan = load_events(rescan=True, progress=False)  # every file re-read: rows merge on their keys
     assert rescan.events + rescan.rejected == pipeline_run.lines
@@ -148,12 +152,12 @@ def test_a_late_object_with_an_old_key_is_loaded(pipeline_run, bucket, settings)
     path = bucket / "events" / "2001" / "01" / "01" / "00" / "late.jsonl.gz"
     path.parent.mkdir(parents=True)
     path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in late).encode()))
-    assert run_materialize(day=TODAY.isoformat())
+    assert run_materialize()
     assert table_counts(settings)[0] == raw_before + 3
     expected = compute(bucket)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     assert (
-        int(client.get(f"{settings.redis_key_prefix}:metrics:dau:{TODAY.isoformat()}"))
+        int(client.get(HotKeys(settings.redis_key_prefix).metric("dau", TODAY)))
         == expected.daily[TODAY]["dau"]
         == pipeline_run.daily[TODAY]["dau"] + 3
     )
@@ -164,4 +168,4 @@ def test_summary_command_reports_the_warehouse(pipeline_run, settings, capsys):
     out = capsys.readouterr().out
     raw_events = query(settings, "select count(*) from raw.events")[0][0]
     assert re.search(rf"events loaded \(raw\.events\) +{raw_events:,}\n", out)
-    assert f"{settings.redis_key_prefix}:metrics:dau:{TODAY.isoformat()}" in out
+    assert HotKeys(settings.redis_key_prefix).metric("dau", TODAY) in out

@@ -1,5 +1,9 @@
 """The dlt load as a Dagster asset: every configured source (EVENTS_BUCKET_URL, and the Kinesis stream
-KINESIS_STREAM_NAME when set) -> raw.events, through the same function `analyticspro load` runs."""
+KINESIS_STREAM_NAME when set) -> raw.events, through the same function `analyticspro load` runs.
+
+Partitioned by UTC day: a run of partitions [start, end) loads the not-yet-loaded bucket objects of those days
+(the date in the object's key folders, else its modification date), and the stream's new records when the
+window includes today."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +16,7 @@ from ingestion.batches import PreparedLoad
 from ingestion.events import configured_sources, load_events
 from ingestion.pipeline import RAW_DATASET, events_pipeline, prepared_events
 from ingestion.settings import get_settings
+from orchestration.partitions import DAILY, window_label, window_of
 
 EVENTS_KEY = dg.AssetKey([RAW_DATASET, "events"])
 
@@ -42,14 +47,23 @@ def build_ingestion_defs() -> dg.Definitions:
         dlt_pipeline=events_pipeline(settings),
         name="load_events",
         dagster_dlt_translator=RawTablesTranslator(),
+        partitions_def=DAILY,
+        # a backfill of many days is one run (one pass over the bucket listing, loads of INGEST_MAX_LINES)
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        # one load at a time across runs (dlt's pipeline state and the stream positions are shared)
+        pool="analyticspro_load",
     )
     def load_events_asset(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         # Sources and the database are read from the environment when the run starts; a large backlog is
         # cut into bounded loads by load_events itself.
+        window = window_of(context)
+        context.log.info(f"loading the objects of {window_label(window)}")
         totals = {"lines_read": 0, "events": 0, "new_events": 0, "duplicates": 0, "rejected": 0}
         per_source = {}
         for source in configured_sources():
-            summary = load_events(source, progress=False, say=context.log.info)
+            summary = load_events(source, window=window, progress=False, say=context.log.info)
+            if summary is None:
+                continue
             context.log.info(summary.describe())
             per_source[source] = summary.describe()
             totals["lines_read"] += summary.lines_read
@@ -59,7 +73,7 @@ def build_ingestion_defs() -> dg.Definitions:
             totals["rejected"] += summary.rejected
         yield dg.MaterializeResult(
             asset_key=EVENTS_KEY,
-            metadata={**totals, "sources": dg.MetadataValue.json(per_source)},
+            metadata={**totals, "window": window_label(window), "sources": dg.MetadataValue.json(per_source)},
         )
 
     return dg.Definitions(assets=[load_events_asset])

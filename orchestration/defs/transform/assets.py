@@ -1,5 +1,6 @@
 """Every dbt model, seed and test as Dagster assets and checks (`dbt build`)."""
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -7,6 +8,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.defs.transform.project import analyticspro_dbt_project, dbt_executable
+from orchestration.partitions import DAILY, window_label, window_of
 
 
 class SchemaTableTranslator(DagsterDbtTranslator):
@@ -31,9 +33,23 @@ class DbtBuildConfig(dg.Config):
 def build_transform_defs() -> dg.Definitions:
     project = analyticspro_dbt_project()
 
-    @dbt_assets(manifest=project.manifest_path, project=project, dagster_dbt_translator=SchemaTableTranslator())
+    @dbt_assets(
+        manifest=project.manifest_path,
+        project=project,
+        dagster_dbt_translator=SchemaTableTranslator(),
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="analyticspro_dbt",
+    )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig) -> Iterator[Any]:
+        # The models are incremental: a run builds what was loaded since the last build, plus (vars) every event
+        # of its partition window, so a backfill of any range rebuilds exactly those dates.
+        window = window_of(context)
         args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
+        if window is not None:
+            dbt_vars = {"start_date": window[0].isoformat(), "end_date": window[1].isoformat()}
+            args += ["--vars", json.dumps(dbt_vars)]
+        context.log.info(f"dbt {' '.join(args)} ({window_label(window)})")
         yield from dbt.cli(args, context=context).stream()
 
     return dg.Definitions(

@@ -1,0 +1,169 @@
+"""Jobs, schedules and sensors: what runs by itself once `dagster dev` (or the daemon) is up.
+
+- `realtime_load` (raw/events + hot_metrics) is what the sensors start: within a minute of new objects in
+  EVENTS_BUCKET_URL or new records on KINESIS_STREAM_NAME, the new events are loaded and folded into Redis.
+- `materialize_all` (every load-and-transform asset and hot_metrics) runs hourly for today's partition (new
+  events, incremental marts) and daily after midnight UTC for the closed day and the lookback days before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import redis
+import yaml
+
+from ingestion.bucket import list_objects, object_date, object_key
+from ingestion.settings import PROJECT_ROOT, get_settings, utc_today
+from orchestration.partitions import partition_range_tags, run_windows
+from orchestration.realtime import refresh_windows
+
+MATERIALIZE_ALL_JOB = "materialize_all"
+REALTIME_JOB = "realtime_load"
+SENSOR_INTERVAL_SECONDS = 30
+DBT_PROJECT_FILE = PROJECT_ROOT / "dbt_project" / "dbt_project.yml"
+
+RAW_EVENTS = dg.AssetKey(["raw", "events"])
+HOT_METRICS = dg.AssetKey(["hot_metrics"])
+# assets outside the partitioned pipeline, run by their own jobs
+OUTSIDE_PIPELINE = dg.AssetSelection.groups("storage", "privacy")
+
+
+def lookback_days(project_file: Path = DBT_PROJECT_FILE) -> int:
+    """dbt's var lookback_days (how many days late events are re-checked), read from dbt_project.yml."""
+    return int(yaml.safe_load(project_file.read_text())["vars"]["lookback_days"])
+
+
+materialize_all = dg.define_asset_job(
+    MATERIALIZE_ALL_JOB,
+    selection=dg.AssetSelection.all() - OUTSIDE_PIPELINE,
+    description="Load the events of the selected days, build every dbt model and test for them (vars start_date/"
+    "end_date), fold new events into the Redis hot metrics. Backfill any range from the Partitions tab.",
+    tags={"analyticspro/pipeline": "marts"},
+)
+
+realtime_load = dg.define_asset_job(
+    REALTIME_JOB,
+    selection=dg.AssetSelection.assets(RAW_EVENTS, HOT_METRICS),
+    description="Load new events and update the Redis hot metrics (no marts): what the sensors start.",
+    tags={"analyticspro/pipeline": "realtime"},
+)
+
+
+@dg.schedule(
+    job=materialize_all,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def hourly_marts(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Every hour: load what is new for today and build the incremental marts."""
+    today = context.scheduled_execution_time.astimezone(UTC).date()
+    return dg.RunRequest(run_key=f"hourly-{context.scheduled_execution_time.isoformat()}", partition_key=today.isoformat())
+
+
+@dg.schedule(
+    job=materialize_all,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def daily_marts(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """After each UTC day closes: the day and the lookback days before it, loaded and rebuilt in one run (late
+    objects under their folders, late events by their timestamps)."""
+    closed = context.scheduled_execution_time.astimezone(UTC).date() - timedelta(days=1)
+    first = closed - timedelta(days=lookback_days() - 1)
+    return dg.RunRequest(run_key=f"daily-{closed.isoformat()}", tags=partition_range_tags(first, closed))
+
+
+def _loaded_objects(database_url: str) -> set[tuple]:
+    with psycopg2.connect(database_url, connect_timeout=5) as connection, connection.cursor() as cursor:
+        cursor.execute("select to_regclass('raw.loaded_objects') is not null")
+        if not cursor.fetchone()[0]:
+            rows = []
+        else:
+            cursor.execute("select object_url, size_bytes, modified_at from raw.loaded_objects")
+            rows = cursor.fetchall()
+    connection.close()
+    return {(url, int(size), modified.astimezone(UTC).replace(microsecond=0)) for url, size, modified in rows}
+
+
+def _refresh_windows() -> None:
+    settings = get_settings()
+    try:
+        refresh_windows(redis.Redis.from_url(settings.redis_url, decode_responses=True), settings.redis_key_prefix)
+    except redis.RedisError:
+        pass  # the run's own hot_metrics step reports Redis problems; a sensor must keep ticking
+
+
+def _waiting_run(instance: dg.DagsterInstance) -> str | None:
+    """The id of a realtime_load run that has not started yet (it will read whatever is new when it starts)."""
+    waiting = instance.get_run_records(
+        dg.RunsFilter(job_name=REALTIME_JOB, statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]),
+        limit=1,
+    )
+    return waiting[0].dagster_run.run_id if waiting else None
+
+
+@dg.sensor(
+    job=realtime_load, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """New objects under EVENTS_BUCKET_URL -> one realtime_load run over the days they belong to."""
+    _refresh_windows()
+    settings = get_settings()
+    bucket = settings.events_bucket_url
+    if "://" not in bucket and not Path(bucket).is_dir():
+        return dg.SkipReason(f"EVENTS_BUCKET_URL {bucket} is not a folder yet")
+    done = _loaded_objects(settings.database_url)
+    new = [item for item in list_objects(bucket) if object_key(item) not in done]
+    if not new:
+        return dg.SkipReason(f"no new objects under {bucket}")
+    waiting = _waiting_run(context.instance)
+    if waiting:
+        return dg.SkipReason(f"{len(new)} new objects; run {waiting} is queued and will load them")
+    days = [object_date(item, settings.partitions_start_date, utc_today()) for item in new]
+    digest = hashlib.sha256("\n".join(sorted("|".join(map(str, object_key(i))) for i in new)).encode()).hexdigest()
+    windows = run_windows(days)
+    context.log.info(f"{len(new)} new objects under {bucket}, days {', '.join(f'{a}..{b}' for a, b in windows)}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=f"bucket-{digest[:24]}-{first}", tags=partition_range_tags(first, last))
+            for first, last in windows
+        ]
+    )
+
+
+@dg.sensor(
+    job=realtime_load, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING
+)
+def kinesis_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """Records after the committed positions on KINESIS_STREAM_NAME -> a realtime_load run for today."""
+    from ingestion.kinesis import has_new_records
+    from ingestion.pipeline import committed_positions, events_pipeline
+
+    _refresh_windows()
+    settings = get_settings()
+    stream = settings.kinesis_stream_name
+    if not stream:
+        return dg.SkipReason("KINESIS_STREAM_NAME is not set")
+    pipeline = events_pipeline(settings, progress=False)
+    pipeline.sync_destination()
+    if not has_new_records(stream, committed_positions(pipeline)):
+        return dg.SkipReason(f"no new records on {stream}")
+    waiting = _waiting_run(context.instance)
+    if waiting:
+        return dg.SkipReason(f"new records on {stream}; run {waiting} is queued and will load them")
+    return dg.SensorResult(run_requests=[dg.RunRequest(partition_key=utc_today().isoformat())])
+
+
+def build_automation_defs() -> dg.Definitions:
+    return dg.Definitions(
+        jobs=[materialize_all, realtime_load],
+        schedules=[hourly_marts, daily_marts],
+        sensors=[bucket_sensor, kinesis_sensor],
+    )
