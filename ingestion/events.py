@@ -262,6 +262,7 @@ def load_events(
         return load_kinesis(stream, progress=progress, say=say)
     return load_bucket(normalize_bucket_url(url), rescan=rescan, window=window, progress=progress, say=say)
 
+
 if __name__ == "__main__":
     for url in sys.argv[1:] or configured_sources():
         summary = load_events(url)

@@ -105,8 +105,7 @@ class HotUpdate:
 
 
 def _format(value: Decimal | int) -> str:
-    value = Decimal(value)
-    return format(value.normalize(), "f") if value == value.to_integral_value() else format(value.normalize(), "f")
+    return format(Decimal(value).normalize(), "f")
 
 
 def _table_exists(connection: psycopg2.extensions.connection, qualified: str) -> bool:
@@ -182,14 +181,12 @@ def _new_rows(connection: psycopg2.extensions.connection, after: str, upto: str,
     return [(*row, warehouse_map.get(row[3])) for row in rows]
 
 
-def _fold(
-    client: redis.Redis, keys: HotKeys, rows: list[tuple], days: tuple[date, date], now: datetime
-) -> int:
+def _fold(client: redis.Redis, keys: HotKeys, rows: list[tuple], days: tuple[date, date], now: datetime) -> int:
     # identity: the warehouse's map, then pairs already learned, then pairs in these rows (first seen wins)
     anonymous = sorted({row[3] for row in rows if row[3] is not None})
     learned = dict(zip(anonymous, client.hmget(keys.identity, anonymous), strict=True)) if anonymous else {}
     mapping = {anon: user for anon, user in learned.items() if user is not None}
-    for _type, _event, user_id, anon, *_rest, warehouse_user in rows:
+    for *_first, anon, _at, _message_id, _revenue, warehouse_user in rows:
         if anon is not None and warehouse_user is not None:
             mapping[anon] = warehouse_user
     new_pairs: dict[str, str] = {}

@@ -134,5 +134,6 @@ def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     keys = sorted(client.scan_iter(match=f"{settings.redis_key_prefix}:metrics:*", count=500))
     dated = re.compile(r":\d{4}-\d{2}-\d{2}$")
-    summary.redis_keys = {key: client.get(key) for key in keys if key.endswith(day.isoformat()) or not dated.search(key)}
+    shown = [key for key in keys if key.endswith(day.isoformat()) or not dated.search(key)]
+    summary.redis_keys = {key: client.get(key) for key in shown}
     return summary

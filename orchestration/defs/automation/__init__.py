@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -62,8 +63,8 @@ realtime_load = dg.define_asset_job(
 )
 def hourly_marts(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Every hour: load what is new for today and build the incremental marts."""
-    today = context.scheduled_execution_time.astimezone(UTC).date()
-    return dg.RunRequest(run_key=f"hourly-{context.scheduled_execution_time.isoformat()}", partition_key=today.isoformat())
+    at = context.scheduled_execution_time
+    return dg.RunRequest(run_key=f"hourly-{at.isoformat()}", partition_key=at.astimezone(UTC).date().isoformat())
 
 
 @dg.schedule(
@@ -94,10 +95,9 @@ def _loaded_objects(database_url: str) -> set[tuple]:
 
 def _refresh_windows() -> None:
     settings = get_settings()
-    try:
+    # the run's own hot_metrics step reports Redis problems; a sensor must keep ticking
+    with contextlib.suppress(redis.RedisError):
         refresh_windows(redis.Redis.from_url(settings.redis_url, decode_responses=True), settings.redis_key_prefix)
-    except redis.RedisError:
-        pass  # the run's own hot_metrics step reports Redis problems; a sensor must keep ticking
 
 
 def _waiting_run(instance: dg.DagsterInstance) -> str | None:

@@ -2,7 +2,6 @@
 key layout). It runs after every load, on every sensor-triggered run, so an event put in the bucket reaches the
 dashboards within a minute, without waiting for the marts."""
 
-
 import dagster as dg
 
 from ingestion.settings import get_settings
