@@ -7,6 +7,7 @@ import dagster as dg
 
 from orchestration.defs.automation import MATERIALIZE_ALL_JOB, REALTIME_JOB, build_automation_defs
 from orchestration.defs.ingestion.assets import build_ingestion_defs
+from orchestration.defs.quality import build_quality_defs
 from orchestration.defs.serving.hot_metrics import build_serving_defs
 from orchestration.defs.transform.assets import build_transform_defs
 
@@ -18,6 +19,7 @@ def build_definitions() -> dg.Definitions:
         build_ingestion_defs(),
         build_transform_defs(),
         build_serving_defs(),
+        build_quality_defs(),
         build_automation_defs(),
     )
 

@@ -1,9 +1,20 @@
-"""The one Dagster entry point loads, and its asset graph connects raw load -> dbt models -> Redis."""
+"""The one Dagster entry point loads, and its asset graph connects raw load -> dbt models -> Redis.
+
+test_definitions_snapshot compares everything a data engineer sees in the UI (assets, groups, partitions, checks,
+jobs, schedules, sensors) with tests/snapshots/definitions.json, so a change to the graph shows in the diff.
+After an intended change: `UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/test_definitions.py` and commit the file.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import dagster as dg
 import pytest
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +66,7 @@ def test_every_asset_and_its_upstream(defs):
         ],
         "analytics/fct_mrr": ["intermediate/int_event_days", "intermediate/int_mrr_changes"],
         "analytics/revenue_monthly": ["analytics/fct_mrr", "intermediate/int_event_days"],
-        "hot_metrics": ["analytics/daily_metrics"],
+        "hot_metrics": ["analytics/fct_funnel_steps", "raw/events"],
     }
 
 
@@ -70,6 +81,59 @@ def test_lineage_runs_from_the_raw_load_to_redis(defs):
                 frontier.append(child)
     assert dg.AssetKey("hot_metrics") in reachable
     assert key("analytics/daily_metrics") in reachable
+
+
+def describe(defs: dg.Definitions) -> dict:
+    graph = defs.resolve_asset_graph()
+
+    def partitions(node) -> str | None:
+        definition = node.partitions_def
+        if definition is None:
+            return None
+        return f"{type(definition).__name__}(start={definition.start:%Y-%m-%d}, end_offset={definition.end_offset})"
+
+    assets = {}
+    for asset_key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(asset_key)
+        assets[asset_key.to_user_string()] = {
+            "group": node.group_name,
+            "partitions": partitions(node),
+            "deps": sorted(parent.to_user_string() for parent in node.parent_keys),
+            "checks": sorted(c.name for c in graph.asset_check_keys if c.asset_key == asset_key),
+        }
+    jobs = {}
+    for job in sorted(defs.resolve_all_job_defs(), key=lambda j: j.name):
+        if job.name.startswith("__"):
+            continue
+        jobs[job.name] = {
+            "assets": sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),
+            "checks": len(job.asset_layer.asset_graph.asset_check_keys),
+            "partitioned": job.partitions_def is not None,
+        }
+    schedules = {
+        s.name: {
+            "cron": s.cron_schedule,
+            "job": s.job_name,
+            "timezone": s.execution_timezone,
+            "default": s.default_status.value,
+        }
+        for s in defs.schedules
+    }
+    sensors = {
+        s.name: {"job": s.job_name, "interval_s": s.minimum_interval_seconds, "default": s.default_status.value}
+        for s in defs.sensors
+    }
+    return {"assets": assets, "jobs": jobs, "schedules": schedules, "sensors": sensors}
+
+
+def test_definitions_snapshot(defs):
+    current = describe(defs)
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text()), (
+        "the Dagster definitions changed; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the snapshot"
+    )
 
 
 def test_groups_kinds_and_checks(defs):
