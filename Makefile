@@ -36,8 +36,7 @@ bench: services  ## run every benchmark, print a table, write bench/results.json
 	@$(BIN)/python -m bench.run
 
 dev: services  ## open the Dagster UI on http://127.0.0.1:3000
-	@mkdir -p $${DAGSTER_HOME:-.analyticspro/dagster_home}
-	@DAGSTER_HOME=$$(realpath $${DAGSTER_HOME:-.analyticspro/dagster_home}) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	@DAGSTER_HOME=$$($(BIN)/python -m orchestration.instance) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: install  ## ruff (Python) and sqlfluff (dbt SQL)
 	@$(BIN)/ruff check .

@@ -32,6 +32,7 @@ from ingestion.batches import LoadCounts, PreparedLoad
 from ingestion.bucket import check_bucket, list_objects, object_key, objects_in_window, prepare_bucket_loads
 from ingestion.chunks import ChunkRunner
 from ingestion.kinesis import prepare_kinesis_loads
+from ingestion.locks import LOAD_LOCK, advisory_lock
 from ingestion.pipeline import (
     EVENTS_TABLE,
     OBJECTS_TABLE,
@@ -175,7 +176,19 @@ def load_bucket(
     say: Callable[[str], None] = print,
 ) -> LoadSummary:
     """Load every batch object under `bucket_url` that is not in raw.loaded_objects yet (all with rescan);
-    with `window` = (start, end), only the objects of the days in [start, end) (see bucket.object_date)."""
+    with `window` = (start, end), only the objects of the days in [start, end) (see bucket.object_date).
+    One load at a time (a PostgreSQL advisory lock): a second waits for the first."""
+    with advisory_lock(get_settings().database_url, LOAD_LOCK, say):
+        return _load_bucket(bucket_url, rescan, window, progress, say)
+
+
+def _load_bucket(
+    bucket_url: str,
+    rescan: bool,
+    window: tuple[date, date] | None,
+    progress: bool,
+    say: Callable[[str], None],
+) -> LoadSummary:
     started = time.perf_counter()
     check_bucket(bucket_url)
     settings = get_settings()
@@ -200,7 +213,12 @@ def load_bucket(
 
 
 def load_kinesis(stream: str, *, progress: bool = True, say: Callable[[str], None] = print) -> LoadSummary:
-    """Load every record of every shard after the positions committed by the last load."""
+    """Load every record of every shard after the positions committed by the last load (one load at a time)."""
+    with advisory_lock(get_settings().database_url, LOAD_LOCK, say):
+        return _load_kinesis(stream, progress=progress, say=say)
+
+
+def _load_kinesis(stream: str, *, progress: bool = True, say: Callable[[str], None] = print) -> LoadSummary:
     started = time.perf_counter()
     if not stream:
         raise ValueError("no Kinesis stream given: pass kinesis://STREAM or set KINESIS_STREAM_NAME")

@@ -82,15 +82,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def _dagster_home() -> Path:
-    """DAGSTER_HOME, created with a dagster.yaml on first use (telemetry off: a self-hosted warehouse
-    should not phone home unless its operator opts in)."""
-    home = get_settings().dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+    from orchestration.instance import prepare_dagster_home
+
+    return prepare_dagster_home()
 
 
 def materialize_windows(sources: list[str]) -> list[tuple[date, date]]:

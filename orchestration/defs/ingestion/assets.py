@@ -17,6 +17,7 @@ from ingestion.events import configured_sources, load_events
 from ingestion.pipeline import RAW_DATASET, events_pipeline, prepared_events
 from ingestion.settings import get_settings
 from orchestration.partitions import DAILY, window_label, window_of
+from orchestration.retries import retry_if_transient
 
 EVENTS_KEY = dg.AssetKey([RAW_DATASET, "events"])
 
@@ -50,8 +51,6 @@ def build_ingestion_defs() -> dg.Definitions:
         partitions_def=DAILY,
         # a backfill of many days is one run (one pass over the bucket listing, loads of INGEST_MAX_LINES)
         backfill_policy=dg.BackfillPolicy.single_run(),
-        # one load at a time across runs (dlt's pipeline state and the stream positions are shared)
-        pool="analyticspro_load",
     )
     def load_events_asset(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         # Sources and the database are read from the environment when the run starts; a large backlog is
@@ -61,7 +60,11 @@ def build_ingestion_defs() -> dg.Definitions:
         totals = {"lines_read": 0, "events": 0, "new_events": 0, "duplicates": 0, "rejected": 0}
         per_source = {}
         for source in configured_sources():
-            summary = load_events(source, window=window, progress=False, say=context.log.info)
+            try:
+                summary = load_events(source, window=window, progress=False, say=context.log.info)
+            except Exception as error:  # a database restart or throttling: retry the step with backoff
+                retry_if_transient(context, error)
+                raise
             if summary is None:
                 continue
             context.log.info(summary.describe())

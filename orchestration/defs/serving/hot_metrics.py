@@ -4,9 +4,11 @@ dashboards within a minute, without waiting for the marts."""
 
 import dagster as dg
 
+from ingestion.locks import HOT_METRICS_LOCK, advisory_lock
 from ingestion.settings import get_settings
 from orchestration.defs.serving.resources import RedisResource, WarehouseResource
 from orchestration.realtime import update_hot_metrics
+from orchestration.retries import retry_if_transient
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
 FUNNEL_STEPS = dg.AssetKey(["analytics", "fct_funnel_steps"])
@@ -16,7 +18,6 @@ FUNNEL_STEPS = dg.AssetKey(["analytics", "fct_funnel_steps"])
     deps=[RAW_EVENTS, FUNNEL_STEPS],
     group_name="serving",
     kinds={"redis"},
-    pool="analyticspro_hot_metrics",  # one writer of the Redis state at a time
     description="Real-time numbers in Redis, folded in from the raw.events rows loaded since the last run: today's "
     "and yesterday's signups, DAU, activity events and revenue, the last hour's, the people active in the last 5 "
     "minutes, and the default funnel of the latest marts build. Keys <REDIS_KEY_PREFIX>:metrics:v1:*, each with "
@@ -25,11 +26,17 @@ FUNNEL_STEPS = dg.AssetKey(["analytics", "fct_funnel_steps"])
 def hot_metrics(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, redis: RedisResource
 ) -> dg.MaterializeResult:
-    connection = warehouse.connect()
     try:
-        update = update_hot_metrics(connection, redis.client(), redis.key_prefix, redis.ttl_seconds)
-    finally:
-        connection.close()
+        # one writer of the Redis state at a time (an advisory lock, released if this process dies)
+        with advisory_lock(warehouse.database_url, HOT_METRICS_LOCK, context.log.info):
+            connection = warehouse.connect()
+            try:
+                update = update_hot_metrics(connection, redis.client(), redis.key_prefix, redis.ttl_seconds)
+            finally:
+                connection.close()
+    except Exception as error:  # Postgres restarting, Redis unreachable: retry with backoff
+        retry_if_transient(context, error)
+        raise
     context.log.info(
         f"folded {update.rows_counted:,} of {update.rows_read:,} new raw rows (load cursor {update.cursor})"
         + (" after rebuilding the state from the last two days" if update.rebuilt else "")

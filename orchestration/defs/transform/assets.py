@@ -7,8 +7,11 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from ingestion.locks import DBT_LOCK, advisory_lock
+from ingestion.settings import get_settings
 from orchestration.defs.transform.project import analyticspro_dbt_project, dbt_executable
 from orchestration.partitions import DAILY, window_label, window_of
+from orchestration.retries import retry_if_transient
 
 
 class SchemaTableTranslator(DagsterDbtTranslator):
@@ -39,7 +42,6 @@ def build_transform_defs() -> dg.Definitions:
         dagster_dbt_translator=SchemaTableTranslator(),
         partitions_def=DAILY,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool="analyticspro_dbt",
     )
     def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig) -> Iterator[Any]:
         # The models are incremental: a run builds what was loaded since the last build, plus (vars) every event
@@ -50,7 +52,21 @@ def build_transform_defs() -> dg.Definitions:
             dbt_vars = {"start_date": window[0].isoformat(), "end_date": window[1].isoformat()}
             args += ["--vars", json.dumps(dbt_vars)]
         context.log.info(f"dbt {' '.join(args)} ({window_label(window)})")
-        yield from dbt.cli(args, context=context).stream()
+        try:
+            # one dbt build at a time on this warehouse (an advisory lock, released if this process dies)
+            with advisory_lock(get_settings().database_url, DBT_LOCK, context.log.info):
+                invocation = dbt.cli(args, context=context, raise_on_error=False)
+                yield from invocation.stream()
+        except Exception as error:
+            retry_if_transient(context, error)
+            raise
+        if not invocation.is_successful():
+            error = invocation.get_error()
+            if error is not None:
+                # models already built are upserted again on the retry (idempotent); a failing model or test
+                # is not transient and fails the step at once
+                retry_if_transient(context, error)
+                raise error
 
     return dg.Definitions(
         assets=[dbt_models],
