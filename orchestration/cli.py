@@ -13,7 +13,6 @@ Heavy imports (Dagster, dbt, dlt) happen inside the commands, so `--help` is ins
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time

@@ -75,11 +75,15 @@ def is_transient(error: BaseException | str) -> bool:
     return False
 
 
-def retry_if_transient(context: dg.AssetExecutionContext | dg.OpExecutionContext, error: BaseException) -> None:
+def retry_if_transient(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext, error: BaseException
+) -> None:
     """Raise dg.RetryRequested (with backoff) when `error` is transient; return otherwise (the caller re-raises)."""
     if not is_transient(error):
         return
     limit = retry_limit()
+    if isinstance(context, dg.AssetCheckExecutionContext):
+        context = context.op_execution_context
     attempt = context.retry_number
     if attempt >= limit:
         context.log.error(f"transient failure, and {limit} retries are spent: {error}")

@@ -11,9 +11,9 @@ import psycopg2
 
 from ingestion.events import load_events
 from orchestration.defs.quality import (
-    daily_row_count_anomaly,
-    raw_events_freshness,
-    rejected_events_ratio,
+    measure_daily_row_count_anomaly,
+    measure_raw_events_freshness,
+    measure_rejected_events_ratio,
     row_count_anomalies,
 )
 from orchestration.defs.serving.resources import WarehouseResource
@@ -39,11 +39,11 @@ def test_rejected_ratio_fails_above_one_percent(own_database, tmp_path):
     warehouse = WarehouseResource(database_url=own_database.database_url)
     now = datetime.now(UTC)
     _load(tmp_path / "bucket", good=199, bad=1, at=now)  # 1 / 200 = 0.5%
-    result = rejected_events_ratio(warehouse=warehouse)
+    result = measure_rejected_events_ratio(warehouse=warehouse)
     assert result.passed
     assert result.metadata["ratio"].value == 0.005
     _load(tmp_path / "bucket", good=99, bad=3, at=now + timedelta(seconds=1))  # 4 / 302 = 1.32%
-    result = rejected_events_ratio(warehouse=warehouse)
+    result = measure_rejected_events_ratio(warehouse=warehouse)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
     assert result.metadata["rejected"].value == 4 and result.metadata["stored_events"].value == 298
     assert "1.32%" in result.description
@@ -54,17 +54,17 @@ def test_freshness_warns_when_events_stop_during_active_hours(own_database, tmp_
     _load(tmp_path / "bucket", good=5, bad=0, at=datetime.now(UTC) - timedelta(minutes=90))
     monkeypatch.setenv("FRESHNESS_ACTIVE_HOURS", "00-23")
     monkeypatch.setenv("FRESHNESS_WARN_MINUTES", "60")
-    result = raw_events_freshness(warehouse=warehouse)
+    result = measure_raw_events_freshness(warehouse=warehouse)
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
     assert 89 <= result.metadata["minutes_since_latest_event"].value <= 95
     monkeypatch.setenv("FRESHNESS_WARN_MINUTES", "120")
-    assert raw_events_freshness(warehouse=warehouse).passed
+    assert measure_raw_events_freshness(warehouse=warehouse).passed
     # outside the active hours a quiet stream is normal
     monkeypatch.setenv("FRESHNESS_WARN_MINUTES", "60")
     hour = datetime.now(UTC).hour
     other = (hour + 2) % 24
     monkeypatch.setenv("FRESHNESS_ACTIVE_HOURS", f"{other:02d}-{other:02d}")
-    assert raw_events_freshness(warehouse=warehouse).passed
+    assert measure_raw_events_freshness(warehouse=warehouse).passed
 
 
 def test_row_count_anomalies_by_hand():
@@ -89,7 +89,7 @@ def test_row_count_anomaly_check_reads_fct_events(own_database):
         for day, n in per_day.items():
             cursor.execute("insert into analytics.fct_events select %s from generate_series(1, %s)", (day, n))
     connection.close()
-    result = daily_row_count_anomaly(warehouse=WarehouseResource(database_url=own_database.database_url))
+    result = measure_daily_row_count_anomaly(warehouse=WarehouseResource(database_url=own_database.database_url))
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["anomalies"].value == {
         (today - timedelta(days=3)).isoformat(): {"events": 40, "trailing_week_median": 100}

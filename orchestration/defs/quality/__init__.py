@@ -13,11 +13,13 @@ realtime_load runs, and can be run alone from the asset's Checks tab.
 
 import os
 import statistics
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
 from orchestration.defs.serving.resources import WarehouseResource
+from orchestration.retries import retry_if_transient
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
 FCT_EVENTS = dg.AssetKey(["analytics", "fct_events"])
@@ -43,6 +45,18 @@ def freshness_settings() -> tuple[int, tuple[int, int]]:
     return minutes, (first, last)
 
 
+def _retrying(
+    context: dg.AssetCheckExecutionContext,
+    check: Callable[[WarehouseResource], dg.AssetCheckResult],
+    warehouse: WarehouseResource,
+) -> dg.AssetCheckResult:
+    try:
+        return check(warehouse)
+    except Exception as error:  # the database restarting: retry the check with backoff
+        retry_if_transient(context, error)
+        raise
+
+
 def _one(connection, sql: str, args: tuple = ()) -> tuple:
     with connection.cursor() as cursor:
         cursor.execute(sql, args)
@@ -54,7 +68,11 @@ def _exists(connection, qualified: str) -> bool:
 
 
 @dg.asset_check(asset=RAW_EVENTS, description="Warns when no event arrived for a while during the active hours.")
-def raw_events_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def raw_events_freshness(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return _retrying(context, measure_raw_events_freshness, warehouse)
+
+
+def measure_raw_events_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     minutes, (first_hour, last_hour) = freshness_settings()
     now = datetime.now(UTC)
     with warehouse.connect() as connection:
@@ -78,7 +96,11 @@ def raw_events_freshness(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=RAW_EVENTS, description="Fails when over 1% of the lines loaded in the last 24 h were rejected.")
-def rejected_events_ratio(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def rejected_events_ratio(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    return _retrying(context, measure_rejected_events_ratio, warehouse)
+
+
+def measure_rejected_events_ratio(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     since = datetime.now(UTC) - timedelta(hours=24)
     with warehouse.connect() as connection:
         rejected = stored = 0
@@ -125,7 +147,13 @@ def row_count_anomalies(counts: dict[date, int], days: list[date]) -> dict[str, 
     asset=FCT_EVENTS,
     description="Warns about a closed day of the last week with under half the events of the trailing-week median.",
 )
-def daily_row_count_anomaly(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def daily_row_count_anomaly(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    return _retrying(context, measure_daily_row_count_anomaly, warehouse)
+
+
+def measure_daily_row_count_anomaly(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     today = datetime.now(UTC).date()
     with warehouse.connect() as connection, connection.cursor() as cursor:
         cursor.execute(
