@@ -4,7 +4,9 @@ Runs against the local PostgreSQL and Redis in a database and key prefix of its 
 Machines here are noisy, so each speed is also given as a ratio to a baseline measured in the same run:
 - ingest (bench/ingest.py): 1M events through the loader against a plain psycopg COPY of the same lines into a
   typed table with jsonb columns, and the loader's peak memory for 10x fewer events;
-- hot_metrics: a dashboard read of today's numbers from Redis against the same read from the marts.
+- hot_metrics: a dashboard read of today's numbers from Redis against the same read from the marts;
+- freshness (bench/freshness.py): seconds from a batch file put in the bucket to its events in Redis, with
+  `dagster dev` running (its bucket sensor and realtime_load runs); the target is 60 s.
 
 - marts (bench/marts.py): a full dbt build over 10M events against the incremental build of one more hour,
   and an ad-hoc funnel query against the same query in DuckDB.
@@ -154,6 +156,10 @@ def main() -> int:
         results["materialize"] = bench_materialize(settings)
         _say("hot_metrics: dashboard reads, Redis against PostgreSQL")
         results["hot_metrics"] = bench_hot_metrics(settings)
+        from bench.freshness import bench_freshness
+
+        _say("freshness: a new batch file in the bucket -> Redis, with `dagster dev` running")
+        results["freshness"] = bench_freshness(settings, _say)
         from bench.ingest import bench_ingest
         from bench.marts import bench_marts
 

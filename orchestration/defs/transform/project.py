@@ -42,8 +42,10 @@ def analyticspro_dbt_project(*, refresh: bool = False) -> DbtProject:
     refresh=True, if any project file changed since it was built)."""
     _put_dbt_on_path()
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+    # Not DbtProject.prepare_if_dev(): under `dagster dev` it runs `dbt parse` in every process that loads the
+    # definitions, every run and every step included (seconds each, on the real-time path). The manifest is
+    # rebuilt when it is missing, or (refresh=True: the CLI; and under `dagster dev`) older than a project file.
+    refresh = refresh or bool(os.environ.get("DAGSTER_IS_DEV_CLI"))
     if not project.manifest_path.exists() or (refresh and manifest_is_stale(project)):
         project.preparer.prepare(project)
-    else:
-        project.prepare_if_dev()
     return project
