@@ -89,8 +89,9 @@ def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> d
     keys = HotKeys(settings.redis_key_prefix)
     port = _free_port()
     log = open(home / "dagster-dev.log", "w")  # noqa: SIM115 (closed below)
+    dagster = str(Path(sys.executable).parent / "dagster")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT_ROOT,
         env={**os.environ, "DAGSTER_HOME": str(home)},
         stdout=log,
