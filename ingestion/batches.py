@@ -73,12 +73,14 @@ class LoadCounts:
     events: int = 0  # valid events, duplicates included
     duplicates_in_load: int = 0  # copies of a message id already seen earlier in this load
     rejected: int = 0
+    suppressed: int = 0  # events of erased people (ingestion/suppression.py), dropped and counted
 
     def add(self, other: LoadCounts) -> None:
         self.lines_read += other.lines_read
         self.events += other.events
         self.duplicates_in_load += other.duplicates_in_load
         self.rejected += other.rejected
+        self.suppressed += other.suppressed
 
 
 @dataclass

@@ -45,6 +45,7 @@ from ingestion.pipeline import (
     prepared_events,
 )
 from ingestion.settings import get_settings, normalize_bucket_url, utc_today
+from ingestion.suppression import drop_suppressed, load_suppressed
 from ingestion.validation import Options
 
 __all__ = ["LoadSummary", "check_bucket", "configured_sources", "load_events"]
@@ -72,14 +73,21 @@ class LoadSummary:
         return self.counts.rejected
 
     @property
+    def suppressed(self) -> int:
+        return self.counts.suppressed
+
+    @property
     def duplicates(self) -> int:
-        return self.counts.events - self.stored
+        return self.counts.events - self.stored - self.counts.suppressed
 
     def describe(self) -> str:
         rate = f" in {self.seconds:.1f}s ({self.lines_read / self.seconds:,.0f} lines/s)" if self.seconds else ""
+        erased = (
+            f", {self.suppressed:,} of erased people dropped (ops.suppressed_identities)" if self.suppressed else ""
+        )
         return (
             f"read {self.lines_read:,} lines from {self.source}{rate}: {self.events:,} events loaded "
-            f"({self.stored:,} new, {self.duplicates:,} duplicates of stored message ids), "
+            f"({self.stored:,} new, {self.duplicates:,} duplicates of stored message ids{erased}), "
             f"{self.rejected:,} rejected (see raw.rejected_events)"
         )
 
@@ -151,10 +159,15 @@ def _run_loads(
     say: Callable[[str], None],
 ) -> None:
     number = 0
+    suppressed = load_suppressed(get_settings().database_url)
     for load in prefetch(loads):
         if not load.counts.lines_read and not load.objects:
             continue
         number += 1
+        if suppressed:
+            kept = [drop_suppressed(table, suppressed) for table in load.events]
+            load.events[:] = [table for table, _ in kept if table.num_rows]
+            load.counts.suppressed += sum(dropped for _, dropped in kept)
         info = pipeline.run(prepared_events(load, folder), loader_file_format="csv")
         summary.load_ids.extend(info.loads_ids)
         summary.counts.add(load.counts)

@@ -5,6 +5,9 @@
     analyticspro load [SOURCE]              run the dlt load alone (no Dagster): ./folder, s3://bucket/prefix
                                             or kinesis://STREAM (default EVENTS_BUCKET_URL, KINESIS_STREAM_NAME)
     analyticspro materialize                run every asset through Dagster, then print a summary
+    analyticspro archive                    move fct_events days older than WARM_DAYS to Parquet (cold tier)
+    analyticspro restore --from D --to D    bring archived days back into PostgreSQL
+    analyticspro forget --user-id ID        GDPR erasure of one person from every tier
     analyticspro summary                    print what is in the warehouse and Redis now
 
 Heavy imports (Dagster, dbt, dlt) happen inside the commands, so `--help` is instant.
@@ -13,6 +16,7 @@ Heavy imports (Dagster, dbt, dlt) happen inside the commands, so `--help` is ins
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -193,6 +197,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     settings = get_settings()
     ensure_database(settings)
     ensure_redis(settings)
+    if args.full_refresh:
+        refuse_full_refresh_if_archived()
     sources = configured_sources()
     _say(f"event sources: {', '.join(sources)}")
     for source in sources:
@@ -209,6 +215,68 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     if ok:
         print_summary(date.fromisoformat(args.day) if args.day else None)
     return 0 if ok else 1
+
+
+def refuse_full_refresh_if_archived() -> None:
+    """A full rebuild reads raw.events, which no longer holds the archived days: refuse instead of silently
+    rebuilding the marts without them."""
+    import psycopg2
+
+    from orchestration.archive import archived_dates
+
+    settings = get_settings()
+    connection = psycopg2.connect(settings.database_url)
+    try:
+        days = archived_dates(connection)
+    finally:
+        connection.close()
+    if days:
+        raise ValueError(
+            f"--full-refresh would rebuild the marts without the {len(days)} archived day(s) {days[0]} .. {days[-1]} "
+            f"(they are in the cold tier). Restore them first: analyticspro restore --from {days[0]} --to {days[-1]}"
+        )
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from orchestration.warehouse import ensure_database
+
+    ensure_database(get_settings())
+    _dagster_home()
+    from orchestration.definitions import defs
+    from orchestration.defs.storage import ARCHIVE_JOB
+
+    _say(f"moving fct_events days older than WARM_DAYS={get_settings().warm_days} to the cold tier")
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def(ARCHIVE_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    if not result.success:
+        _say(f"run {result.run_id} FAILED; see the messages above or open it in the Dagster UI (`make dev`)")
+        return 1
+    _say(f"run {result.run_id} succeeded")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from orchestration.archive import restore_dates
+
+    first, last = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    if first > last:
+        raise ValueError(f"--from {first} is after --to {last}")
+    restored = restore_dates(get_settings(), first, last, say=_say)
+    _say(f"restored {len(restored)} day(s), {sum(restored.values()):,} fct_events rows")
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from orchestration.privacy import forget
+    from orchestration.warehouse import ensure_database
+
+    ensure_database(get_settings())
+    report = forget(get_settings(), args.user_id, args.requested_by, say=_say)
+    _say(report.describe())
+    _say("recorded in ops.erasure_requests; later loads drop this person's events (ops.suppressed_identities)")
+    return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -270,6 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dagster console log level (default INFO)",
     )
     p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser("archive", help="move fct_events days older than WARM_DAYS to Parquet in the bucket")
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("restore", help="bring archived days back from the cold tier into PostgreSQL")
+    p.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("forget", help="GDPR erasure: delete one person from every tier, keep them out of later loads")
+    p.add_argument("--user-id", required=True, help="the user id; every anonymous id seen with it goes too")
+    p.add_argument(
+        "--requested-by",
+        default=os.environ.get("USER") or "cli",
+        help="who asked, recorded in ops.erasure_requests (default: $USER)",
+    )
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("summary", help="print events, people, today's metrics and the Redis keys")
     p.add_argument("--day", help="UTC day to report, YYYY-MM-DD (default today)")

@@ -7,8 +7,10 @@ import dagster as dg
 
 from orchestration.defs.automation import MATERIALIZE_ALL_JOB, REALTIME_JOB, build_automation_defs
 from orchestration.defs.ingestion.assets import build_ingestion_defs
+from orchestration.defs.privacy import build_privacy_defs
 from orchestration.defs.quality import build_quality_defs
 from orchestration.defs.serving.hot_metrics import build_serving_defs
+from orchestration.defs.storage import build_storage_defs
 from orchestration.defs.transform.assets import build_transform_defs
 
 __all__ = ["MATERIALIZE_ALL_JOB", "REALTIME_JOB", "build_definitions", "defs"]
@@ -21,6 +23,8 @@ def build_definitions() -> dg.Definitions:
         build_serving_defs(),
         build_quality_defs(),
         build_automation_defs(),
+        build_storage_defs(),
+        build_privacy_defs(),
     )
 
 

@@ -33,6 +33,18 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = False  # rebuild incremental models from all events (dbt --full-refresh)
 
 
+def _archived_days() -> list:
+    import psycopg2
+
+    from orchestration.archive import archived_dates
+
+    connection = psycopg2.connect(get_settings().database_url)
+    try:
+        return archived_dates(connection)
+    finally:
+        connection.close()
+
+
 def build_transform_defs() -> dg.Definitions:
     project = analyticspro_dbt_project()
 
@@ -47,6 +59,14 @@ def build_transform_defs() -> dg.Definitions:
         # The models are incremental: a run builds what was loaded since the last build, plus (vars) every event
         # of its partition window, so a backfill of any range rebuilds exactly those dates.
         window = window_of(context)
+        if config.full_refresh:
+            days = _archived_days()
+            if days:
+                raise dg.Failure(
+                    description=f"a full refresh would rebuild the marts without the {len(days)} archived day(s) "
+                    f"{days[0]} .. {days[-1]}: restore them first (`analyticspro restore --from {days[0]} --to "
+                    f"{days[-1]}`), or run without full_refresh"
+                )
         args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
         if window is not None:
             dbt_vars = {"start_date": window[0].isoformat(), "end_date": window[1].isoformat()}

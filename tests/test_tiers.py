@@ -1,0 +1,233 @@
+"""The cold tier (archive and restore) and GDPR erasure across every tier, each in a database of its own."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pyarrow.parquet as pq
+import pytest
+import redis
+
+from ingestion.generator import generate
+from orchestration.partitions import partition_range_tags
+
+TODAY = datetime.now(UTC).date()
+FCT_COLUMNS = "message_id, person_id, user_id, anonymous_id, event_name, event_at, revenue::text, properties::text"
+
+
+@pytest.fixture
+def tiers(own_database, monkeypatch, tmp_path, settings):
+    monkeypatch.setenv("EVENTS_BUCKET_URL", str(tmp_path / "bucket"))
+    monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")
+    monkeypatch.setenv("WARM_DAYS", "3")
+    from ingestion.settings import get_settings
+    from orchestration.definitions import build_definitions
+
+    generate(tmp_path / "bucket", days=6, users=150, seed=31, end_date=TODAY)
+    defs = build_definitions()
+    instance = dg.DagsterInstance.ephemeral()
+    first = TODAY - timedelta(days=5)
+    job = defs.resolve_job_def("materialize_all")
+    assert job.execute_in_process(instance=instance, tags=partition_range_tags(first, TODAY)).success
+    return get_settings(), defs, instance
+
+
+def rows(settings, query: str, args: tuple = ()) -> list[tuple]:
+    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(query, args)
+        found = cursor.fetchall() if cursor.description else []
+    connection.close()
+    return found
+
+
+def archive(defs, instance) -> None:
+    assert defs.resolve_job_def("archive_cold_partitions").execute_in_process(instance=instance).success
+
+
+def test_archive_moves_old_days_to_parquet_and_restore_brings_them_back(tiers):
+    settings, defs, instance = tiers
+    old_days = [TODAY - timedelta(days=5), TODAY - timedelta(days=4)]  # older than today - WARM_DAYS (3)
+    before = {
+        day: sorted(rows(settings, f"select {FCT_COLUMNS} from analytics.fct_events where event_date = %s", (day,)))
+        for day in old_days
+    }
+    raw_before = {
+        day: sorted(
+            rows(settings, "select * from raw.events where (\"timestamp\" at time zone 'UTC')::date = %s", (day,))
+        )
+        for day in old_days
+    }
+    assert all(before.values()) and all(raw_before.values())
+    metrics_before = rows(settings, "select * from analytics.daily_metrics order by date, metric_name")
+    archive(defs, instance)
+
+    from orchestration.archive import partition_dates
+
+    connection = psycopg2.connect(settings.database_url)
+    remaining = partition_dates(connection)
+    connection.close()
+    assert not set(old_days) & set(remaining) and TODAY - timedelta(days=3) in remaining
+    for day in old_days:
+        assert rows(settings, "select count(*) from analytics.fct_events where event_date = %s", (day,)) == [(0,)]
+        files = sorted((Path(settings.events_bucket_url) / "archive" / "events" / f"date={day}").glob("*.parquet"))
+        assert [f.name.split("-")[0] for f in files] == ["fct_events", "raw_events"]
+        table = pq.read_table(io.BytesIO(files[0].read_bytes())).to_pylist()
+        from_parquet = sorted(
+            (
+                r["message_id"],
+                r["person_id"],
+                r["user_id"],
+                r["anonymous_id"],
+                r["event_name"],
+                r["event_at"],
+                r["revenue"],
+                r["properties"],
+            )
+            for r in table
+        )
+        # same rows (jsonb and numeric compared as PostgreSQL prints them)
+        assert [row[:6] for row in from_parquet] == [row[:6] for row in before[day]]
+        assert len(from_parquet) == len(before[day])
+        recorded = rows(
+            settings,
+            "select table_name, row_count from ops.archived_partitions where event_date = %s order by 1",
+            (day,),
+        )
+        assert recorded == [("fct_events", len(before[day])), ("raw_events", len(raw_before[day]))]
+    # the marts keep their history
+    assert rows(settings, "select * from analytics.daily_metrics order by date, metric_name") == metrics_before
+
+    # a full rebuild would lose the archived days: it refuses and says what to do
+    from orchestration.cli import main
+
+    with pytest.raises(ValueError, match="restore --from"):
+        from orchestration.cli import refuse_full_refresh_if_archived
+
+        refuse_full_refresh_if_archived()
+
+    assert main(["restore", "--from", old_days[0].isoformat(), "--to", old_days[-1].isoformat()]) == 0
+    for day in old_days:
+        again = sorted(rows(settings, f"select {FCT_COLUMNS} from analytics.fct_events where event_date = %s", (day,)))
+        assert again == before[day]
+        raw_again = sorted(
+            rows(settings, "select * from raw.events where (\"timestamp\" at time zone 'UTC')::date = %s", (day,))
+        )
+        assert raw_again == raw_before[day]
+    # restoring again changes nothing
+    assert main(["restore", "--from", old_days[0].isoformat(), "--to", old_days[-1].isoformat()]) == 0
+    assert rows(settings, "select count(*) from analytics.fct_events where event_date = %s", (old_days[0],)) == [
+        (len(before[old_days[0]]),)
+    ]
+
+
+def _bucket_lines(bucket: Path) -> list[dict]:
+    found = []
+    for path in bucket.rglob("*.jsonl*"):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        found.extend(json.loads(line) for line in data.splitlines() if line.strip())
+    return found
+
+
+def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
+    settings, defs, instance = tiers
+    bucket = Path(settings.events_bucket_url)
+    # a user stitched to anonymous ids, active in an old (to be archived) day and recently
+    candidates = rows(
+        settings,
+        """
+        select person_id, array_agg(distinct anonymous_id) filter (where anonymous_id is not null)
+        from analytics.fct_events
+        where user_id is not null or person_id <> anonymous_id
+        group by person_id
+        having min(event_date) <= %s and max(event_date) >= %s and count(distinct anonymous_id) >= 1
+        order by count(*) desc limit 1
+        """,
+        (TODAY - timedelta(days=4), TODAY - timedelta(days=1)),
+    )
+    assert candidates, "the generated data has no stitched user active in old and recent days"
+    user_id, anonymous = candidates[0]
+    everyone = [user_id, *anonymous]
+    archive(defs, instance)  # part of their history is now in the cold tier
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    prefix = settings.redis_key_prefix
+    in_redis = sum(client.sismember(key, p) for key in client.scan_iter(f"{prefix}:hot:*:persons:*") for p in everyone)
+    in_bucket = [e for e in _bucket_lines(bucket) if e.get("userId") == user_id or e.get("anonymousId") in anonymous]
+    assert in_bucket
+
+    from orchestration.cli import main
+
+    assert main(["forget", "--user-id", user_id, "--requested-by", "dpo@example.com"]) == 0
+
+    # PostgreSQL: raw and every table with person columns
+    assert rows(
+        settings, "select count(*) from raw.events where user_id = %s or anonymous_id = any(%s)", (user_id, anonymous)
+    ) == [(0,)]
+    tables = rows(
+        settings,
+        "select table_schema, table_name, array_agg(column_name::text) from information_schema.columns "
+        "where table_schema in ('intermediate', 'analytics') "
+        "and column_name in ('person_id', 'user_id', 'anonymous_id') "
+        "group by 1, 2",
+    )
+    assert len(tables) >= 6
+    for schema, table, columns in tables:
+        condition = " or ".join(f"{column} = any(%s)" for column in columns)
+        found = rows(
+            settings, f"select count(*) from {schema}.{table} where {condition}", tuple([everyone] * len(columns))
+        )
+        assert found == [(0,)], f"{schema}.{table} still holds the person"
+    # Redis state
+    assert not any(client.sismember(key, p) for key in client.scan_iter(f"{prefix}:hot:*:persons:*") for p in everyone)
+    assert all(client.zscore(f"{prefix}:hot:v1:seen", p) is None for p in everyone)
+    # the archive
+    for path in (bucket / "archive").rglob("*.parquet"):
+        table = pq.read_table(io.BytesIO(path.read_bytes())).to_pylist()
+        assert not [r for r in table if r["user_id"] == user_id or r["anonymous_id"] in anonymous], path
+    # the landing files
+    assert not [e for e in _bucket_lines(bucket) if e.get("userId") == user_id or e.get("anonymousId") in anonymous]
+    # the audit row: counts, never the ids
+    audit = rows(settings, "select requested_by, identities, rows_deleted::text from ops.erasure_requests")
+    assert len(audit) == 1 and audit[0][0] == "dpo@example.com" and audit[0][1] == len(everyone)
+    counts = json.loads(audit[0][2])
+    assert counts["raw.events"] > 0 and counts["bucket_lines"] == len(in_bucket) and counts["archive"] > 0
+    assert counts["redis"] >= in_redis
+    assert user_id not in audit[0][2] and not any(a in audit[0][2] for a in anonymous)
+
+    # nothing brings them back: a full re-read of the bucket, events still in flight, a new build
+    late = bucket / "events" / f"{TODAY:%Y/%m/%d}" / "23" / "inflight.jsonl"
+    late.parent.mkdir(parents=True, exist_ok=True)
+    stamp = f"{TODAY.isoformat()}T00:00:01.000Z"
+    late.write_text(
+        "\n".join(
+            json.dumps({"type": "track", "event": "x", "messageId": f"inflight-{i}", "timestamp": stamp, **ids})
+            for i, ids in enumerate([{"userId": user_id}, {"anonymousId": anonymous[0]}, {"anonymousId": "someone"}])
+        )
+        + "\n"
+    )
+    from ingestion.events import load_events
+
+    summary = load_events(rescan=True, progress=False)
+    assert summary.suppressed == 2
+    assert (
+        defs.resolve_job_def("materialize_all")
+        .execute_in_process(instance=instance, tags=partition_range_tags(TODAY, TODAY))
+        .success
+    )
+    assert rows(
+        settings, "select count(*) from raw.events where user_id = %s or anonymous_id = any(%s)", (user_id, anonymous)
+    ) == [(0,)]
+    assert rows(settings, "select count(*) from analytics.fct_events where person_id = any(%s)", (everyone,)) == [(0,)]
+    assert rows(settings, "select count(*) from raw.events where message_id = 'inflight-2'") == [(1,)]
+
+
+def test_forget_needs_a_user_id(settings):
+    from orchestration.privacy import NothingToForget, forget
+
+    with pytest.raises(NothingToForget, match="--user-id"):
+        forget(settings, " ", "test")
