@@ -67,7 +67,11 @@ def test_every_asset_and_its_upstream(defs):
         "analytics/fct_mrr": ["intermediate/int_event_days", "intermediate/int_mrr_changes"],
         "analytics/revenue_monthly": ["analytics/fct_mrr", "intermediate/int_event_days"],
         "hot_metrics": ["analytics/fct_funnel_steps", "raw/events"],
-        "archive_partitions": ["analytics/daily_metrics", "analytics/fct_cohort_retention", "analytics/revenue_monthly"],
+        "archive_partitions": [
+            "analytics/daily_metrics",
+            "analytics/fct_cohort_retention",
+            "analytics/revenue_monthly",
+        ],
     }
 
 
