@@ -10,6 +10,11 @@ while days are archived (the raw rows are in the archive): restore them first.
 
 `restore_dates` brings days back from their files (the partition recreated, raw rows re-inserted, nothing
 duplicated) and marks them restored; the files stay as the cold copy.
+
+The marts keep an archived day's people: before the partition is dropped, each person's aggregates of that day
+(first/last seen, signup, counts, revenue, latest traits) are added to `ops.person_archive_history`, which
+dim_users adds to the warm events when it recomputes a person, so a person whose early days are archived keeps
+their first-seen date, signup and totals when they come back.
 """
 
 from __future__ import annotations
@@ -206,6 +211,81 @@ def _write_verified(
     return ArchivedFile(label, url, expected[0], expected[1], hashlib.sha256(written).hexdigest())
 
 
+# The per-person aggregates of archived days, as dim_users computes them from events (keep the two alike); a
+# day's rows are added to a person's history: earliest/latest times, sums (archived days never overlap), and
+# the traits of the later identify winning key by key.
+REMEMBER_PEOPLE = """
+with day_traits as (
+    select person_id, jsonb_object_agg(key, value order by event_at, message_id) as traits,
+           max(event_at) as last_identified_at
+    from (
+        select events.person_id, trait.key, trait.value, events.event_at, events.message_id
+        from {relation} as events cross join lateral jsonb_each(events.traits) as trait
+        where events.event_type = 'identify' and jsonb_typeof(events.traits) = 'object'
+    ) as trait_values
+    group by person_id
+),
+day_people as (
+    select
+        person_id,
+        max(user_id) as user_id,
+        min(event_at) as first_seen_at,
+        max(event_at) as last_seen_at,
+        min(event_at) filter (where is_activity) as first_activity_at,
+        max(event_at) filter (where is_activity) as last_activity_at,
+        min(event_at) filter (where event_type = 'track' and event_name = 'user_signed_up') as signed_up_at,
+        count(*) filter (where is_activity) as activity_events,
+        count(distinct event_date) filter (where is_activity) as active_days,
+        coalesce(sum(revenue) filter (where event_type = 'track' and event_name = 'purchase_completed'), 0)
+            as total_revenue
+    from {relation}
+    group by person_id
+)
+insert into ops.person_archive_history as h
+select p.*, t.traits, t.last_identified_at
+from day_people as p left join day_traits as t on t.person_id = p.person_id
+on conflict (person_id) do update set
+    user_id = greatest(h.user_id, excluded.user_id),
+    first_seen_at = least(h.first_seen_at, excluded.first_seen_at),
+    last_seen_at = greatest(h.last_seen_at, excluded.last_seen_at),
+    first_activity_at = least(h.first_activity_at, excluded.first_activity_at),
+    last_activity_at = greatest(h.last_activity_at, excluded.last_activity_at),
+    signed_up_at = least(h.signed_up_at, excluded.signed_up_at),
+    activity_events = h.activity_events + excluded.activity_events,
+    active_days = h.active_days + excluded.active_days,
+    total_revenue = h.total_revenue + excluded.total_revenue,
+    traits = case
+        when h.last_identified_at is null or excluded.last_identified_at >= h.last_identified_at
+            then coalesce(h.traits, '{{}}'::jsonb) || coalesce(excluded.traits, '{{}}'::jsonb)
+        else coalesce(excluded.traits, '{{}}'::jsonb) || coalesce(h.traits, '{{}}'::jsonb)
+    end,
+    last_identified_at = greatest(h.last_identified_at, excluded.last_identified_at)
+"""
+
+
+def remember_people(cursor, relation: sql.Composable) -> None:
+    """Add the per-person aggregates of the fct_events rows in `relation` to ops.person_archive_history."""
+    cursor.execute(sql.SQL(REMEMBER_PEOPLE).format(relation=relation))
+
+
+def rebuild_person_history(settings: Settings, connection: psycopg2.extensions.connection) -> None:
+    """ops.person_archive_history from the archived fct_events files of the days not restored (after a restore,
+    whose days are back in the warm tier)."""
+    fs = _fs(settings)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "select object_url from ops.archived_partitions where table_name = 'fct_events' and restored_at is null"
+        )
+        urls = [row[0] for row in cursor.fetchall()]
+        cursor.execute("truncate ops.person_archive_history")
+        for url in urls:
+            with fs.open(url, "rb") as handle:
+                contents = pq.read_table(io.BytesIO(handle.read()))
+            with _temporary_copy(cursor, "analytics", "fct_events", contents) as temp:
+                remember_people(cursor, temp)
+    connection.commit()
+
+
 def partition_dates(connection: psycopg2.extensions.connection) -> list[date]:
     """The days that have an fct_events partition in PostgreSQL (the warm tier)."""
     with connection.cursor() as cursor:
@@ -257,6 +337,8 @@ def archive_date(settings: Settings, connection: psycopg2.extensions.connection,
             "select object_url from ops.archived_partitions where event_date = %s and restored_at is not null", (day,)
         )
         superseded = [row[0] for row in cursor.fetchall()]
+        # the marts keep the day's people: dim_users adds these aggregates to the warm events
+        remember_people(cursor, sql.SQL("analytics.{}").format(sql.Identifier(partition)))
         cursor.execute(
             sql.SQL("alter table analytics.fct_events detach partition analytics.{}").format(sql.Identifier(partition))
         )
@@ -343,6 +425,8 @@ def restore_dates(settings: Settings, first: date, last: date, say: Callable[[st
                 cursor.execute("update ops.archived_partitions set restored_at = now() where object_url = %s", (url,))
             connection.commit()
             say(f"restored {day} from {url} ({row_count:,} rows)")
+        if files:
+            rebuild_person_history(settings, connection)  # the restored days count as warm again
     finally:
         connection.close()
     return restored

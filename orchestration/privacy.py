@@ -155,6 +155,9 @@ def delete_from_postgres(
         if _exists(cursor, "raw.rejected_events"):
             cursor.execute("delete from raw.rejected_events where payload like any(%s)", (_like_patterns(everyone),))
             rows["raw.rejected_events"] = cursor.rowcount
+        if _exists(cursor, "ops.person_archive_history"):
+            cursor.execute("delete from ops.person_archive_history where person_id = any(%s)", (everyone,))
+            rows["ops.person_archive_history"] = cursor.rowcount
         for schema, table, columns in _person_tables(cursor):
             conditions = []
             args: list = []

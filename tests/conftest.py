@@ -43,6 +43,10 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = get_settings()
     ensure_database(settings)
     ensure_redis(settings)
+    # the Dagster definitions read dbt's manifest: build it now if any model changed since (dbt parse)
+    from orchestration.defs.transform.project import analyticspro_dbt_project
+
+    analyticspro_dbt_project(refresh=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -46,7 +46,8 @@ def test_every_asset_and_its_upstream(defs):
         "intermediate/int_funnel_events": [fct],
         "intermediate/int_funnel_persons": sorted([*persons, "intermediate/int_funnel_events"]),
         "analytics/fct_sessions": persons,
-        "analytics/dim_users": persons,
+        "analytics/dim_users": [*persons, "ops/person_archive_history"],
+        "ops/person_archive_history": [],
         "analytics/daily_metrics": sorted(
             [
                 "analytics/dim_users",

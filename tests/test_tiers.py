@@ -16,6 +16,7 @@ import redis
 
 from ingestion.generator import generate
 from orchestration.partitions import partition_range_tags
+from tests.db import rows
 
 TODAY = datetime.now(UTC).date()
 FCT_COLUMNS = "message_id, person_id, user_id, anonymous_id, event_name, event_at, revenue::text, properties::text"
@@ -38,14 +39,6 @@ def tiers(own_database, monkeypatch, tmp_path, settings):
     return get_settings(), defs, instance
 
 
-def rows(settings, query: str, args: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
-        cursor.execute(query, args)
-        found = cursor.fetchall() if cursor.description else []
-    connection.close()
-    return found
-
-
 def archive(defs, instance) -> None:
     assert defs.resolve_job_def("archive_cold_partitions").execute_in_process(instance=instance).success
 
@@ -65,6 +58,15 @@ def test_archive_moves_old_days_to_parquet_and_restore_brings_them_back(tiers):
     }
     assert all(before.values()) and all(raw_before.values())
     metrics_before = rows(settings, "select * from analytics.daily_metrics order by date, metric_name")
+    dim_persons_before = rows(settings, "select person_id from analytics.dim_users")
+    dim_rows_before = {
+        person_id: rest
+        for person_id, *rest in rows(
+            settings,
+            "select person_id, first_seen_at, signed_up_at, first_activity_at, activity_events, active_days, "
+            "total_revenue, plan from analytics.dim_users",
+        )
+    }
     archive(defs, instance)
 
     from orchestration.archive import partition_dates
@@ -102,6 +104,27 @@ def test_archive_moves_old_days_to_parquet_and_restore_brings_them_back(tiers):
         assert recorded == [("fct_events", len(before[day])), ("raw_events", len(raw_before[day]))]
     # the marts keep their history
     assert rows(settings, "select * from analytics.daily_metrics order by date, metric_name") == metrics_before
+
+    # a person whose first days are archived comes back: dim_users keeps their history and adds the new event
+    dims = "first_seen_at, signed_up_at, first_activity_at, activity_events, active_days, total_revenue, plan"
+    person, active_today = rows(
+        settings,
+        "select person_id, bool_or(event_date = %s and is_activity) from analytics.fct_events "
+        "where user_id is not null group by person_id order by min(event_at) limit 1",
+        (TODAY,),
+    )[0]
+    assert person in {p for (p,) in dim_persons_before}
+    dim_before = dim_rows_before[person]
+    path = Path(settings.events_bucket_url) / "events" / f"{TODAY:%Y/%m/%d}" / "23" / "returning.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    path.write_text(json.dumps({"type": "page", "messageId": "back-1", "userId": person, "timestamp": stamp}) + "\n")
+    job = defs.resolve_job_def("materialize_all")
+    assert job.execute_in_process(instance=instance, tags=partition_range_tags(TODAY, TODAY)).success
+    [dim_after] = rows(settings, f"select {dims} from analytics.dim_users where person_id = %s", (person,))
+    expected_after = (*dim_before[:3], dim_before[3] + 1, dim_before[4] + (0 if active_today else 1), *dim_before[5:])
+    assert dim_after == expected_after
+    assert rows(settings, "select count(*) from ops.person_archive_history")[0][0] > 0
 
     # a full rebuild would lose the archived days: it refuses and says what to do
     from orchestration.cli import main
@@ -231,3 +254,64 @@ def test_forget_needs_a_user_id(settings):
 
     with pytest.raises(NothingToForget, match="--user-id"):
         forget(settings, " ", "test")
+
+
+def test_archive_restore_and_erasure_on_s3(aws_endpoint, own_database, monkeypatch, tmp_path, settings):
+    """The same tiers with EVENTS_BUCKET_URL=s3://…: Parquet written to and read back from S3, landing objects
+    rewritten in S3."""
+    import boto3
+
+    monkeypatch.setenv("EVENTS_BUCKET_URL", "s3://lake/segment")
+    monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")
+    monkeypatch.setenv("WARM_DAYS", "2")
+    from ingestion.settings import get_settings
+    from orchestration.definitions import build_definitions
+
+    dataset = generate(tmp_path / "gen", days=4, users=80, seed=9, end_date=TODAY)
+    s3 = boto3.client("s3", endpoint_url=aws_endpoint)
+    s3.create_bucket(Bucket="lake")
+    for path in dataset.files:
+        s3.upload_file(str(path), "lake", "segment/" + path.relative_to(dataset.out_dir).as_posix())
+    own = get_settings()
+    defs = build_definitions()
+    instance = dg.DagsterInstance.ephemeral()
+    job = defs.resolve_job_def("materialize_all")
+    assert job.execute_in_process(
+        instance=instance, tags=partition_range_tags(TODAY - timedelta(days=3), TODAY)
+    ).success
+    old = TODAY - timedelta(days=3)
+    before = sorted(rows(own, f"select {FCT_COLUMNS} from analytics.fct_events where event_date = %s", (old,)))
+    assert before
+    # someone whose events are in the day to be archived (and so in the landing objects)
+    user_id, anonymous = rows(
+        own,
+        "select person_id, coalesce(array_agg(distinct anonymous_id) filter (where anonymous_id is not null), '{}') "
+        "from analytics.fct_events where user_id is not null and event_date = %s "
+        "group by person_id order by count(*) desc limit 1",
+        (old,),
+    )[0]
+    archive(defs, instance)
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix=f"segment/archive/events/date={old}/")["Contents"]
+    ]
+    assert sorted(k.rsplit("/", 1)[1].split("-")[0] for k in keys) == ["fct_events", "raw_events"]
+    assert rows(own, "select count(*) from analytics.fct_events where event_date = %s", (old,)) == [(0,)]
+
+    from orchestration.privacy import forget
+
+    report = forget(own, user_id, "test")
+    assert report.rows["bucket_lines"] > 0 and report.rows["archive"] > 0
+    for key in (o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="segment/events/")["Contents"]):
+        body = s3.get_object(Bucket="lake", Key=key)["Body"].read()
+        text = gzip.decompress(body) if key.endswith(".gz") else body
+        for line in text.splitlines():
+            event = json.loads(line)
+            assert event.get("userId") != user_id and event.get("anonymousId") not in anonymous
+
+    from orchestration.archive import restore_dates
+
+    assert restore_dates(own, old, old) == {
+        old: len([r for r in before if r[1] != user_id and r[2] != user_id and r[3] not in anonymous])
+    }
+    again = sorted(rows(own, f"select {FCT_COLUMNS} from analytics.fct_events where event_date = %s", (old,)))
+    assert again == [r for r in before if r[1] != user_id and r[2] != user_id and r[3] not in anonymous]

@@ -1,7 +1,8 @@
 -- One row per person (stitched identity): when they were first and last seen, their first and last
 -- activity, their signup (first user_signed_up), and their latest traits from identify calls.
 -- Incremental: the rows of persons with changed events are deleted (pre-hook) and recomputed from
--- their whole history (index on fct_events (person_id, event_at)).
+-- their whole history (index on fct_events (person_id, event_at)): their events in the warm tier plus
+-- the aggregates of their archived days (ops.person_archive_history), so archiving changes nobody.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     materialized='incremental',
@@ -25,7 +26,18 @@ events as (
 
 ),
 
-people as (
+archived as (
+
+    select * from {{ source('ops', 'person_archive_history') }}
+    {%- if is_incremental() %}
+        where person_id in (
+            select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+        )
+    {%- endif %}
+
+),
+
+warm_people as (
 
     select
         person_id,
@@ -44,6 +56,51 @@ people as (
 
 ),
 
+-- archived and warm days never overlap, so counts and sums add up
+people as (
+
+    select
+        person_id,
+        max(user_id) as user_id,
+        min(first_seen_at) as first_seen_at,
+        max(last_seen_at) as last_seen_at,
+        min(first_activity_at) as first_activity_at,
+        max(last_activity_at) as last_activity_at,
+        min(signed_up_at) as signed_up_at,
+        sum(activity_events) as activity_events,
+        sum(active_days) as active_days,
+        sum(total_revenue) as total_revenue
+    from (
+        select
+            person_id,
+            user_id,
+            first_seen_at,
+            last_seen_at,
+            first_activity_at,
+            last_activity_at,
+            signed_up_at,
+            activity_events,
+            active_days,
+            total_revenue
+        from warm_people
+        union all
+        select
+            person_id,
+            user_id,
+            first_seen_at,
+            last_seen_at,
+            first_activity_at,
+            last_activity_at,
+            signed_up_at,
+            activity_events,
+            active_days,
+            total_revenue
+        from archived
+    ) as both_tiers
+    group by person_id
+
+),
+
 trait_values as (
 
     select
@@ -55,6 +112,17 @@ trait_values as (
     from events
     cross join lateral jsonb_each(events.traits) as trait
     where events.event_type = 'identify' and jsonb_typeof(events.traits) = 'object'
+    union all
+    -- the latest traits of the archived days count as identified when those days last were
+    select
+        archived.person_id,
+        trait.key,
+        trait.value,
+        archived.last_identified_at as event_at,
+        '' as message_id
+    from archived
+    cross join lateral jsonb_each(archived.traits) as trait
+    where jsonb_typeof(archived.traits) = 'object'
 
 ),
 
