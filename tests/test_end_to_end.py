@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg2
 import pytest
 import redis
 
 from ingestion.generator import generate
 from orchestration.cli import main, run_materialize
 from orchestration.realtime import HotKeys
+from tests.db import rows as query
 from tests.reference import Expected, compute
 
 TODAY = datetime.now(UTC).date()
@@ -29,14 +29,6 @@ BAD_LINES = [
     b'{"type": "purchase", "messageId": "m-bad-type", "anonymousId": "a", "timestamp": "2026-01-01T00:00:00.000Z"}',
     b"42",  # not an object
 ]
-
-
-def query(settings, sql: str, args: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
-        cursor.execute(sql, args)
-        rows = cursor.fetchall()
-    connection.close()
-    return rows
 
 
 def table_counts(settings) -> tuple[int, int]:

@@ -23,6 +23,7 @@ import pytest
 from ingestion.generator import generate
 from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 from tests import reference_marts as ref
+from tests.db import rows
 from tests.reference import compute
 
 END = date(2026, 3, 15)
@@ -60,16 +61,6 @@ def dbt(root: Path, *args: str) -> str:
     result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=False)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     return result.stdout
-
-
-def rows(settings, sql: str, args: tuple = ()) -> list[tuple]:
-    connection = psycopg2.connect(settings.database_url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, args)
-            return cursor.fetchall()
-    finally:
-        connection.close()
 
 
 def snapshot(settings) -> dict[str, list[tuple]]:

@@ -14,13 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 import pytest
 import redis
 
 from ingestion.generator import generate
 from orchestration.partitions import partition_range_tags
 from orchestration.realtime import HotKeys
+from tests.db import rows
 from tests.reference import compute
 
 
@@ -34,14 +34,6 @@ def isolated(own_database, monkeypatch, tmp_path, settings):
     from orchestration.definitions import build_definitions
 
     yield get_settings(), build_definitions(), tmp_path / "bucket"
-
-
-def rows(settings, sql: str, args: tuple = ()) -> list[tuple]:
-    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
-        cursor.execute(sql, args)
-        found = cursor.fetchall()
-    connection.close()
-    return found
 
 
 def day_folder(bucket: Path, day: date) -> Path:
@@ -175,3 +167,38 @@ def test_the_bucket_sensor_loads_a_new_file_and_redis_follows(isolated):
     assert client.get(keys.metric("dau", today)) == "4"
     assert client.get(keys.metric("events", today)) == "9"
     assert Decimal(client.get(keys.metric("revenue", today))) == Decimal("59.75")
+
+
+def test_the_kinesis_sensor_requests_a_run_only_when_the_stream_has_new_records(isolated, aws_endpoint, monkeypatch):
+    import boto3
+
+    settings, _, bucket = isolated
+    monkeypatch.setenv("KINESIS_STREAM_NAME", "live")
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()
+    client = boto3.client("kinesis", endpoint_url=aws_endpoint, region_name="us-east-1")
+    client.create_stream(StreamName="live", ShardCount=2)
+    client.get_waiter("stream_exists").wait(StreamName="live")
+    instance = dg.DagsterInstance.ephemeral()
+    sensor = defs.resolve_sensor_def("kinesis_sensor")
+
+    def tick() -> list[dg.RunRequest]:
+        result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        return list(result.run_requests or [])
+
+    assert tick() == []  # an empty stream
+    now = datetime.now(UTC)
+    records = [_event("page", f"k{i}", now, anonymousId=f"kv-{i % 3}", properties={"path": "/"}) for i in range(12)]
+    for i, record in enumerate(records):
+        client.put_record(StreamName="live", Data=json.dumps(record).encode(), PartitionKey=f"p{i}")
+    requests = tick()
+    assert len(requests) == 1 and requests[0].partition_key == now.date().isoformat()
+    job = defs.resolve_job_def("realtime_load")
+    assert job.execute_in_process(instance=instance, partition_key=requests[0].partition_key).success
+    assert rows(settings, "select count(*) from raw.events where source like 'kinesis://live%'") == [(12,)]
+    keys = HotKeys(settings.redis_key_prefix)
+    redis_client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    assert redis_client.get(keys.metric("events", now.date())) == "12"
+    assert redis_client.get(keys.metric("dau", now.date())) == "3"
+    assert tick() == []  # everything committed: nothing new
