@@ -116,11 +116,12 @@ def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> d
             samples.append(seconds)
             say(f"freshness sample {sample + 1}/{SAMPLES}: {seconds:.1f} s from the bucket to Redis")
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: dagster dev stops its daemon and webserver
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         log.close()
     return {
         "event_to_redis_s": round(statistics.median(samples), 1),
@@ -131,12 +132,11 @@ def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> d
 
 
 def main() -> int:
-    import shutil
     import tempfile
 
-    from bench.run import _say, _setup_environment
+    from bench.run import _say, _setup_environment, cleanup
     from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database, ensure_database
+    from orchestration.warehouse import ensure_database
 
     root = Path(tempfile.mkdtemp(prefix="analyticspro-freshness-"))
     _setup_environment(root)
@@ -145,12 +145,7 @@ def main() -> int:
     try:
         print(json.dumps(bench_freshness(settings, _say), indent=2))
     finally:
-        drop_database(settings)
-        client = redis.Redis.from_url(settings.redis_url)
-        stale = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*"))
-        if stale:
-            client.delete(*stale)
-        shutil.rmtree(root, ignore_errors=True)
+        cleanup(settings, root)
     return 0
 
 

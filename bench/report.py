@@ -45,6 +45,19 @@ def markdown(results: dict) -> str:
             f"{h['redis_speedup_vs_mart_p50']}× and {h['redis_speedup_vs_live_p50']:.0f}× faster",
         ),
     ]
+    if "freshness" in results:
+        f = results["freshness"]
+        rows.append(
+            (
+                "`freshness`",
+                f"a batch file of page views put in the bucket with `dagster dev` running, until today's `events` in "
+                f"Redis includes them (bucket sensor, then a `realtime_load` run: load and hot metrics), median of "
+                f"{f['samples']} (worst)",
+                f"{f['event_to_redis_s']} s ({f['event_to_redis_max_s']} s)",
+                f"the target: {f['target_s']} s",
+                f"{round(f['event_to_redis_s'] / f['target_s'], 2)}× the target",
+            )
+        )
     if "marts" in results:
         k = results["marts"]
         rows += [

@@ -45,6 +45,20 @@ def _setup_environment(root: Path) -> None:
     )
 
 
+def cleanup(settings, root: Path) -> None:
+    """Drop the benchmark's database, delete its Redis keys and its folder."""
+    import redis
+
+    from orchestration.warehouse import drop_database
+
+    drop_database(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    stale = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*"))
+    if stale:
+        client.delete(*stale)
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def _say(message: str) -> None:
     print(f"[bench {datetime.now():%H:%M:%S}] {message}", flush=True)
 
@@ -139,7 +153,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
     _setup_environment(root)
     from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database, ensure_database, ensure_redis
+    from orchestration.warehouse import ensure_database, ensure_redis
 
     settings = get_settings()
     ensure_database(settings)
@@ -170,14 +184,7 @@ def main() -> int:
         _say(f"marts: {marts_events:,} events over {marts_days} days, full build then one new hour")
         results["marts"] = bench_marts(settings, marts_events, marts_days)
     finally:
-        drop_database(settings)
-        import redis
-
-        client = redis.Redis.from_url(settings.redis_url)
-        stale = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*"))
-        if stale:
-            client.delete(*stale)
-        shutil.rmtree(root, ignore_errors=True)
+        cleanup(settings, root)
 
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     width = max(len(f"{b}.{f}") for b, figures in results.items() for f in figures)

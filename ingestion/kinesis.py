@@ -113,17 +113,22 @@ def read_order(shards: list[dict], finished: set[str]) -> list[dict]:
     return ready
 
 
-def _shard_records(
-    client: Any, stream: str, shard: dict, position: dict, budget: Callable[[], bool]
-) -> Iterator[list[dict]]:
-    """Pages of records of one shard after the saved position, until caught up (open shard) or the end
-    (closed shard, then position["finished"] is set) or the load's budget is spent."""
+def shard_iterator(client: Any, stream: str, shard: dict, position: dict) -> str | None:
+    """An iterator just after the shard's saved position, or at its oldest record when there is none."""
     kwargs: dict[str, Any] = {"StreamName": stream, "ShardId": shard["ShardId"]}
     if position.get("sequence_number"):
         kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=position["sequence_number"])
     else:
         kwargs.update(ShardIteratorType="TRIM_HORIZON")
-    iterator = call_with_backoff(client.get_shard_iterator, **kwargs)["ShardIterator"]
+    return call_with_backoff(client.get_shard_iterator, **kwargs)["ShardIterator"]
+
+
+def _shard_records(
+    client: Any, stream: str, shard: dict, position: dict, budget: Callable[[], bool]
+) -> Iterator[list[dict]]:
+    """Pages of records of one shard after the saved position, until caught up (open shard) or the end
+    (closed shard, then position["finished"] is set) or the load's budget is spent."""
+    iterator = shard_iterator(client, stream, shard, position)
     while iterator and budget():
         page = call_with_backoff(client.get_records, ShardIterator=iterator, Limit=GET_RECORDS_LIMIT)
         records = page.get("Records", [])
@@ -145,12 +150,7 @@ def has_new_records(stream: str, positions: dict[str, Any], client: Any = None) 
         position = positions.get(shard["ShardId"], {})
         if position.get("finished"):
             continue
-        kwargs: dict[str, Any] = {"StreamName": stream, "ShardId": shard["ShardId"]}
-        if position.get("sequence_number"):
-            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=position["sequence_number"])
-        else:
-            kwargs.update(ShardIteratorType="TRIM_HORIZON")
-        iterator = call_with_backoff(client.get_shard_iterator, **kwargs)["ShardIterator"]
+        iterator = shard_iterator(client, stream, shard, position)
         for _ in range(5):  # an empty page can precede records (trimmed or sparse shard); look a little further
             if iterator is None:
                 break
