@@ -271,8 +271,9 @@ def refresh_windows(client: redis.Redis, prefix: str, now: datetime | None = Non
     with client.pipeline(transaction=False) as pipe:
         for key in minute_keys:
             pipe.hgetall(key)
-        pipe.zcount(keys.seen, f"({(now - timedelta(hours=1)).timestamp()}", "+inf")
-        pipe.zcount(keys.seen, f"({(now - timedelta(minutes=5)).timestamp()}", "+inf")
+        # (now - window, now]: a clock-skewed event stamped in the future is not "active in the last 5 minutes"
+        pipe.zcount(keys.seen, f"({(now - timedelta(hours=1)).timestamp()}", now.timestamp())
+        pipe.zcount(keys.seen, f"({(now - timedelta(minutes=5)).timestamp()}", now.timestamp())
         *buckets, people_hour, people_5m = pipe.execute()
     totals: dict[str, int] = defaultdict(int)
     for bucket in buckets:

@@ -202,3 +202,33 @@ def test_the_kinesis_sensor_requests_a_run_only_when_the_stream_has_new_records(
     assert redis_client.get(keys.metric("events", now.date())) == "12"
     assert redis_client.get(keys.metric("dau", now.date())) == "3"
     assert tick() == []  # everything committed: nothing new
+
+
+def test_rolling_windows_count_the_past_only(settings):
+    from orchestration.realtime import refresh_windows
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    prefix = f"{settings.redis_key_prefix}:windows"
+    keys = HotKeys(prefix)
+    now = datetime(2026, 5, 1, 12, 30, 20, tzinfo=UTC)
+    # p1 active a minute ago, p2 40 minutes ago, p3 two hours ago, p4 stamped 10 minutes in the future
+    client.zadd(
+        keys.seen, {"p1": (now - timedelta(minutes=1)).timestamp(), "p2": (now - timedelta(minutes=40)).timestamp()}
+    )
+    client.zadd(
+        keys.seen, {"p3": (now - timedelta(hours=2)).timestamp(), "p4": (now + timedelta(minutes=10)).timestamp()}
+    )
+    client.hset(keys.minute(now - timedelta(minutes=1)), mapping={"events": 2, "revenue_micros": 1_500_000})
+    client.hset(keys.minute(now - timedelta(minutes=59)), mapping={"events": 3, "signups": 1})
+    client.hset(keys.minute(now - timedelta(minutes=61)), mapping={"events": 100})  # outside the hour
+    client.hset(keys.minute(now + timedelta(minutes=5)), mapping={"events": 7})  # in the future
+    try:
+        written = refresh_windows(client, prefix, now)
+        assert written[keys.active_5m] == "1"
+        assert written[keys.last_hour("active_people")] == "2"
+        assert written[keys.last_hour("events")] == "5"
+        assert written[keys.last_hour("signups")] == "1"
+        assert written[keys.last_hour("revenue")] == "1.5"
+        assert client.get(keys.last_hour("events")) == "5" and 0 < client.ttl(keys.active_5m) <= 180
+    finally:
+        client.delete(*client.scan_iter(f"{prefix}:*"))
