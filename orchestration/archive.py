@@ -211,9 +211,9 @@ def _write_verified(
     return ArchivedFile(label, url, expected[0], expected[1], hashlib.sha256(written).hexdigest())
 
 
-# The per-person aggregates of archived days, as dim_users computes them from events (keep the two alike); a
-# day's rows are added to a person's history: earliest/latest times, sums (archived days never overlap), and
-# the traits of the later identify winning key by key.
+# The per-person aggregates of an archived file's events, as dim_users computes them from events (keep the two
+# alike; tests/test_tiers.py checks a returning person's row). One row per person and archive file: writing the
+# same file again replaces its rows, a restore deletes them, late rows archived later add a file of their own.
 REMEMBER_PEOPLE = """
 with day_traits as (
     select person_id, jsonb_object_agg(key, value order by event_at, message_id) as traits,
@@ -241,49 +241,33 @@ day_people as (
     from {relation}
     group by person_id
 )
-insert into ops.person_archive_history as h
-select p.*, t.traits, t.last_identified_at
+insert into ops.person_archive_history (
+    person_id, archive_file, user_id, first_seen_at, last_seen_at, first_activity_at, last_activity_at,
+    signed_up_at, activity_events, active_days, total_revenue, traits, last_identified_at
+)
+select
+    p.person_id, {archive_file}, p.user_id, p.first_seen_at, p.last_seen_at, p.first_activity_at,
+    p.last_activity_at, p.signed_up_at, p.activity_events, p.active_days, p.total_revenue, t.traits,
+    t.last_identified_at
 from day_people as p left join day_traits as t on t.person_id = p.person_id
-on conflict (person_id) do update set
-    user_id = greatest(h.user_id, excluded.user_id),
-    first_seen_at = least(h.first_seen_at, excluded.first_seen_at),
-    last_seen_at = greatest(h.last_seen_at, excluded.last_seen_at),
-    first_activity_at = least(h.first_activity_at, excluded.first_activity_at),
-    last_activity_at = greatest(h.last_activity_at, excluded.last_activity_at),
-    signed_up_at = least(h.signed_up_at, excluded.signed_up_at),
-    activity_events = h.activity_events + excluded.activity_events,
-    active_days = h.active_days + excluded.active_days,
-    total_revenue = h.total_revenue + excluded.total_revenue,
-    traits = case
-        when h.last_identified_at is null or excluded.last_identified_at >= h.last_identified_at
-            then coalesce(h.traits, '{{}}'::jsonb) || coalesce(excluded.traits, '{{}}'::jsonb)
-        else coalesce(excluded.traits, '{{}}'::jsonb) || coalesce(h.traits, '{{}}'::jsonb)
-    end,
-    last_identified_at = greatest(h.last_identified_at, excluded.last_identified_at)
+on conflict (person_id, archive_file) do update set
+    user_id = excluded.user_id,
+    first_seen_at = excluded.first_seen_at,
+    last_seen_at = excluded.last_seen_at,
+    first_activity_at = excluded.first_activity_at,
+    last_activity_at = excluded.last_activity_at,
+    signed_up_at = excluded.signed_up_at,
+    activity_events = excluded.activity_events,
+    active_days = excluded.active_days,
+    total_revenue = excluded.total_revenue,
+    traits = excluded.traits,
+    last_identified_at = excluded.last_identified_at
 """
 
 
-def remember_people(cursor, relation: sql.Composable) -> None:
-    """Add the per-person aggregates of the fct_events rows in `relation` to ops.person_archive_history."""
-    cursor.execute(sql.SQL(REMEMBER_PEOPLE).format(relation=relation))
-
-
-def rebuild_person_history(settings: Settings, connection: psycopg2.extensions.connection) -> None:
-    """ops.person_archive_history from the archived fct_events files of the days not restored (after a restore,
-    whose days are back in the warm tier)."""
-    fs = _fs(settings)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "select object_url from ops.archived_partitions where table_name = 'fct_events' and restored_at is null"
-        )
-        urls = [row[0] for row in cursor.fetchall()]
-        cursor.execute("truncate ops.person_archive_history")
-        for url in urls:
-            with fs.open(url, "rb") as handle:
-                contents = pq.read_table(io.BytesIO(handle.read()))
-            with _temporary_copy(cursor, "analytics", "fct_events", contents) as temp:
-                remember_people(cursor, temp)
-    connection.commit()
+def remember_people(cursor, relation: sql.Composable, archive_file: str) -> None:
+    """Record the per-person aggregates of the fct_events rows in `relation`, archived as `archive_file`."""
+    cursor.execute(sql.SQL(REMEMBER_PEOPLE).format(relation=relation, archive_file=sql.Literal(archive_file)))
 
 
 def partition_dates(connection: psycopg2.extensions.connection) -> list[date]:
@@ -338,13 +322,14 @@ def archive_date(settings: Settings, connection: psycopg2.extensions.connection,
         )
         superseded = [row[0] for row in cursor.fetchall()]
         # the marts keep the day's people: dim_users adds these aggregates to the warm events
-        remember_people(cursor, sql.SQL("analytics.{}").format(sql.Identifier(partition)))
+        remember_people(cursor, sql.SQL("analytics.{}").format(sql.Identifier(partition)), fct.url)
         cursor.execute(
             sql.SQL("alter table analytics.fct_events detach partition analytics.{}").format(sql.Identifier(partition))
         )
         cursor.execute(sql.SQL("drop table analytics.{}").format(sql.Identifier(partition)))
         cursor.execute(sql.SQL("delete from raw.events where {}").format(where), args)
         cursor.execute("delete from ops.archived_partitions where object_url = any(%s)", (superseded or [""],))
+        cursor.execute("delete from ops.person_archive_history where archive_file = any(%s)", (superseded or [""],))
         for file in (fct, raw):
             cursor.execute(
                 "insert into ops.archived_partitions "
@@ -423,10 +408,10 @@ def restore_dates(settings: Settings, first: date, last: date, say: Callable[[st
                             sql.SQL("insert into raw.events select * from {} on conflict do nothing").format(temp)
                         )
                 cursor.execute("update ops.archived_partitions set restored_at = now() where object_url = %s", (url,))
+                # the restored rows are warm again: dim_users must not count them twice
+                cursor.execute("delete from ops.person_archive_history where archive_file = %s", (url,))
             connection.commit()
             say(f"restored {day} from {url} ({row_count:,} rows)")
-        if files:
-            rebuild_person_history(settings, connection)  # the restored days count as warm again
     finally:
         connection.close()
     return restored

@@ -130,7 +130,9 @@ def run_materialize(
     analyticspro_dbt_project(refresh=True)
     windows = [window] if window is not None else materialize_windows(configured_sources())
     _say("loading Dagster definitions")
-    from orchestration.definitions import MATERIALIZE_ALL_JOB, defs
+    from orchestration.definitions import MATERIALIZE_ALL_JOB, build_definitions
+
+    defs = build_definitions()  # from the environment now (not whatever it was when the module was imported)
 
     job = defs.resolve_job_def(MATERIALIZE_ALL_JOB)
     run_config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
@@ -244,8 +246,10 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
     ensure_database(get_settings())
     _dagster_home()
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions
     from orchestration.defs.storage import ARCHIVE_JOB
+
+    defs = build_definitions()
 
     _say(f"moving fct_events days older than WARM_DAYS={get_settings().warm_days} to the cold tier")
     with dg.DagsterInstance.get() as instance:

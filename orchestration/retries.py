@@ -37,6 +37,17 @@ TRANSIENT_MARKERS = (
 )
 
 
+# what no retry gets past: a wrong database name, user or password, missing rights (say so at once)
+PERMANENT_MARKERS = (
+    "does not exist",
+    "authentication failed",
+    "no password supplied",
+    "password authentication",
+    "no pg_hba.conf entry",
+    "permission denied",
+)
+
+
 def retry_limit() -> int:
     raw = os.environ.get("RUN_RETRY_LIMIT") or "5"
     try:
@@ -57,6 +68,8 @@ def is_transient(error: BaseException | str) -> bool:
     if isinstance(error, str):
         text = error.lower()
         return any(marker in text for marker in TRANSIENT_MARKERS)
+    if any(marker in str(error).lower() for marker in PERMANENT_MARKERS):
+        return False
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
