@@ -110,6 +110,12 @@ def loaded_objects(pipeline: dlt.Pipeline) -> set[tuple]:
     return {(url, int(size), modified.replace(microsecond=0)) for url, size, modified in rows}
 
 
+def unloaded_objects(bucket_url: str) -> list:
+    """The batch objects under `bucket_url` not recorded in raw.loaded_objects yet (what a load would read)."""
+    done = loaded_objects(events_pipeline(get_settings(), progress=False))
+    return [item for item in list_objects(bucket_url) if object_key(item) not in done]
+
+
 def prefetch(items: Iterator[PreparedLoad]) -> Iterator[PreparedLoad]:
     """Prepare the next load in a background thread while dlt writes the current one: validation (in worker
     processes) and PostgreSQL's COPY and merge then run at the same time instead of taking turns. At most

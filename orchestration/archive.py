@@ -36,6 +36,7 @@ from psycopg2 import sql
 
 from ingestion.pipeline import aws_credentials_from_env
 from ingestion.settings import Settings
+from orchestration.warehouse import table_exists
 
 ARCHIVE_PREFIX = "archive/events"
 FCT_EVENTS = ("analytics", "fct_events")
@@ -273,8 +274,7 @@ def remember_people(cursor, relation: sql.Composable, archive_file: str) -> None
 def partition_dates(connection: psycopg2.extensions.connection) -> list[date]:
     """The days that have an fct_events partition in PostgreSQL (the warm tier)."""
     with connection.cursor() as cursor:
-        cursor.execute("select to_regclass('analytics.fct_events') is not null")
-        if not cursor.fetchone()[0]:
+        if not table_exists(cursor, "analytics.fct_events"):
             return []
         cursor.execute(
             """
@@ -348,8 +348,7 @@ def archive_date(settings: Settings, connection: psycopg2.extensions.connection,
 def archived_dates(connection: psycopg2.extensions.connection, restored: bool = False) -> list[date]:
     """Days whose files are in the cold tier and not (restored=False) or also (True) back in PostgreSQL."""
     with connection.cursor() as cursor:
-        cursor.execute("select to_regclass('ops.archived_partitions') is not null")
-        if not cursor.fetchone()[0]:
+        if not table_exists(cursor, "ops.archived_partitions"):
             return []
         cursor.execute(
             "select distinct event_date from ops.archived_partitions where (restored_at is not null) = %s order by 1",
@@ -423,8 +422,7 @@ def scrub_archive(settings: Settings, user_id: str, anonymous: list[str], say: C
     removed_total = 0
     try:
         with connection.cursor() as cursor:
-            cursor.execute("select to_regclass('ops.archived_partitions') is not null")
-            if not cursor.fetchone()[0]:
+            if not table_exists(cursor, "ops.archived_partitions"):
                 return 0
             cursor.execute("select object_url, table_name from ops.archived_partitions")
             files = cursor.fetchall()

@@ -93,23 +93,17 @@ def _dagster_home() -> Path:
 def materialize_windows(sources: list[str]) -> list[tuple[date, date]]:
     """The daily partitions `materialize` covers: every day that has batch objects not loaded yet, and today (the
     stream's new records, the hot metrics), as stretches of consecutive days, each a single-run backfill."""
-    from ingestion.bucket import list_objects, object_date, object_key
-    from ingestion.events import loaded_objects
-    from ingestion.pipeline import events_pipeline
+    from ingestion.bucket import object_date
+    from ingestion.events import unloaded_objects
     from ingestion.settings import utc_today
     from orchestration.partitions import run_windows
 
     settings = get_settings()
     today = utc_today()
     days = [today]
-    pipeline = events_pipeline(settings, progress=False)
-    done = loaded_objects(pipeline)
     for source in sources:
-        if source.startswith("kinesis://"):
-            continue
-        for item in list_objects(source):
-            if object_key(item) not in done:
-                days.append(object_date(item, settings.partitions_start_date, today))
+        if not source.startswith("kinesis://"):
+            days += [object_date(item, settings.partitions_start_date, today) for item in unloaded_objects(source)]
     return run_windows(days)
 
 

@@ -32,6 +32,7 @@ from psycopg2 import sql
 from ingestion.locks import ERASURE_LOCK, LOAD_LOCK, advisory_lock
 from ingestion.settings import Settings
 from ingestion.suppression import SUPPRESSION_TABLE, identity_hash
+from orchestration.warehouse import table_exists
 
 MART_SCHEMAS = ("staging", "intermediate", "analytics")
 PERSON_COLUMNS = ("person_id", "user_id", "anonymous_id")
@@ -80,29 +81,24 @@ def ensure_ops_tables(connection: psycopg2.extensions.connection) -> None:
     connection.commit()
 
 
-def _exists(cursor, qualified: str) -> bool:
-    cursor.execute("select to_regclass(%s) is not null", (qualified,))
-    return bool(cursor.fetchone()[0])
-
-
 def resolve_identities(connection: psycopg2.extensions.connection, user_id: str) -> list[str]:
     """The anonymous ids of `user_id`: seen with it in raw events, mapped to it by the identity map, or stitched
     to it in fct_events."""
     found: set[str] = set()
     with connection.cursor() as cursor:
-        if _exists(cursor, "raw.events"):
+        if table_exists(cursor, "raw.events"):
             cursor.execute(
                 "select distinct anonymous_id from raw.events where user_id = %s and anonymous_id is not null",
                 (user_id,),
             )
             found.update(row[0] for row in cursor.fetchall())
-        if _exists(cursor, "intermediate.int_identity_map"):
+        if table_exists(cursor, "intermediate.int_identity_map"):
             cursor.execute(
                 "select anonymous_id from intermediate.int_identity_map where user_id = %s or previous_user_id = %s",
                 (user_id, user_id),
             )
             found.update(row[0] for row in cursor.fetchall())
-        if _exists(cursor, "analytics.fct_events"):
+        if table_exists(cursor, "analytics.fct_events"):
             cursor.execute(
                 "select distinct anonymous_id from analytics.fct_events "
                 "where person_id = %s and anonymous_id is not null",
@@ -147,15 +143,15 @@ def delete_from_postgres(
     everyone = [user_id, *anonymous]
     rows: dict[str, int] = {}
     with connection.cursor() as cursor:
-        if _exists(cursor, "raw.events"):
+        if table_exists(cursor, "raw.events"):
             cursor.execute(
                 "delete from raw.events where user_id = %s or anonymous_id = any(%s)", (user_id, anonymous or [""])
             )
             rows["raw.events"] = cursor.rowcount
-        if _exists(cursor, "raw.rejected_events"):
+        if table_exists(cursor, "raw.rejected_events"):
             cursor.execute("delete from raw.rejected_events where payload like any(%s)", (_like_patterns(everyone),))
             rows["raw.rejected_events"] = cursor.rowcount
-        if _exists(cursor, "ops.person_archive_history"):
+        if table_exists(cursor, "ops.person_archive_history"):
             cursor.execute("delete from ops.person_archive_history where person_id = any(%s)", (everyone,))
             rows["ops.person_archive_history"] = cursor.rowcount
         for schema, table, columns in _person_tables(cursor):
@@ -234,7 +230,7 @@ def scrub_bucket(
     if rewritten:  # the loaded-objects record follows the rewrite, so the object is not read again
         with connection.cursor() as cursor:
             for item in list_objects(settings.events_bucket_url):
-                if item["file_url"] in rewritten and _exists(cursor, "raw.loaded_objects"):
+                if item["file_url"] in rewritten and table_exists(cursor, "raw.loaded_objects"):
                     url, size, modified = object_key(item)
                     _, old_size, old_modified = rewritten[url]
                     cursor.execute(

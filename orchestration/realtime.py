@@ -34,6 +34,8 @@ from decimal import Decimal
 import psycopg2.extensions
 import redis
 
+from orchestration.warehouse import table_exists
+
 VERSION = "v1"
 DAY_METRICS = ("signups", "dau", "events", "revenue")
 HOUR_METRICS = ("signups", "active_people", "events", "revenue")
@@ -108,16 +110,10 @@ def _format(value: Decimal | int) -> str:
     return format(Decimal(value).normalize(), "f")
 
 
-def _table_exists(connection: psycopg2.extensions.connection, qualified: str) -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute("select to_regclass(%s) is not null", (qualified,))
-        return bool(cursor.fetchone()[0])
-
-
 def _committed_load_id(connection: psycopg2.extensions.connection) -> str | None:
-    if not _table_exists(connection, "raw._dlt_loads"):
-        return None
     with connection.cursor() as cursor:
+        if not table_exists(cursor, "raw._dlt_loads"):
+            return None
         cursor.execute("select max(load_id) from raw._dlt_loads where status = 0")
         return cursor.fetchone()[0]
 
@@ -172,7 +168,7 @@ def _new_rows(connection: psycopg2.extensions.connection, after: str, upto: str,
         rows = cursor.fetchall()
         anonymous = sorted({row[3] for row in rows if row[3] is not None})
         warehouse_map: dict[str, str] = {}
-        if anonymous and _table_exists(connection, "intermediate.int_identity_map"):
+        if anonymous and table_exists(cursor, "intermediate.int_identity_map"):
             cursor.execute(
                 "select anonymous_id, user_id from intermediate.int_identity_map where anonymous_id = any(%s)",
                 (anonymous,),
@@ -323,9 +319,9 @@ def publish(
 
 def default_funnel(connection: psycopg2.extensions.connection, days: int = 30) -> dict | None:
     """The default funnel over the entry cohorts of the last `days` days of the latest marts build."""
-    if not _table_exists(connection, "analytics.fct_funnel_steps"):
-        return None
     with connection.cursor() as cursor:
+        if not table_exists(cursor, "analytics.fct_funnel_steps"):
+            return None
         cursor.execute(
             """
             with latest as (select max(cohort_date) as last_cohort from analytics.fct_funnel_steps

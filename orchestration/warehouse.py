@@ -101,7 +101,8 @@ def _scalar(cursor, query: str, args: tuple = ()) -> int:
     return int(row[0] or 0) if row else 0
 
 
-def _table_exists(cursor, qualified: str) -> bool:
+def table_exists(cursor, qualified: str) -> bool:
+    """True when the table (or view) `schema.name` exists; every read-out checks before it queries."""
     cursor.execute("select to_regclass(%s) is not null", (qualified,))
     return bool(cursor.fetchone()[0])
 
@@ -110,13 +111,13 @@ def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
     day = day or datetime.now(UTC).date()
     summary = WarehouseSummary(day=day)
     with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
-        if _table_exists(cursor, "raw.events"):
+        if table_exists(cursor, "raw.events"):
             summary.raw_events = _scalar(cursor, "select count(*) from raw.events")
-        if _table_exists(cursor, "raw.rejected_events"):
+        if table_exists(cursor, "raw.rejected_events"):
             summary.rejected_events = _scalar(cursor, "select count(*) from raw.rejected_events")
-        if _table_exists(cursor, "analytics.dim_users"):
+        if table_exists(cursor, "analytics.dim_users"):
             summary.people = _scalar(cursor, "select count(*) from analytics.dim_users")
-        if _table_exists(cursor, "analytics.daily_metrics"):
+        if table_exists(cursor, "analytics.daily_metrics"):
             values = read_daily_metrics(connection, day, ("signups", "dau", "mau", "mrr"))
             summary.signups_today = int(values["signups"])
             summary.dau_today = int(values["dau"])
@@ -124,7 +125,7 @@ def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
             summary.mrr_today = values["mrr"]
             cursor.execute("select min(date), max(date) from analytics.daily_metrics")
             summary.first_day, summary.last_day = cursor.fetchone()
-        if _table_exists(cursor, "analytics.fct_funnel_steps"):
+        if table_exists(cursor, "analytics.fct_funnel_steps"):
             cursor.execute(
                 "select step_name, sum(persons) from analytics.fct_funnel_steps where funnel_name = 'default' "
                 "group by step_index, step_name order by step_index"

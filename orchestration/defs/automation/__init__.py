@@ -14,11 +14,11 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 import redis
 import yaml
 
-from ingestion.bucket import list_objects, object_date, object_key
+from ingestion.bucket import object_date, object_key
+from ingestion.events import unloaded_objects
 from ingestion.settings import PROJECT_ROOT, get_settings, utc_today
 from orchestration.partitions import partition_range_tags, run_windows
 from orchestration.realtime import refresh_windows
@@ -83,18 +83,6 @@ def daily_marts(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"daily-{closed.isoformat()}", tags=partition_range_tags(first, closed))
 
 
-def _loaded_objects(database_url: str) -> set[tuple]:
-    with psycopg2.connect(database_url, connect_timeout=5) as connection, connection.cursor() as cursor:
-        cursor.execute("select to_regclass('raw.loaded_objects') is not null")
-        if not cursor.fetchone()[0]:
-            rows = []
-        else:
-            cursor.execute("select object_url, size_bytes, modified_at from raw.loaded_objects")
-            rows = cursor.fetchall()
-    connection.close()
-    return {(url, int(size), modified.astimezone(UTC).replace(microsecond=0)) for url, size, modified in rows}
-
-
 def _refresh_windows() -> None:
     settings = get_settings()
     # the run's own hot_metrics step reports Redis problems; a sensor must keep ticking
@@ -121,8 +109,7 @@ def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     bucket = settings.events_bucket_url
     if "://" not in bucket and not Path(bucket).is_dir():
         return dg.SkipReason(f"EVENTS_BUCKET_URL {bucket} is not a folder yet")
-    done = _loaded_objects(settings.database_url)
-    new = [item for item in list_objects(bucket) if object_key(item) not in done]
+    new = unloaded_objects(bucket)
     if not new:
         return dg.SkipReason(f"no new objects under {bucket}")
     waiting = _waiting_run(context.instance)

@@ -20,6 +20,7 @@ import dagster as dg
 
 from orchestration.defs.serving.resources import WarehouseResource
 from orchestration.retries import retry_if_transient
+from orchestration.warehouse import table_exists
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
 FCT_EVENTS = dg.AssetKey(["analytics", "fct_events"])
@@ -63,10 +64,6 @@ def _one(connection, sql: str, args: tuple = ()) -> tuple:
         return cursor.fetchone()
 
 
-def _exists(connection, qualified: str) -> bool:
-    return bool(_one(connection, "select to_regclass(%s) is not null", (qualified,))[0])
-
-
 @dg.asset_check(asset=RAW_EVENTS, description="Warns when no event arrived for a while during the active hours.")
 def raw_events_freshness(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return _retrying(context, measure_raw_events_freshness, warehouse)
@@ -102,17 +99,18 @@ def rejected_events_ratio(context: dg.AssetCheckExecutionContext, warehouse: War
 
 def measure_rejected_events_ratio(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     since = datetime.now(UTC) - timedelta(hours=24)
-    with warehouse.connect() as connection:
+    with warehouse.connect() as connection, connection.cursor() as cursor:
         rejected = stored = 0
-        if _exists(connection, "raw.rejected_events"):
-            rejected = _one(connection, "select count(*) from raw.rejected_events where rejected_at >= %s", (since,))[0]
-        if _exists(connection, "raw._dlt_loads"):
-            stored = _one(
-                connection,
+        if table_exists(cursor, "raw.rejected_events"):
+            cursor.execute("select count(*) from raw.rejected_events where rejected_at >= %s", (since,))
+            rejected = cursor.fetchone()[0]
+        if table_exists(cursor, "raw._dlt_loads"):
+            cursor.execute(
                 "select count(*) from raw.events where _dlt_load_id in "
                 "(select load_id from raw._dlt_loads where inserted_at >= %s)",
                 (since,),
-            )[0]
+            )
+            stored = cursor.fetchone()[0]
     connection.close()
     total = stored + rejected
     ratio = rejected / total if total else 0.0
