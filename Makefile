@@ -10,7 +10,7 @@ DEMO_SEED ?= 42
 DEMO_BUCKET ?= data/bucket
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install services demo test bench dev lint format
+.PHONY: help install services demo test bench dev dashboard lint format
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ bench: services  ## run every benchmark, print a table, write bench/results.json
 
 dev: services  ## open the Dagster UI on http://127.0.0.1:3000
 	@DAGSTER_HOME=$$($(BIN)/python -m orchestration.instance) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+dashboard: services  ## serve the web dashboard and GraphQL API on http://127.0.0.1:8050
+	@$(BIN)/analyticspro dashboard
 
 lint: install  ## ruff (Python) and sqlfluff (dbt SQL)
 	@$(BIN)/ruff check .

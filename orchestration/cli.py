@@ -9,6 +9,7 @@
     analyticspro restore --from D --to D    bring archived days back into PostgreSQL
     analyticspro forget --user-id ID        GDPR erasure of one person from every tier
     analyticspro summary                    print what is in the warehouse and Redis now
+    analyticspro dashboard [--host --port]  serve the GraphQL API and the web dashboard
 
 Heavy imports (Dagster, dbt, dlt) happen inside the commands, so `--help` is instant.
 """
@@ -39,6 +40,57 @@ def cmd_setup(args: argparse.Namespace) -> int:
     _say(f"PostgreSQL ok: database {settings.database_name!r} {'created' if created else 'exists'}")
     ensure_redis(settings)
     _say(f"Redis ok at {settings.redis_url}")
+    reader = ensure_reader()
+    _say(f"read-only role {reader!r}: SELECT on the analytics schema (dashboards API, Metabase, Superset)")
+    return 0
+
+
+def ensure_reader() -> str:
+    """The read-only role of the dashboards API and BI tools, with its grants in this database."""
+    from dashboards.config import get_dashboard_settings
+    from dashboards.readonly import ensure_readonly_role
+
+    dashboard_settings = get_dashboard_settings()
+    ensure_readonly_role(dashboard_settings)
+    return dashboard_settings.readonly_user
+
+
+def dashboard_url(host: str | None = None, port: int | None = None) -> str:
+    """Where `analyticspro dashboard` serves the page; with the local token in the fragment (never sent to the
+    server, never logged) when no ANALYTICSPRO_API_TOKENS is set."""
+    from dashboards.config import DEFAULT_HOST, DEFAULT_PORT, local_token
+
+    url = f"http://{host or DEFAULT_HOST}:{port or DEFAULT_PORT}/"
+    if not (os.environ.get("ANALYTICSPRO_API_TOKENS") or "").strip():
+        url += f"#token={local_token()}"
+    return url
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from dashboards.config import get_dashboard_settings
+    from orchestration.instance import prepare_dagster_home
+
+    dashboard_settings = get_dashboard_settings()  # fails early on bad config
+    prepare_dagster_home()  # exports run as Dagster runs on this instance
+    if not os.environ.get("DASHBOARD_DATABASE_URL"):
+        try:
+            ensure_reader()
+        except Exception as exc:  # noqa: BLE001 - the API may still connect; say why the grants were not refreshed
+            _say(f"could not refresh the read-only role's grants ({exc}); run `analyticspro setup` as the owner")
+    _say(f"dashboard at {dashboard_url(args.host, args.port)}")
+    _say(f"GraphQL API at http://{args.host}:{args.port}/graphql (GraphiQL in a browser; Bearer token required)")
+    _say(f"reading the marts as {dashboard_settings.redacted_database_url}")
+    uvicorn.run(
+        "dashboards.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level.lower(),
+        access_log=args.access_log,
+    )
     return 0
 
 
@@ -182,6 +234,8 @@ def print_summary(day: date | None = None) -> None:
         "  # more marts: analytics.fct_funnel_steps, fct_cohort_retention, revenue_monthly, dim_users, fct_sessions",
         "  # what every number means: docs/metrics.md",
         f"  redis-cli -u {settings.redis_url} --scan --pattern '{settings.redis_key_prefix}:metrics:*'",
+        "  make dashboard               # the web dashboard and GraphQL API, then open:",
+        f"    {dashboard_url()}",
     ]
     print("\n".join(lines), flush=True)
 
@@ -193,6 +247,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     settings = get_settings()
     ensure_database(settings)
     ensure_redis(settings)
+    ensure_reader()
     if args.full_refresh:
         refuse_full_refresh_if_archived()
     sources = configured_sources()
@@ -357,6 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="print events, people, today's metrics and the Redis keys")
     p.add_argument("--day", help="UTC day to report, YYYY-MM-DD (default today)")
     p.set_defaults(func=cmd_summary)
+
+    from dashboards.config import DEFAULT_HOST, DEFAULT_PORT
+
+    p = sub.add_parser("dashboard", help="serve the GraphQL API (/graphql) and the web dashboard (/)")
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to listen on (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1; one per core in production)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True, help="log each request")
+    p.set_defaults(func=cmd_dashboard)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dashboards.exports import build_export_defs
 from orchestration.defs.automation import MATERIALIZE_ALL_JOB, REALTIME_JOB, build_automation_defs
 from orchestration.defs.ingestion.assets import build_ingestion_defs
 from orchestration.defs.privacy import build_privacy_defs
@@ -25,6 +26,7 @@ def build_definitions() -> dg.Definitions:
         build_automation_defs(),
         build_storage_defs(),
         build_privacy_defs(),
+        build_export_defs(),
     )
 
 

@@ -1,0 +1,101 @@
+"""The dashboards service's settings, from environment variables with local defaults.
+
+ANALYTICSPRO_API_TOKENS         comma-separated bearer tokens the API accepts. Unset: a random token is made once
+                                and kept in .analyticspro/api_token (mode 0600), so a laptop needs no set-up.
+ANALYTICSPRO_READONLY_USER      the read-only PostgreSQL role for the API and BI tools (default analyticspro_reader).
+ANALYTICSPRO_READONLY_PASSWORD  its password (optional; trust/peer auth needs none).
+DASHBOARD_DATABASE_URL          how the API connects (default: DATABASE_URL with the read-only user).
+DASHBOARD_CACHE_TTL_SECONDS     Redis cache of dashboard answers (default 60).
+INSIGHT_TIMEOUT_MS              statement timeout of one query-builder question (default 10000).
+INSIGHT_MAX_DAYS                the widest date range an exact question may span (default 366).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from ingestion.settings import DEFAULT_STATE_DIR, Settings, _positive_int_env, get_settings
+
+DEFAULT_READONLY_USER = "analyticspro_reader"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8050
+TOKEN_FILE = DEFAULT_STATE_DIR / "api_token"
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    base: Settings
+    api_tokens: tuple[str, ...]
+    readonly_user: str
+    readonly_password: str | None
+    database_url: str
+    cache_ttl_seconds: int
+    insight_timeout_ms: int
+    insight_max_days: int
+
+    @property
+    def redacted_database_url(self) -> str:
+        parts = urlsplit(self.database_url)
+        if parts.password:
+            parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+        return urlunsplit(parts)
+
+
+def local_token(path: Path = TOKEN_FILE) -> str:
+    """The machine-local API token (made on first use, readable by its owner only)."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def readonly_url(database_url: str, user: str, password: str | None) -> str:
+    """The same server and database as `database_url`, as another user."""
+    parts = urlsplit(database_url)
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = quote(user) + (f":{quote(password)}" if password else "") + f"@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def get_dashboard_settings() -> DashboardSettings:
+    base = get_settings()
+    raw_tokens = os.environ.get("ANALYTICSPRO_API_TOKENS")
+    if raw_tokens is not None and raw_tokens.strip():
+        tokens = tuple(token.strip() for token in raw_tokens.split(",") if token.strip())
+        if any(len(token) < 16 for token in tokens):
+            raise ValueError(
+                "ANALYTICSPRO_API_TOKENS holds a token shorter than 16 characters; use long random tokens "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+    else:
+        tokens = (local_token(),)
+    user = os.environ.get("ANALYTICSPRO_READONLY_USER") or DEFAULT_READONLY_USER
+    if not _ROLE_NAME.match(user):
+        raise ValueError(
+            f"ANALYTICSPRO_READONLY_USER={user!r} is not a plain role name; use lower-case letters, digits and _"
+        )
+    password = os.environ.get("ANALYTICSPRO_READONLY_PASSWORD") or None
+    return DashboardSettings(
+        base=base,
+        api_tokens=tokens,
+        readonly_user=user,
+        readonly_password=password,
+        database_url=os.environ.get("DASHBOARD_DATABASE_URL") or readonly_url(base.database_url, user, password),
+        cache_ttl_seconds=_positive_int_env("DASHBOARD_CACHE_TTL_SECONDS", 60),
+        insight_timeout_ms=_positive_int_env("INSIGHT_TIMEOUT_MS", 10_000),
+        insight_max_days=_positive_int_env("INSIGHT_MAX_DAYS", 366),
+    )

@@ -1,0 +1,238 @@
+"""Exports of query-builder questions: the exact (never sampled) answer as CSV in the bucket, written by the
+Dagster job `export_insight` so the run, its logs and its outcome are in the Dagster UI like every other run.
+
+The API starts each export as its own process (`python -m dashboards.exports <id> <question>`), which
+executes the job against the Dagster instance (DAGSTER_HOME) with the tag analyticspro/export_id; exports
+queue on a PostgreSQL advisory lock, one at a time. exportStatus reads the run from the instance: its status,
+and the tags the job sets as it goes (phase, rows, location). The CSV lands at
+`<EVENTS_BUCKET_URL>/exports/insight-<id>.csv` with the columns bucket, group, events, persons.
+"""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import asdict
+from datetime import date
+from typing import Any
+
+import dagster as dg
+
+from dashboards.config import DashboardSettings, get_dashboard_settings
+from dashboards.insight import Filter, Insight, InsightError, compile_insight, to_psycopg
+
+EXPORT_TAG = "analyticspro/export_id"
+PHASE_TAG = "analyticspro/export_phase"
+ROWS_TAG = "analyticspro/export_rows"
+LOCATION_TAG = "analyticspro/export_location"
+EXPORT_LOCK = "analyticspro.export"
+EXPORT_MAX_DAYS = 3660  # an export runs in the background: ten years is fine
+CSV_COLUMNS = ("bucket", "group", "events", "persons")
+
+_started: dict[str, subprocess.Popen] = {}
+_started_lock = threading.Lock()
+
+
+def question_to_json(question: Insight) -> str:
+    payload = asdict(question)
+    payload["date_from"] = question.date_from.isoformat()
+    payload["date_to"] = question.date_to.isoformat()
+    return json.dumps(payload, sort_keys=True)
+
+
+def question_from_json(text: str) -> Insight:
+    payload = json.loads(text)
+    return Insight(
+        event=payload["event"],
+        date_from=date.fromisoformat(payload["date_from"]),
+        date_to=date.fromisoformat(payload["date_to"]),
+        filters=tuple(Filter(**item) for item in payload["filters"]),
+        group_by=payload["group_by"],
+        sample=None,
+    )
+
+
+def export_location(settings: DashboardSettings, export_id: str) -> str:
+    return f"{settings.base.events_bucket_url.rstrip('/')}/exports/insight-{export_id}.csv"
+
+
+def read_catalogue(connection) -> Any:
+    from dashboards.insight import Catalogue
+
+    with connection.cursor() as cursor:
+        cursor.execute("select event_name, property_key, value_types from analytics.dim_event_properties")
+        rows = [dict(zip(("event_name", "property_key", "value_types"), row, strict=True)) for row in cursor]
+    return Catalogue.from_rows(rows)
+
+
+def write_export(
+    settings: DashboardSettings, export_id: str, question: Insight, say=print, tag=None
+) -> tuple[str, int]:
+    """Run the question exactly as the read-only role and write the CSV; returns (location, rows)."""
+    import psycopg2
+
+    from ingestion.locks import advisory_lock
+    from orchestration.archive import _fs
+
+    tag = tag or (lambda tags: None)
+    tag({PHASE_TAG: "queued"})
+    with advisory_lock(settings.database_url, EXPORT_LOCK, say=say):
+        tag({PHASE_TAG: "querying"})
+        connection = psycopg2.connect(settings.database_url)
+        try:
+            connection.set_session(readonly=True)
+            compiled = compile_insight(question, read_catalogue(connection), EXPORT_MAX_DAYS)
+            statement, params = to_psycopg(compiled)
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                rows = cursor.fetchall()
+        finally:
+            connection.close()
+    tag({PHASE_TAG: "writing"})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for bucket, group, events, persons, _y2, _groups_total in rows:
+        writer.writerow(("" if bucket is None else bucket.isoformat(), "" if group is None else group, events, persons))
+    location = export_location(settings, export_id)
+    fs = _fs(settings.base)
+    parent = location.rsplit("/", 1)[0]
+    if "://" not in location:
+        fs.makedirs(parent, exist_ok=True)
+    with fs.open(location, "w") as handle:
+        handle.write(buffer.getvalue())
+    say(f"export {export_id}: {len(rows):,} rows written to {location}")
+    tag({PHASE_TAG: "done", ROWS_TAG: str(len(rows)), LOCATION_TAG: location})
+    return location, len(rows)
+
+
+class ExportConfig(dg.Config):
+    export_id: str
+    """The id the API returned (also the run tag analyticspro/export_id)."""
+    question: str
+    """The query-builder question as JSON (event, filters, group_by, date_from, date_to)."""
+
+
+@dg.op(description="Run a query-builder question exactly and write its answer as CSV to the bucket.")
+def export_insight_op(context: dg.OpExecutionContext, config: ExportConfig) -> dg.Output[str]:
+    settings = get_dashboard_settings()
+
+    def tag(tags: dict[str, str]) -> None:
+        context.instance.add_run_tags(context.run_id, tags)
+
+    location, rows = write_export(
+        settings, config.export_id, question_from_json(config.question), say=context.log.info, tag=tag
+    )
+    return dg.Output(location, metadata={"location": location, "rows": rows})
+
+
+@dg.job(
+    description="Export a query-builder question as CSV (started by the dashboards API's exportInsight).",
+    executor_def=dg.in_process_executor,
+)
+def export_insight() -> None:
+    export_insight_op()
+
+
+def build_export_defs() -> dg.Definitions:
+    return dg.Definitions(jobs=[export_insight])
+
+
+def start_export(settings: DashboardSettings, question: Insight) -> dict[str, Any]:
+    """Start the export's process; it creates the Dagster run. Returns the job as exportStatus shows it."""
+    export_id = uuid.uuid4().hex
+    environment = dict(os.environ)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dashboards.exports", export_id, question_to_json(question)],
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    with _started_lock:
+        _started[export_id] = process
+    return {"id": export_id, "status": "QUEUED", "run_id": None, "location": None, "rows": None, "message": None}
+
+
+def export_status(settings: DashboardSettings, export_id: str) -> dict[str, Any]:
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    if not export_id.isalnum() or len(export_id) > 64:
+        raise InsightError(f"{export_id!r} is not an export id")
+    with DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=RunsFilter(tags={EXPORT_TAG: export_id}), limit=1)
+        failure = _failure(instance, runs[0].run_id) if runs and runs[0].status == DagsterRunStatus.FAILURE else None
+    with _started_lock:
+        process = _started.get(export_id)
+    if not runs:
+        if process is None:
+            raise InsightError(f"no export {export_id!r}: start one with exportInsight")
+        code = process.poll()
+        if code not in (None, 0):
+            return {
+                "id": export_id, "status": "FAILURE", "run_id": None, "location": None, "rows": None,
+                "message": f"the export process exited with code {code} before its run started; see the API's log",
+            }  # fmt: skip
+        return {"id": export_id, "status": "QUEUED", "run_id": None, "location": None, "rows": None, "message": None}
+    if process is not None and process.poll() is not None:
+        with _started_lock:
+            _started.pop(export_id, None)
+    run = runs[0]
+    status = {
+        DagsterRunStatus.SUCCESS: "SUCCESS",
+        DagsterRunStatus.FAILURE: "FAILURE",
+        DagsterRunStatus.CANCELED: "FAILURE",
+        DagsterRunStatus.QUEUED: "QUEUED",
+        DagsterRunStatus.NOT_STARTED: "QUEUED",
+    }.get(run.status, "STARTED")
+    tags = run.tags
+    message = tags.get(PHASE_TAG)
+    if status == "FAILURE":
+        message = f"the export failed: {failure or 'see the run'} (run {run.run_id} in the Dagster UI, `make dev`)"
+    return {
+        "id": export_id,
+        "status": status,
+        "run_id": run.run_id,
+        "location": tags.get(LOCATION_TAG) if status == "SUCCESS" else None,
+        "rows": int(tags[ROWS_TAG]) if ROWS_TAG in tags else None,
+        "message": message,
+    }
+
+
+def _failure(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The first error message of a failed run (from its step failure event)."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        data = record.dagster_event.step_failure_data if record.dagster_event else None
+        error = data.error if data is not None else None
+        while error is not None and error.cause is not None:  # the root cause, not Dagster's wrapper
+            error = error.cause
+        if error is not None:
+            return error.message.strip().splitlines()[-1]
+    return None
+
+
+def main(argv: list[str]) -> int:
+    """`python -m dashboards.exports <export id> <question json>`: one export as a Dagster run."""
+    from dashboards import exports  # the job from its module (not __main__), so Dagster can reconstruct it
+    from orchestration.instance import prepare_dagster_home
+
+    export_id, question = argv
+    prepare_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(
+            dg.reconstructable(exports.export_insight),
+            instance=instance,
+            run_config={"ops": {"export_insight_op": {"config": {"export_id": export_id, "question": question}}}},
+            tags={EXPORT_TAG: export_id},
+            raise_on_error=False,
+        )
+        return 0 if result.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,384 @@
+"""What the dashboards read: the marts in PostgreSQL (as the read-only role, through an asyncpg pool) and the hot
+metrics in Redis (falling back to the marts when Redis cannot answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time as clock
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from dashboards.config import DashboardSettings
+from dashboards.insight import Catalogue, Compiled, Insight, InsightError, compile_insight
+from ingestion.settings import utc_today
+from orchestration.realtime import HotKeys
+
+log = logging.getLogger("analyticspro.dashboards")
+
+DAILY_METRICS = ("dau", "wau", "mau", "stickiness", "signups", "new_people", "events", "revenue", "mrr", "sessions")
+HOT_METRICS = ("signups", "dau", "events", "revenue")
+RETENTION_GRAINS = ("week", "month")
+CATALOGUE_TTL_SECONDS = 60.0
+REDIS_RETRY_SECONDS = 5.0  # after Redis fails, answer from PostgreSQL this long before trying it again
+
+
+class WarehouseUnavailable(RuntimeError):
+    """PostgreSQL cannot answer; the message says what to do."""
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, Decimal) else float(value or 0)
+
+
+@dataclass
+class FunnelStepRow:
+    index: int
+    name: str
+    persons: int
+    conversion_from_previous: float | None
+    conversion_from_start: float | None
+    drop_off: int
+    drop_off_rate: float | None
+
+
+def funnel_steps(rows: list[tuple[int, str, int]]) -> list[FunnelStepRow]:
+    """Conversion and drop-off between consecutive steps, from (index, name, persons) in step order."""
+    steps: list[FunnelStepRow] = []
+    first = rows[0][2] if rows else 0
+    for position, (index, name, persons) in enumerate(rows):
+        previous = rows[position - 1][2] if position else None
+        next_persons = rows[position + 1][2] if position + 1 < len(rows) else persons
+        steps.append(
+            FunnelStepRow(
+                index=index,
+                name=name,
+                persons=persons,
+                conversion_from_previous=round(persons / previous, 6) if previous else (1.0 if position == 0 else None),
+                conversion_from_start=round(persons / first, 6) if first else None,
+                drop_off=persons - next_persons,
+                drop_off_rate=round((persons - next_persons) / persons, 6) if persons else None,
+            )
+        )
+    return steps
+
+
+class Warehouse:
+    """One per process: the pool, the Redis client, the catalogue; every read the API makes."""
+
+    def __init__(self, settings: DashboardSettings) -> None:
+        self.settings = settings
+        self.keys = HotKeys(settings.base.redis_key_prefix)
+        self.pool: asyncpg.Pool | None = None
+        self.redis = aioredis.Redis.from_url(
+            settings.base.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False
+        )
+        self._redis_down_until = 0.0
+        self._catalogue: tuple[float, Catalogue] | None = None
+        self._catalogue_lock = asyncio.Lock()
+
+    # -- connections ---------------------------------------------------------------------------------------
+    async def open(self) -> None:
+        async def setup(connection: asyncpg.Connection) -> None:
+            # parameters vary widely (a day or a year): plan each statement for its own values
+            await connection.execute("set plan_cache_mode = force_custom_plan")
+
+        try:
+            self.pool = await asyncpg.create_pool(
+                self.settings.database_url, min_size=1, max_size=10, init=setup, command_timeout=60
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise WarehouseUnavailable(
+                f"cannot connect to PostgreSQL as {self.settings.redacted_database_url}: {exc}\n"
+                "Run `analyticspro setup` (creates the read-only role and its grants), or set "
+                "DASHBOARD_DATABASE_URL to a role that can read the analytics schema."
+            ) from exc
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+        await self.redis.aclose()
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[asyncpg.Record]:
+        if self.pool is None:
+            raise WarehouseUnavailable("the dashboards service is not connected to PostgreSQL yet")
+        try:
+            return await self.pool.fetch(query, *args, timeout=timeout)
+        except asyncpg.UndefinedTableError as exc:
+            raise WarehouseUnavailable(
+                f"{exc}: the marts are not built yet; run `analyticspro materialize` (or `make demo`)"
+            ) from exc
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+            raise WarehouseUnavailable(
+                f"PostgreSQL did not answer ({exc}); check that it runs (`scripts/ensure-services.sh`)"
+            ) from exc
+
+    # -- Redis, with a short circuit-breaker so a dead Redis costs one failed call per few seconds ------------
+    @property
+    def redis_available(self) -> bool:
+        return clock.monotonic() >= self._redis_down_until
+
+    def redis_failed(self, exc: Exception) -> None:
+        if self.redis_available:
+            log.warning("Redis unavailable (%s); answering from PostgreSQL for %.0fs", exc, REDIS_RETRY_SECONDS)
+        self._redis_down_until = clock.monotonic() + REDIS_RETRY_SECONDS
+
+    async def redis_call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The Redis call's answer, or None when Redis is down (never raises)."""
+        if not self.redis_available:
+            return None
+        try:
+            return await getattr(self.redis, method)(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            self.redis_failed(exc)
+            return None
+
+    async def health(self) -> dict[str, Any]:
+        postgres = True
+        try:
+            await self.fetch("select 1", timeout=2)
+        except (TimeoutError, WarehouseUnavailable, asyncpg.PostgresError):
+            postgres = False
+        try:
+            redis_ok = bool(await self.redis.ping())
+        except (RedisError, OSError):
+            redis_ok = False
+        return {"status": "ok" if postgres and redis_ok else "degraded", "postgres": postgres, "redis": redis_ok}
+
+    # -- hot metrics ---------------------------------------------------------------------------------------
+    async def hot_metrics(self) -> dict[str, Any]:
+        """Today's signups, DAU, events and revenue: from Redis (updated by every load), else from the marts."""
+        today = utc_today()
+        names = [self.keys.metric(name, today) for name in HOT_METRICS]
+        extra = [
+            self.keys.active_5m,
+            self.keys.last_hour("signups"),
+            self.keys.last_hour("events"),
+            self.keys.updated_at,
+        ]
+        values = await self.redis_call("mget", *names, *extra)
+        if values is not None and all(value is not None for value in values[: len(HOT_METRICS)]):
+            decoded = [value.decode() if value is not None else None for value in values]
+            metrics = dict(zip(HOT_METRICS, decoded, strict=False))
+            active, signups_hour, events_hour, updated = decoded[len(HOT_METRICS) :]
+            return {
+                "date": today,
+                "signups": int(Decimal(metrics["signups"])),
+                "dau": int(Decimal(metrics["dau"])),
+                "events": int(Decimal(metrics["events"])),
+                "revenue": float(Decimal(metrics["revenue"])),
+                "active_last_5m": int(active) if active is not None else None,
+                "signups_last_hour": int(signups_hour) if signups_hour is not None else None,
+                "events_last_hour": int(events_hour) if events_hour is not None else None,
+                "updated_at": updated,
+                "source": "redis",
+            }
+        rows = await self.fetch(
+            "select metric_name, value, _built_at from analytics.daily_metrics where date = $1 "
+            "and metric_name = any($2::text[])",
+            today,
+            list(HOT_METRICS),
+        )
+        found = {row["metric_name"]: row["value"] for row in rows}
+        built = max((row["_built_at"] for row in rows), default=None)
+        return {
+            "date": today,
+            "signups": int(found.get("signups", 0)),
+            "dau": int(found.get("dau", 0)),
+            "events": int(found.get("events", 0)),
+            "revenue": _number(found.get("revenue", 0)),
+            "active_last_5m": None,
+            "signups_last_hour": None,
+            "events_last_hour": None,
+            "updated_at": built.isoformat(timespec="seconds") if built else None,
+            "source": "postgres" if values is None else "postgres (Redis has no hot metrics for today yet)",
+        }
+
+    # -- marts ---------------------------------------------------------------------------------------------
+    async def daily_metrics(self, names: list[str], first: date, last: date) -> list[dict[str, Any]]:
+        unknown = sorted(set(names) - set(DAILY_METRICS))
+        if unknown:
+            raise InsightError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(DAILY_METRICS)}")
+        rows = await self.fetch(
+            "select date, metric_name, value from analytics.daily_metrics "
+            "where date between $1 and $2 and metric_name = any($3::text[]) order by date, metric_name",
+            first,
+            last,
+            names,
+        )
+        return [{"date": row["date"], "metric": row["metric_name"], "value": _number(row["value"])} for row in rows]
+
+    async def funnel_names(self) -> list[str]:
+        rows = await self.fetch("select distinct funnel_name from analytics.fct_funnel_steps order by 1")
+        return [row[0] for row in rows]
+
+    async def funnel(self, name: str, first: date, last: date, breakdown_by: str | None) -> dict[str, Any]:
+        """The funnel of the persons who entered between `first` and `last` (entry cohorts), with drop-off."""
+        rows = await self.fetch(
+            "select step_index, step_name, sum(persons)::bigint as persons from analytics.fct_funnel_steps "
+            "where funnel_name = $1 and cohort_date between $2 and $3 group by 1, 2 order by 1",
+            name,
+            first,
+            last,
+        )
+        if not rows and name not in await self.funnel_names():
+            known = ", ".join(await self.funnel_names()) or "none: build the marts first"
+            raise InsightError(f"unknown funnel {name!r}; configured funnels: {known}")
+        result: dict[str, Any] = {
+            "name": name,
+            "steps": funnel_steps([(r["step_index"], r["step_name"], r["persons"]) for r in rows]),
+            "breakdown_by": breakdown_by,
+            "breakdown": [],
+        }
+        if breakdown_by:
+            known_rows = await self.fetch(
+                "select distinct breakdown_by from analytics.fct_funnel_breakdown where funnel_name = $1", name
+            )
+            known = sorted(row[0] for row in known_rows)
+            if breakdown_by not in known:
+                raise InsightError(
+                    f"funnel {name!r} has no breakdown {breakdown_by!r}; configured: {', '.join(known) or 'none'} "
+                    "(add it under vars.funnels in dbt_project.yml)"
+                )
+            groups = await self.fetch(
+                "select breakdown_value, step_index, step_name, sum(persons)::bigint as persons "
+                "from analytics.fct_funnel_breakdown "
+                "where funnel_name = $1 and breakdown_by = $2 and cohort_date between $3 and $4 "
+                "group by 1, 2, 3 order by 1, 2",
+                name,
+                breakdown_by,
+                first,
+                last,
+            )
+            by_value: dict[str, list[tuple[int, str, int]]] = {}
+            for row in groups:
+                by_value.setdefault(row["breakdown_value"], []).append(
+                    (row["step_index"], row["step_name"], row["persons"])
+                )
+            ordered = sorted(by_value.items(), key=lambda item: (-item[1][0][2], item[0]))
+            result["breakdown"] = [{"value": value, "steps": funnel_steps(steps)} for value, steps in ordered]
+        return result
+
+    async def retention(self, grain: str, first: date, last: date) -> list[dict[str, Any]]:
+        if grain not in RETENTION_GRAINS:
+            raise InsightError(f"retention grain must be one of {', '.join(RETENTION_GRAINS)}; got {grain!r}")
+        rows = await self.fetch(
+            "select cohort_start, period_number, cohort_size, retained_persons, retention_rate "
+            "from analytics.fct_cohort_retention where cohort_grain = $1 and cohort_start between $2 and $3 "
+            "order by cohort_start, period_number",
+            grain,
+            first,
+            last,
+        )
+        cohorts: dict[date, dict[str, Any]] = {}
+        for row in rows:
+            cohort = cohorts.setdefault(
+                row["cohort_start"],
+                {"cohort_start": row["cohort_start"], "size": row["cohort_size"], "retained": [], "rates": []},
+            )
+            cohort["retained"].append(row["retained_persons"])
+            cohort["rates"].append(_number(row["retention_rate"]))
+        return list(cohorts.values())
+
+    async def revenue(self, first: date, last: date) -> list[dict[str, Any]]:
+        rows = await self.fetch(
+            "select * from analytics.revenue_monthly where month between date_trunc('month', $1::date)::date and $2 "
+            "order by month",
+            first,
+            last,
+        )
+        return [
+            {key: (_number(value) if isinstance(value, Decimal) else value) for key, value in r.items()} for r in rows
+        ]
+
+    # -- the query builder ---------------------------------------------------------------------------------
+    async def catalogue(self) -> Catalogue:
+        cached = self._catalogue
+        if cached and clock.monotonic() - cached[0] < CATALOGUE_TTL_SECONDS:
+            return cached[1]
+        async with self._catalogue_lock:
+            cached = self._catalogue
+            if cached and clock.monotonic() - cached[0] < CATALOGUE_TTL_SECONDS:
+                return cached[1]
+            rows = await self.fetch("select event_name, property_key, value_types from analytics.dim_event_properties")
+            catalogue = Catalogue.from_rows([dict(row) for row in rows])
+            self._catalogue = (clock.monotonic(), catalogue)
+            return catalogue
+
+    async def insight(self, question: Insight) -> dict[str, Any]:
+        compiled = compile_insight(question, await self.catalogue(), self.settings.insight_max_days)
+        rows = await self.run_insight(compiled)
+        return insight_result(question, compiled, rows)
+
+    async def run_insight(self, compiled: Compiled) -> list[asyncpg.Record]:
+        if self.pool is None:
+            raise WarehouseUnavailable("the dashboards service is not connected to PostgreSQL yet")
+        timeout_ms = self.settings.insight_timeout_ms
+        try:
+            async with self.pool.acquire() as connection, connection.transaction(readonly=True):
+                await connection.execute(f"set local statement_timeout = {int(timeout_ms)}")
+                return await connection.fetch(compiled.sql, *compiled.params)
+        except asyncpg.QueryCanceledError:
+            raise InsightError(
+                f"the question took longer than {timeout_ms / 1000:g}s: narrow the date range or the filters, "
+                "ask for a sample (sample: 0.1), or export it (exportInsight runs it in the background)"
+            ) from None
+        except asyncpg.UndefinedTableError as exc:
+            raise WarehouseUnavailable(f"{exc}: run `analyticspro materialize` first") from exc
+        except (asyncpg.DataError, ValueError) as exc:
+            raise InsightError(f"a value in the question cannot be used: {exc}") from None
+
+
+def insight_result(question: Insight, compiled: Compiled, rows: list[Any]) -> dict[str, Any]:
+    """Rows scaled by the sample (marked estimated) and the grouping facts."""
+    scale = compiled.scale
+    estimated = question.estimated
+    return {
+        "rows": [
+            {
+                "bucket": row["bucket"],
+                "group": row["grp"],
+                "events": round(row["events"] * scale) if estimated else row["events"],
+                "persons": None if estimated else row["persons"],
+                # 95% margin of error of the estimate (0 when exact)
+                "events_margin": round(1.96 * math.sqrt((1 - question.sample) * row["y2"]) / question.sample)
+                if estimated
+                else 0,
+            }
+            for row in rows
+        ],
+        "estimated": estimated,
+        "sample_rate": question.sample if estimated else 1.0,
+        "groups_total": rows[0]["groups_total"] if rows else 0,
+        "truncated": bool(rows) and rows[0]["groups_total"] > len(rows),
+    }
+
+
+def day_range(today: date, preset: str) -> tuple[date, date]:
+    """A preset's first and last day (inclusive), relative to `today` (UTC)."""
+    if preset == "TODAY":
+        return today, today
+    if preset == "YESTERDAY":
+        return today - timedelta(days=1), today - timedelta(days=1)
+    if preset.startswith("LAST_") and preset.endswith("_DAYS"):
+        days = int(preset.removeprefix("LAST_").removesuffix("_DAYS"))
+        return today - timedelta(days=days - 1), today
+    if preset == "THIS_MONTH":
+        return today.replace(day=1), today
+    if preset == "LAST_MONTH":
+        last = today.replace(day=1) - timedelta(days=1)
+        return last.replace(day=1), last
+    if preset == "LAST_12_MONTHS":
+        return (today.replace(day=1) - timedelta(days=335)).replace(day=1), today
+    raise InsightError(f"unknown date range preset {preset!r}")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

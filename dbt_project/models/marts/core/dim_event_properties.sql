@@ -1,0 +1,73 @@
+-- The catalogue of event properties: one row per (event_name, property_key) ever seen in fct_events,
+-- with the JSON types its values had and the first and last day it was seen. The dashboards' query
+-- builder checks every event name and property key against it (and offers them in its form); BI
+-- users can browse it to see what they can filter on. Incremental: only fct_events rows written since
+-- the last build are read, merged with the catalogue rows they touch.
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['event_name', 'property_key'],
+    on_schema_change='fail',
+) }}
+
+{%- set last_built_at = high_water_mark('_built_at') %}
+
+with
+
+seen as (
+
+    select
+        events.event_name,
+        properties.key as property_key,
+        jsonb_typeof(properties.value) as value_type,
+        min(events.event_date) as first_seen_date,
+        max(events.event_date) as last_seen_date
+    from {{ ref('fct_events') }} as events
+    cross join lateral jsonb_each(events.properties) as properties
+    where
+        jsonb_typeof(events.properties) = 'object'
+        and {{ changed_since(last_built_at, 'events') }}
+    group by 1, 2, 3
+
+),
+
+{%- if is_incremental() %}
+
+known as (
+
+    select
+        catalogue.event_name,
+        catalogue.property_key,
+        value_types.value_type,
+        catalogue.first_seen_date,
+        catalogue.last_seen_date
+    from {{ this }} as catalogue
+    cross join lateral string_to_table(catalogue.value_types, ',') as value_types (value_type)
+    where exists (
+        select 1 from seen
+        where seen.event_name = catalogue.event_name and seen.property_key = catalogue.property_key
+    )
+
+),
+
+{%- endif %}
+
+merged as (
+
+    select * from seen
+    {%- if is_incremental() %}
+        union all
+        select * from known
+    {%- endif %}
+
+)
+
+select
+    event_name,
+    property_key,
+    string_agg(distinct value_type, ',' order by value_type) as value_types,
+    min(first_seen_date) as first_seen_date,
+    max(last_seen_date) as last_seen_date,
+    {{ built_at() }} as _built_at
+from merged
+group by 1, 2
