@@ -15,7 +15,7 @@ export UV_COMPILE_BYTECODE := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh
+$(BIN)/.installed: pyproject.toml uv.lock scripts/bootstrap.sh dashboards/web/package-lock.json
 	@scripts/bootstrap.sh
 	@touch $@
 

@@ -166,8 +166,9 @@ def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
     return samples[len(samples) // 2]
 
 
-def bench_marts(base_settings, target_events: int, days: int) -> dict:
-    """Runs in a database, bucket and dlt state of its own (removed afterwards)."""
+def bench_marts(base_settings, target_events: int, days: int, then: Callable[[object], None] | None = None) -> dict:
+    """Runs in a database, bucket and dlt state of its own (removed afterwards); `then(settings)` runs against the
+    built marts before they are dropped (the dashboard benchmark)."""
     from ingestion.settings import get_settings
     from orchestration.warehouse import drop_database, ensure_database
 
@@ -181,7 +182,10 @@ def bench_marts(base_settings, target_events: int, days: int) -> dict:
     settings = get_settings()
     ensure_database(settings)
     try:
-        return _bench_marts(settings, root, target_events, days)
+        figures = _bench_marts(settings, root, target_events, days)
+        if then is not None:
+            then(settings)
+        return figures
     finally:
         if os.environ.get("BENCH_MARTS_KEEP"):  # for profiling: keep the database, say where it is
             _say(f"kept the database: DATABASE_URL={settings.database_url}")

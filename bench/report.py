@@ -93,6 +93,38 @@ def markdown(results: dict) -> str:
                 f"{k['funnel_adhoc_vs_duckdb']}× and {k['funnel_adhoc_vs_duckdb_step_rows']}× DuckDB's time",
             ),
         ]
+    if "dashboard" in results:
+        d = results["dashboard"]
+        rows += [
+            (
+                "`dashboard`",
+                f"the web dashboard's queries (overview, catalogue, hot metrics) with preset ranges, served from the "
+                f"Redis answer cache: {d['connections']} clients for {d['seconds']} s (wrk, same 2 cores, "
+                f"{d['workers']} workers), p50 / p95 / p99",
+                f"{d['p50_ms']} / {d['p95_ms']} / {d['p99_ms']} ms, {d['rps']:,} req/s",
+                f"the same with custom ranges (never cached, PostgreSQL each time): {d['uncached_p50_ms']} / "
+                f"{d['uncached_p95_ms']} / {d['uncached_p99_ms']} ms, {d['uncached_rps']:,} req/s",
+                f"p95 {round(d['p95_ms'] / 50, 2)}× the 50 ms target; "
+                f"{round(d['rps'] / d['uncached_rps'], 1)}× the uncached throughput",
+            ),
+            (
+                "`dashboard`",
+                "query builder, uncached, over all the marts' events (90 days): \"purchase_completed where "
+                "user.plan = 'pro' by day\", median of 5",
+                f"{d['insight_uncached_ms']:,} ms",
+                "the target: 800 ms",
+                f"{round(d['insight_uncached_ms'] / 800, 2)}× the target",
+            ),
+            (
+                "`dashboard`",
+                "query builder: every page view by week, exact and on a 10% sample (estimated, with margins); "
+                "pricing page views by referrer",
+                f"exact {d['insight_page_views_by_week_ms']:,} ms; sampled "
+                f"{d['insight_page_views_by_week_sampled_ms']:,} ms; by referrer {d['insight_by_property_ms']:,} ms",
+                "",
+                f"sample {d['insight_sampled_speedup']}× faster",
+            ),
+        ]
     lines = ["| benchmark | what is measured | result | baseline in the same run | ratio |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)

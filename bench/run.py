@@ -10,6 +10,8 @@ Machines here are noisy, so each speed is also given as a ratio to a baseline me
 
 - marts (bench/marts.py): a full dbt build over 10M events against the incremental build of one more hour,
   and an ad-hoc funnel query against the same query in DuckDB.
+- dashboard (bench/dashboard.py): the dashboards API over those marts, 50 concurrent clients for 30 s (wrk),
+  cached and uncached, and query-builder questions over the 10M events.
 
 BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset; BENCH_MARTS_EVENTS (default
 10000000) and BENCH_MARTS_DAYS (default 90) the marts benchmark's (about 25 minutes at 10M events).
@@ -182,7 +184,13 @@ def main() -> int:
         marts_events = int(os.environ.get("BENCH_MARTS_EVENTS", "10000000"))
         marts_days = int(os.environ.get("BENCH_MARTS_DAYS", "90"))
         _say(f"marts: {marts_events:,} events over {marts_days} days, full build then one new hour")
-        results["marts"] = bench_marts(settings, marts_events, marts_days)
+        from bench.dashboard import bench_dashboard
+
+        def dashboard(marts_settings) -> None:
+            _say("dashboard: the API over the marts of those events, 50 clients, then query-builder questions")
+            results["dashboard"] = bench_dashboard(marts_settings, _say)
+
+        results["marts"] = bench_marts(settings, marts_events, marts_days, then=dashboard)
     finally:
         cleanup(settings, root)
 

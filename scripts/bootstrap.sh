@@ -32,4 +32,33 @@ export UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1
 say "installing locked dependencies into .venv ($("${UV[@]}" --version))"
 # --frozen: install exactly uv.lock; bytecode compiled now so Dagster and dbt start fast.
 UV_COMPILE_BYTECODE=1 "${UV[@]}" sync --frozen --python "$(command -v python3)" --quiet
+
+# Debian/Ubuntu packages, installed when missing and we may (root with apt-get); otherwise say what to run.
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+  else
+    say "missing: $* — install them (sudo apt-get install $*) and re-run"
+    return 1
+  fi
+}
+
+# The web dashboard serves its browser libraries itself (ECharts, GraphiQL and React: no CDN at run time), from
+# the npm packages locked in dashboards/web/package-lock.json.
+if ! command -v npm >/dev/null 2>&1; then
+  say "installing Node.js and npm (the dashboard's browser libraries come from the npm registry)"
+  apt_install nodejs npm
+fi
+web=dashboards/web
+if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  say "installing the dashboard's browser libraries (npm ci in $web)"
+  (cd "$web" && npm ci --omit=dev --no-audit --no-fund --ignore-scripts --loglevel=error)
+fi
+
+# The browser test drives Debian's Chromium with Playwright (Playwright's own browser download is not used).
+if ! command -v chromium >/dev/null 2>&1 && [ "${ANALYTICSPRO_SKIP_CHROMIUM:-0}" != 1 ]; then
+  say "installing Chromium (Debian's package) for the dashboard's browser test"
+  apt_install chromium || say "the browser test will fail until Chromium is installed"
+fi
 say "ok: $(.venv/bin/python --version), analyticspro at .venv/bin/analyticspro"

@@ -25,12 +25,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def dashboard_process(env: dict[str, str], log: Path) -> Iterator[str]:
+def dashboard_process(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[str]:
     """The service on a free port; yields its base URL once /health answers."""
     port = free_port()
     command = [
         str(Path(sys.executable).parent / "analyticspro"), "dashboard", "--port", str(port), "--no-access-log",
-        "--log-level", "WARNING",
+        "--log-level", "WARNING", "--workers", str(workers),
     ]  # fmt: skip
     with log.open("ab") as handle:
         process = subprocess.Popen(

@@ -47,6 +47,7 @@ def test_every_asset_and_its_upstream(defs):
         "intermediate/int_funnel_persons": sorted([*persons, "intermediate/int_funnel_events"]),
         "analytics/fct_sessions": persons,
         "analytics/dim_users": [*persons, "ops/person_archive_history"],
+        "analytics/dim_event_properties": [fct],
         "ops/person_archive_history": [],
         "analytics/daily_metrics": sorted(
             [
