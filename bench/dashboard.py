@@ -38,7 +38,7 @@ INSIGHT = """query I($e: String!, $f: [FilterInput!], $g: String!, $r: DateRange
 }"""
 
 WRK_SCRIPT = """
-local bodies = {}
+local bodies = {{}}
 local i = 0
 {bodies}
 request = function()
@@ -94,6 +94,17 @@ def _load(url: str, token: str, bodies: list[str], seconds: int, connections: in
     figures = json.loads(line.removeprefix("RESULT "))
     figures["rps"] = round(figures["requests"] / figures["seconds"], 1)
     return figures
+
+
+def _drain(url: str) -> None:
+    """Wait until the service answers /health within 50 ms (the load generator's queued requests are done)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        httpx.get(f"{url}/health", timeout=30)
+        if time.perf_counter() - started < 0.05:
+            return
+        time.sleep(1)
 
 
 def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
@@ -189,6 +200,7 @@ def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
                 f"{uncached['rps']:,.0f} req/s"
             )
 
+            _drain(url)  # requests wrk left queued finish before anything is timed
             window = {"from": (today - timedelta(days=89)).isoformat(), "to": today.isoformat()}
             seed_question = {  # "Show me purchase_completed where user.plan = 'pro' grouped by date", 90 days
                 "e": "purchase_completed", "f": [{"field": "user.plan", "op": "=", "value": "pro"}], "g": "day",
@@ -200,12 +212,12 @@ def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
             pages = {"e": "page", "f": [], "g": "week", "r": window}
             pages_ms = _median_ms(lambda: ask(INSIGHT, pages), runs=3)
             pages_sampled_ms = _median_ms(lambda: ask(INSIGHT, {**pages, "s": 0.1}), runs=3)
-            by_property = {"e": "page", "f": [{"field": "event.path", "op": "contains", "value": "pricing"}],
-                           "g": "event.referrer", "r": window}  # fmt: skip
+            by_property = {"e": "purchase_completed", "f": [{"field": "event.revenue", "op": ">", "value": "100"}],
+                           "g": "event.billing_period", "r": window}  # fmt: skip
             property_ms = _median_ms(lambda: ask(INSIGHT, by_property), runs=3)
             say(
                 f"  query builder, uncached: seed question {insight_ms:.0f} ms, all page views by week "
-                f"{pages_ms:.0f} ms ({pages_sampled_ms:.0f} ms on a 10% sample), pricing page views by referrer "
+                f"{pages_ms:.0f} ms ({pages_sampled_ms:.0f} ms on a 10% sample), purchases over 100 by billing period "
                 f"{property_ms:.0f} ms"
             )
     finally:

@@ -53,6 +53,7 @@ def dash(settings, tmp_path_factory):
         "DATABASE_URL": settings.database_url_for(f"{settings.database_name}_dash"),
         "EVENTS_BUCKET_URL": str(root / "bucket"),
         "DLT_PIPELINES_DIR": str(root / "dlt"),
+        "REDIS_KEY_PREFIX": f"{settings.redis_key_prefix}_dash",  # its hot-metric state is not the session's
         "ANALYTICSPRO_API_TOKENS": f"another-token-{uuid.uuid4().hex},{TOKEN}",
         "ANALYTICSPRO_READONLY_USER": reader,
     }
@@ -71,6 +72,10 @@ def dash(settings, tmp_path_factory):
         finally:
             drop_readonly_role(get_dashboard_settings())
             drop_database(warehouse_settings)
+            client = redis.Redis.from_url(warehouse_settings.redis_url)
+            stale = list(client.scan_iter(match=f"{warehouse_settings.redis_key_prefix}:*", count=1000))
+            if stale:
+                client.delete(*stale)
 
 
 def gql(url: str, query: str, variables: dict | None = None, token: str | None = TOKEN) -> httpx.Response:

@@ -140,7 +140,7 @@ def test_fct_events_is_partitioned_by_day_and_indexed(built):
     definitions = " ".join(
         d for (d,) in rows(settings, "select indexdef from pg_indexes where tablename = 'fct_events'")
     )
-    assert "(person_id, event_at)" in definitions and "(event_name, event_at)" in definitions
+    assert "(person_id, event_at)" in definitions and "(event_name, event_at, person_id, event_date)" in definitions
 
 
 def test_incremental_run_restitched_old_events(built):
