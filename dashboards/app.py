@@ -3,13 +3,16 @@
 Every /graphql request needs `Authorization: Bearer <token>` (ANALYTICSPRO_API_TOKENS, compared in constant
 time, never logged). Answers are cached whole in Redis for DASHBOARD_CACHE_TTL_SECONDS (60), keyed by the
 normalized query document, its variables and the UTC day, when every field in it used a preset date range
-(custom ranges, hot metrics, exports: never). `extensions.cache.status` and the X-Cache header say hit, miss
-or bypass. Answers only about closed days carry `Cache-Control: public, max-age=86400` for a CDN in front.
+(custom ranges, exports: never). Answers only about today's live numbers (hotMetrics, itself a Redis read) are
+kept in the process for DASHBOARD_LIVE_CACHE_SECONDS (1) instead. `extensions.cache` and the X-Cache header say
+hit, miss or bypass, and where. Answers only about closed days carry `Cache-Control: public, max-age=86400` for
+a CDN in front.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import hmac
 import json
@@ -35,7 +38,7 @@ from dashboards.config import DashboardSettings
 from dashboards.schema import CachePolicy, schema
 from dashboards.warehouse import Warehouse
 from ingestion.settings import utc_today
-from orchestration.defs.automation import lookback_days
+from orchestration.dbt_vars import lookback_days
 
 log = logging.getLogger("analyticspro.dashboards")
 
@@ -56,6 +59,7 @@ VENDOR = {  # what the page and GraphiQL load, from the npm packages bootstrap i
 MAX_BODY_BYTES = 1_000_000
 CACHE_VERSION = "v1"
 POLICY_KEY = "analyticspro.policy"
+LIVE_CACHE_ENTRIES = 256
 
 
 @functools.lru_cache(maxsize=2048)
@@ -124,6 +128,7 @@ class GraphQLEndpoint:
         self.strawberry = StrawberryApp(warehouse, settings)
         self.lookback_days = lookback_days()
         self.prefix = f"{settings.base.redis_key_prefix}:dashboard:{CACHE_VERSION}"
+        self.live: dict[str, tuple[float, bytes]] = {}
 
     def cache_key(self, normalized: str, variables: Any, operation: Any) -> str:
         material = json.dumps([normalized, variables, operation, utc_today().isoformat()], sort_keys=True)
@@ -168,9 +173,13 @@ class GraphQLEndpoint:
             normalized = normalize(request[0]) if isinstance(request[0], str) else None
             if normalized is not None and not normalized[1]:
                 key = self.cache_key(normalized[0], request[1], request[2])
+                local = self.live.get(key)
+                if local is not None and local[0] > time.monotonic():
+                    await self._send_hit(send, local[1], store=b"process")
+                    return
                 stored = await self.warehouse.redis_call("get", key)
                 if stored is not None:
-                    await self._send_hit(send, stored)
+                    await self._send_hit(send, stored, store=b"redis")
                     return
 
         replayed = False
@@ -195,6 +204,14 @@ class GraphQLEndpoint:
         await self.strawberry(scope, replay, capture)
         await self._send_answer(send, captured, policy, key)
 
+    def _keep_live(self, key: str, stored: bytes) -> None:
+        """Live answers (today's hot metrics) stay in this process for DASHBOARD_LIVE_CACHE_SECONDS."""
+        now = time.monotonic()
+        if len(self.live) >= LIVE_CACHE_ENTRIES:
+            for old in [k for k, (expires, _) in self.live.items() if expires <= now] or list(self.live)[:1]:
+                self.live.pop(old, None)
+        self.live[key] = (now + self.settings.live_cache_seconds, stored)
+
     @staticmethod
     def _request_parts(method: str, scope: Scope, body: bytes, headers: dict) -> tuple[Any, Any, Any] | None:
         try:
@@ -211,10 +228,13 @@ class GraphQLEndpoint:
         except (ValueError, UnicodeDecodeError, KeyError):
             return None
 
-    async def _send_hit(self, send: Send, stored: bytes) -> None:
+    async def _send_hit(self, send: Send, stored: bytes, store: bytes) -> None:
         cache_control, stored_at, data = stored.split(b"\n", 2)
         age = max(0, int(time.time() - float(stored_at)))
-        body = b'{"data":' + data + b',"extensions":{"cache":{"status":"hit","age":' + str(age).encode() + b"}}}"
+        body = (
+            b'{"data":' + data + b',"extensions":{"cache":{"status":"hit","store":"' + store + b'","age":'
+            + str(age).encode() + b"}}}"
+        )  # fmt: skip
         await send(
             {
                 "type": "http.response.start",
@@ -241,16 +261,22 @@ class GraphQLEndpoint:
             payload = None
         if isinstance(payload, dict):
             ok = status == 200 and not payload.get("errors") and payload.get("data") is not None
-            store = ok and key is not None and policy.cacheable and policy.fields > 0
-            cache_status = "bypass"
-            if store and self.warehouse.redis_available:
+            cacheable = ok and key is not None and policy.fields > 0
+            cache: dict[str, Any] = {"status": "bypass"}
+            if cacheable and (policy.cacheable or policy.live):
                 stored = b"\n".join(
                     [policy.cache_control.encode(), f"{time.time():.3f}".encode(), orjson.dumps(payload["data"])]
                 )
-                written = await self.warehouse.redis_call("set", key, stored, ex=self.settings.cache_ttl_seconds)
-                cache_status = "miss" if written is not None else "bypass"
+                if policy.live and self.settings.live_cache_seconds > 0:
+                    self._keep_live(key, stored)
+                    cache = {"status": "miss", "store": "process", "ttl": self.settings.live_cache_seconds}
+                elif policy.cacheable and self.warehouse.redis_available:
+                    ttl = self.settings.cache_ttl_seconds
+                    if await self.warehouse.redis_call("set", key, stored, ex=ttl) is not None:
+                        cache = {"status": "miss", "store": "redis", "ttl": ttl}
+            cache_status = cache["status"]
             extensions = payload.setdefault("extensions", {})
-            extensions["cache"] = {"status": cache_status}
+            extensions["cache"] = cache
             body = orjson.dumps(payload)
             cache_control = policy.cache_control if ok else "no-store"
             headers += [(b"cache-control", cache_control.encode()), (b"x-cache", cache_status.upper().encode())]
@@ -279,6 +305,10 @@ def create_app(settings: DashboardSettings) -> Starlette:
     async def lifespan(app: Starlette):  # noqa: ANN202
         await warehouse.open()
         app.state.warehouse = warehouse
+        # everything imported so far lives as long as the process: keep it out of the cyclic collector's full
+        # passes, whose pauses were the latency tail under load
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

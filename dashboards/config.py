@@ -6,6 +6,7 @@ ANALYTICSPRO_READONLY_USER      the read-only PostgreSQL role for the API and BI
 ANALYTICSPRO_READONLY_PASSWORD  its password (optional; trust/peer auth needs none).
 DASHBOARD_DATABASE_URL          how the API connects (default: DATABASE_URL with the read-only user).
 DASHBOARD_CACHE_TTL_SECONDS     Redis cache of dashboard answers (default 60).
+DASHBOARD_LIVE_CACHE_SECONDS    how long a process keeps an answer about today's live numbers (default 1; 0: never).
 INSIGHT_TIMEOUT_MS              statement timeout of one query-builder question (default 10000).
 INSIGHT_MAX_DAYS                the widest date range an exact question may span (default 366).
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ingestion.settings import DEFAULT_STATE_DIR, Settings, _positive_int_env, get_settings
+from ingestion.settings import DEFAULT_STATE_DIR, Settings, _int_env, _positive_int_env, get_settings
 
 DEFAULT_READONLY_USER = "analyticspro_reader"
 DEFAULT_HOST = "127.0.0.1"
@@ -36,6 +37,7 @@ class DashboardSettings:
     readonly_password: str | None
     database_url: str
     cache_ttl_seconds: int
+    live_cache_seconds: int
     insight_timeout_ms: int
     insight_max_days: int
 
@@ -71,6 +73,13 @@ def readonly_url(database_url: str, user: str, password: str | None) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _non_negative_int_env(name: str, default: int) -> int:
+    value = _int_env(name, default)
+    if value < 0:
+        raise ValueError(f"{name}={value} must be 0 or more; unset it for the default ({default})")
+    return value
+
+
 def get_dashboard_settings() -> DashboardSettings:
     base = get_settings()
     raw_tokens = os.environ.get("ANALYTICSPRO_API_TOKENS")
@@ -96,6 +105,7 @@ def get_dashboard_settings() -> DashboardSettings:
         readonly_password=password,
         database_url=os.environ.get("DASHBOARD_DATABASE_URL") or readonly_url(base.database_url, user, password),
         cache_ttl_seconds=_positive_int_env("DASHBOARD_CACHE_TTL_SECONDS", 60),
+        live_cache_seconds=_non_negative_int_env("DASHBOARD_LIVE_CACHE_SECONDS", 1),
         insight_timeout_ms=_positive_int_env("INSIGHT_TIMEOUT_MS", 10_000),
         insight_max_days=_positive_int_env("INSIGHT_MAX_DAYS", 366),
     )

@@ -28,11 +28,13 @@ class CachePolicy:
 
     lookback_days: int
     cacheable: bool = True
+    live: bool = True  # every field is today's live numbers
     closed: bool = True
     fields: int = 0
 
-    def note(self, *, preset: bool, last_day: date | None, cacheable: bool = True) -> None:
+    def note(self, *, preset: bool, last_day: date | None, cacheable: bool = True, live: bool = False) -> None:
         self.fields += 1
+        self.live = self.live and live
         self.cacheable = self.cacheable and preset and cacheable
         settled = utc_today() - timedelta(days=self.lookback_days)
         self.closed = self.closed and last_day is not None and last_day < settled
@@ -250,7 +252,7 @@ def to_question(
 class Query:
     @strawberry.field(description="Today's numbers (UTC): from Redis, or from the marts when Redis cannot answer.")
     async def hot_metrics(self, info: Info) -> HotMetrics:
-        _policy(info).note(preset=True, last_day=None, cacheable=False)
+        _policy(info).note(preset=True, last_day=None, cacheable=False, live=True)
         return HotMetrics(**await _warehouse(info).hot_metrics())
 
     @strawberry.field(description=f"Daily metrics ({', '.join(DAILY_METRICS)}) for a date range.")

@@ -15,28 +15,22 @@ from pathlib import Path
 
 import dagster as dg
 import redis
-import yaml
 
 from ingestion.bucket import object_date, object_key
 from ingestion.events import unloaded_objects
-from ingestion.settings import PROJECT_ROOT, get_settings, utc_today
+from ingestion.settings import get_settings, utc_today
+from orchestration.dbt_vars import lookback_days
 from orchestration.partitions import partition_range_tags, run_windows
 from orchestration.realtime import refresh_windows
 
 MATERIALIZE_ALL_JOB = "materialize_all"
 REALTIME_JOB = "realtime_load"
 SENSOR_INTERVAL_SECONDS = 15
-DBT_PROJECT_FILE = PROJECT_ROOT / "dbt_project" / "dbt_project.yml"
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
 HOT_METRICS = dg.AssetKey(["hot_metrics"])
 # assets outside the partitioned pipeline, run by their own jobs
 OUTSIDE_PIPELINE = dg.AssetSelection.groups("storage", "privacy")
-
-
-def lookback_days(project_file: Path = DBT_PROJECT_FILE) -> int:
-    """dbt's var lookback_days (how many days late events are re-checked), read from dbt_project.yml."""
-    return int(yaml.safe_load(project_file.read_text())["vars"]["lookback_days"])
 
 
 materialize_all = dg.define_asset_job(
