@@ -93,7 +93,7 @@ def markdown(results: dict) -> str:
                 f"{k['funnel_adhoc_vs_duckdb']}× and {k['funnel_adhoc_vs_duckdb_step_rows']}× DuckDB's time",
             ),
         ]
-    if "dashboard" in results:
+    if "dashboard" in results and "error" not in results["dashboard"]:
         d = results["dashboard"]
         rows += [
             (
