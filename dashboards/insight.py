@@ -154,8 +154,9 @@ def _field_sql(field_name: str, question: Insight, catalogue: Catalogue, params:
     if scope == "event" and name:
         keys = catalogue.properties.get(question.event, set())
         if name in keys:
-            types = catalogue.value_types.get((question.event, name), "")
-            kind = "numeric" if types == "number" else "json"
+            types = catalogue.value_types.get((question.event, name), "").split(",")
+            # only numbers compare with > and <: all-number properties cast, mixed ones compare their numbers
+            kind = "numeric" if types == ["number"] else ("json" if "number" in types else "text")
             return f"(e.properties ->> {params.bind(name)})", kind, False
         if name in EVENT_COLUMNS:
             return f"e.{name}", "text", False
@@ -189,7 +190,7 @@ def _condition(item: Filter, question: Insight, catalogue: Catalogue, params: _P
                 raise InsightError(f"{item.field}: {value!r} is not a date (YYYY-MM-DD)") from None
             return f"{expression} {item.op} {params.bind(bound)}", person
         if kind == "text" or kind == "boolean":
-            raise InsightError(f"{item.field} is not a number: > and < do not apply; use = or contains")
+            raise InsightError(f"{item.field} holds no numbers: > and < compare numbers; use = or contains")
         number = _number(value, item.field)
         if kind == "json":  # only values that are JSON numbers compare
             key = params.values[-1]
