@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import strawberry
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import Info
 
 from dashboards.insight import OPERATORS, PERSON_FIELDS, Filter, Insight, InsightError
@@ -384,4 +385,6 @@ class DashboardSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-schema = DashboardSchema(query=Query, mutation=Mutation)
+# one request cannot ask for unbounded work: nesting, aliases (each a query) and document size are capped
+LIMITS = [QueryDepthLimiter(max_depth=8), MaxAliasesLimiter(max_alias_count=20), MaxTokensLimiter(max_token_count=3000)]
+schema = DashboardSchema(query=Query, mutation=Mutation, extensions=LIMITS)

@@ -398,6 +398,10 @@ def test_sql_injection_and_malformed_questions_are_refused_or_plain_values(dash)
     ):
         response = gql(dash.url, INSIGHT, variables)
         assert response.status_code in (200, 400) and response.json()["errors"]
+    # one request cannot ask for unbounded work
+    many = "{ " + " ".join(f'a{n}: insight(event: "page") {{ estimated }}' for n in range(25)) + " }"
+    refused = gql(dash.url, many).json()
+    assert "aliases" in refused["errors"][0]["message"].lower()
     malformed = httpx.post(
         f"{dash.url}/graphql",
         content=b"{not json",
@@ -632,6 +636,11 @@ def test_the_web_dashboard_renders_every_chart_and_runs_a_question_in_chromium(d
             assert shown == {r["group"]: r["events"] for r in expected["rows"]} and shown
             assert page.is_hidden("#banner"), page.inner_text("#banner")
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            # GraphiQL, served by the service too, loads the schema with the same token
+            with page.expect_response(lambda r: r.url.endswith("/graphql") and r.request.method == "POST") as first:
+                page.goto(f"{dash.url}/graphql")
+            assert first.value.status == 200 and "__schema" in first.value.text()
+            page.wait_for_selector(".graphiql-container", timeout=30_000)
         finally:
             browser.close()
     assert not [line for line in console if line.startswith("error")], console
