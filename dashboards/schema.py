@@ -276,9 +276,9 @@ class Query:
         # a cohort's later steps can still happen within the conversion window: never "closed"
         _policy(info).note(preset=preset, last_day=None if last >= utc_today() - timedelta(days=90) else last)
         answer = await _warehouse(info).funnel(name, first, last, breakdown_by)
-        steps = [FunnelStep(**vars(step)) for step in answer["steps"]]
+        steps = [FunnelStep(**step) for step in answer["steps"]]
         groups = [
-            FunnelGroup(value=group["value"], steps=[FunnelStep(**vars(step)) for step in group["steps"]])
+            FunnelGroup(value=group["value"], steps=[FunnelStep(**step) for step in group["steps"]])
             for group in answer["breakdown"]
         ]
         return Funnel(

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import math
 import time as clock
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -38,34 +37,25 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, Decimal) else float(value or 0)
 
 
-@dataclass
-class FunnelStepRow:
-    index: int
-    name: str
-    persons: int
-    conversion_from_previous: float | None
-    conversion_from_start: float | None
-    drop_off: int
-    drop_off_rate: float | None
-
-
-def funnel_steps(rows: list[tuple[int, str, int]]) -> list[FunnelStepRow]:
+def funnel_steps(rows: list[tuple[int, str, int]]) -> list[dict[str, Any]]:
     """Conversion and drop-off between consecutive steps, from (index, name, persons) in step order."""
-    steps: list[FunnelStepRow] = []
+    steps: list[dict[str, Any]] = []
     first = rows[0][2] if rows else 0
     for position, (index, name, persons) in enumerate(rows):
         previous = rows[position - 1][2] if position else None
         next_persons = rows[position + 1][2] if position + 1 < len(rows) else persons
         steps.append(
-            FunnelStepRow(
-                index=index,
-                name=name,
-                persons=persons,
-                conversion_from_previous=round(persons / previous, 6) if previous else (1.0 if position == 0 else None),
-                conversion_from_start=round(persons / first, 6) if first else None,
-                drop_off=persons - next_persons,
-                drop_off_rate=round((persons - next_persons) / persons, 6) if persons else None,
-            )
+            {
+                "index": index,
+                "name": name,
+                "persons": persons,
+                "conversion_from_previous": (
+                    round(persons / previous, 6) if previous else (1.0 if position == 0 else None)
+                ),
+                "conversion_from_start": round(persons / first, 6) if first else None,
+                "drop_off": persons - next_persons,
+                "drop_off_rate": round((persons - next_persons) / persons, 6) if persons else None,
+            }
         )
     return steps
 
