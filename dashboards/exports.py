@@ -23,14 +23,13 @@ from typing import Any
 import dagster as dg
 
 from dashboards.config import DashboardSettings, get_dashboard_settings
-from dashboards.insight import Filter, Insight, InsightError, compile_insight, to_psycopg
+from dashboards.insight import EXPORT_MAX_DAYS, Filter, Insight, InsightError, compile_insight, to_psycopg
 
 EXPORT_TAG = "analyticspro/export_id"
 PHASE_TAG = "analyticspro/export_phase"
 ROWS_TAG = "analyticspro/export_rows"
 LOCATION_TAG = "analyticspro/export_location"
 EXPORT_LOCK = "analyticspro.export"
-EXPORT_MAX_DAYS = 3660  # an export runs in the background: ten years is fine
 CSV_COLUMNS = ("bucket", "group", "events", "persons")
 
 _started: dict[str, subprocess.Popen] = {}
@@ -144,6 +143,9 @@ def build_export_defs() -> dg.Definitions:
 
 def start_export(settings: DashboardSettings, question: Insight) -> dict[str, Any]:
     """Start the export's process; it creates the Dagster run. Returns the job as exportStatus shows it."""
+    with _started_lock:  # poll() reaps the processes of finished exports (no zombies)
+        for process in _started.values():
+            process.poll()
     export_id = uuid.uuid4().hex
     environment = dict(os.environ)
     process = subprocess.Popen(

@@ -18,6 +18,7 @@ DATE_GRAINS = ("day", "week", "month")
 MAX_FILTERS = 10
 MAX_VALUE_LENGTH = 1000
 MAX_GROUPS = 50
+EXPORT_MAX_DAYS = 3660  # an export runs in the background: ten years is fine
 SAMPLE_SEED = 20260101
 
 # person fields: the dim_users column and the kind of comparison it supports

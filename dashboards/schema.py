@@ -5,7 +5,10 @@ keep it."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import gc
+import importlib
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -15,7 +18,7 @@ import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import Info
 
-from dashboards.insight import OPERATORS, PERSON_FIELDS, Filter, Insight, InsightError
+from dashboards.insight import EXPORT_MAX_DAYS, OPERATORS, PERSON_FIELDS, Filter, Insight, InsightError, compile_insight
 from dashboards.warehouse import DAILY_METRICS, Warehouse, day_range
 from ingestion.settings import utc_today
 
@@ -344,11 +347,10 @@ class Query:
         )
 
     @strawberry.field(description="Progress and file location of an export started with exportInsight.")
-    def export_status(self, info: Info, id: strawberry.ID) -> ExportJob:
-        from dashboards.exports import export_status
-
+    async def export_status(self, info: Info, id: strawberry.ID) -> ExportJob:
         _policy(info).note(preset=False, last_day=None, cacheable=False)
-        return ExportJob(**export_status(info.context["settings"], str(id)))
+        exports = await _exports()
+        return ExportJob(**await asyncio.to_thread(exports.export_status, info.context["settings"], str(id)))
 
 
 @strawberry.type
@@ -356,7 +358,7 @@ class Mutation:
     @strawberry.mutation(
         description="Run the question exactly (no sample) as a Dagster job that writes CSV to the bucket."
     )
-    def export_insight(
+    async def export_insight(
         self,
         info: Info,
         event: str,
@@ -364,11 +366,25 @@ class Mutation:
         group_by: str = "day",
         date_range: DateRangeInput | None = None,
     ) -> ExportJob:
-        from dashboards.exports import start_export
-
         _policy(info).note(preset=False, last_day=None, cacheable=False)
         question, _preset = to_question(info, event, filters, group_by, date_range, None)
-        return ExportJob(**start_export(info.context["settings"], question))
+        # refuse a question that cannot run now, not in the background job
+        compile_insight(question, await _warehouse(info).catalogue(), EXPORT_MAX_DAYS)
+        exports = await _exports()
+        return ExportJob(**await asyncio.to_thread(exports.start_export, info.context["settings"], question))
+
+
+_exports_module: Any = None
+
+
+async def _exports() -> Any:
+    """dashboards.exports (which imports Dagster), imported once, in a thread, then kept out of the cyclic GC."""
+    global _exports_module
+    if _exports_module is None:
+        _exports_module = await asyncio.to_thread(importlib.import_module, "dashboards.exports")
+        gc.collect()
+        gc.freeze()
+    return _exports_module
 
 
 class DashboardSchema(strawberry.Schema):
