@@ -169,15 +169,17 @@ def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
 def bench_marts(base_settings, target_events: int, days: int, then: Callable[[object], None] | None = None) -> dict:
     """Runs in a database, bucket and dlt state of its own (removed afterwards); `then(settings)` runs against the
     built marts before they are dropped (the dashboard benchmark)."""
+    from bench.environ import restore_environ, set_environ
     from ingestion.settings import get_settings
     from orchestration.warehouse import drop_database, ensure_database
 
     root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-marts-"))
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "EVENTS_BUCKET_URL", "DLT_PIPELINES_DIR")}
-    os.environ.update(
-        DATABASE_URL=base_settings.database_url_for(f"{base_settings.database_name}_marts"),
-        EVENTS_BUCKET_URL=str(root / "bucket"),
-        DLT_PIPELINES_DIR=str(root / "dlt"),
+    saved = set_environ(
+        {
+            "DATABASE_URL": base_settings.database_url_for(f"{base_settings.database_name}_marts"),
+            "EVENTS_BUCKET_URL": str(root / "bucket"),
+            "DLT_PIPELINES_DIR": str(root / "dlt"),
+        }
     )
     settings = get_settings()
     ensure_database(settings)
@@ -192,11 +194,7 @@ def bench_marts(base_settings, target_events: int, days: int, then: Callable[[ob
         else:
             drop_database(settings)
         shutil.rmtree(root, ignore_errors=True)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_environ(saved)
 
 
 def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
