@@ -14,7 +14,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,12 +31,6 @@ from orchestration.realtime import HotKeys
 SAMPLES = int(os.environ.get("BENCH_FRESHNESS_SAMPLES", "5"))
 SAMPLE_EVENTS = 50
 TIMEOUT_S = 240.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _write_batch(bucket: Path, sample: int) -> None:
@@ -87,7 +80,9 @@ def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> d
     bucket.mkdir(parents=True, exist_ok=True)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     keys = HotKeys(settings.redis_key_prefix)
-    port = _free_port()
+    from tests.dashboard_server import free_port
+
+    port = free_port()
     log = open(home / "dagster-dev.log", "w")  # noqa: SIM115 (closed below)
     dagster = str(Path(sys.executable).parent / "dagster")
     process = subprocess.Popen(

@@ -86,18 +86,12 @@ def bucket(settings) -> Path:
     return path
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def aws_endpoint(monkeypatch):
     """A real moto server (S3 and Kinesis) on a free loopback port, reached through the standard AWS variables."""
     from moto.server import ThreadedMotoServer
+
+    from tests.dashboard_server import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
