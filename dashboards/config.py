@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ingestion.settings import DEFAULT_STATE_DIR, Settings, _int_env, _positive_int_env, get_settings
+from ingestion.settings import (
+    DEFAULT_STATE_DIR,
+    Settings,
+    _non_negative_int_env,
+    _positive_int_env,
+    get_settings,
+    local_secret,
+)
 
 DEFAULT_READONLY_USER = "analyticspro_reader"
 DEFAULT_HOST = "127.0.0.1"
@@ -51,14 +57,7 @@ class DashboardSettings:
 
 def local_token(path: Path = TOKEN_FILE) -> str:
     """The machine-local API token (made on first use, readable by its owner only)."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
-    return token
+    return local_secret(path)
 
 
 def readonly_url(database_url: str, user: str, password: str | None) -> str:
@@ -71,13 +70,6 @@ def readonly_url(database_url: str, user: str, password: str | None) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _non_negative_int_env(name: str, default: int) -> int:
-    value = _int_env(name, default)
-    if value < 0:
-        raise ValueError(f"{name}={value} must be 0 or more; unset it for the default ({default})")
-    return value
 
 
 def get_dashboard_settings() -> DashboardSettings:

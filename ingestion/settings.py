@@ -8,6 +8,7 @@ the CLI can point one process at another database or bucket.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -86,6 +87,29 @@ def _positive_int_env(name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name}={value} must be at least 1; unset it for the default ({default})")
     return value
+
+
+def _non_negative_int_env(name: str, default: int) -> int:
+    value = _int_env(name, default)
+    if value < 0:
+        raise ValueError(f"{name}={value} must be 0 or more; unset it for the default ({default})")
+    return value
+
+
+def local_secret(path: Path) -> str:
+    """A machine-local random secret (the dashboard's API token, the collector's write key): made on first use,
+    kept in `path` readable by its owner only, so a laptop needs no set-up."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
 
 
 def _date_env(name: str, default: date) -> date:

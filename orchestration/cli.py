@@ -10,6 +10,7 @@
     analyticspro forget --user-id ID        GDPR erasure of one person from every tier
     analyticspro summary                    print what is in the warehouse and Redis now
     analyticspro dashboard [--host --port]  serve the GraphQL API and the web dashboard
+    analyticspro collector [--host --port]  receive events over Segment's HTTP API (any Segment SDK)
 
 Heavy imports (Dagster, dbt, dlt) happen inside the commands, so `--help` is instant.
 """
@@ -90,6 +91,42 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level.lower(),
         access_log=args.access_log,
+    )
+    return 0
+
+
+def cmd_collector(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ingestion.collector.config import get_collector_settings
+    from ingestion.collector.openapi import openapi_document
+    from ingestion.collector.sinks import sink_from_url
+
+    if args.openapi:
+        import json
+
+        print(json.dumps(openapi_document(), indent=2))
+        return 0
+    collector_settings = get_collector_settings()  # fails early on bad config
+    sink_from_url(collector_settings.sink_url)  # and on a bad sink URL
+    base = f"http://{args.host}:{args.port}"
+    _say(f"collector at {base}/v1/batch (Segment's HTTP API; point an SDK's host at {base})")
+    if collector_settings.local_write_key:
+        _say(f"write key (local, from .analyticspro/write_key): {collector_settings.write_keys[0]}")
+    else:
+        _say(f"{len(collector_settings.write_keys)} write key(s) from ANALYTICSPRO_WRITE_KEYS")
+    _say(f"writing to {collector_settings.sink_url}; spool {collector_settings.spool_dir}")
+    uvicorn.run(
+        "ingestion.collector.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level.lower(),
+        access_log=args.access_log,
+        proxy_headers=True,
+        forwarded_allow_ips=collector_settings.forwarded_allow_ips,
+        timeout_graceful_shutdown=30,
     )
     return 0
 
@@ -422,6 +459,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True, help="log each request")
     p.set_defaults(func=cmd_dashboard)
+
+    from ingestion.collector.config import DEFAULT_HOST as COLLECTOR_HOST
+    from ingestion.collector.config import DEFAULT_PORT as COLLECTOR_PORT
+
+    p = sub.add_parser("collector", help="receive events over Segment's HTTP Tracking API (/v1/batch, /v1/track, ...)")
+    p.add_argument("--host", default=COLLECTOR_HOST, help=f"interface to listen on (default {COLLECTOR_HOST})")
+    p.add_argument("--port", type=int, default=COLLECTOR_PORT, help=f"port (default {COLLECTOR_PORT})")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False, help="log each request")
+    p.add_argument("--openapi", action="store_true", help="print the OpenAPI description and exit")
+    p.set_defaults(func=cmd_collector)
     return parser
 
 

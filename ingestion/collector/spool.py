@@ -1,0 +1,109 @@
+"""The local spool: where accepted events wait, durably, while the sink is down (`COLLECTOR_SPOOL_DIR`).
+
+Each batch the sink refused becomes one file, `<time>-<name>.jsonl.gz`, written to a temporary name, fsynced,
+renamed and its folder fsynced before the requests it holds are answered 200. The collector drains the spool
+oldest first when the sink answers again, under the same batch name, so a batch drained twice (a crash between
+the sink's write and the file's removal) overwrites itself in a folder or bucket and merges on message id when
+loaded from Kinesis. Several worker processes (and several collectors on one disk) share a spool: a file is taken
+with an exclusive `flock` while it is drained, so no two drain it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gzip
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ingestion.collector.sinks import Sink, SinkError, gzip_lines
+
+SUFFIX = ".jsonl.gz"
+
+
+@dataclass(frozen=True)
+class SpoolStats:
+    files: int
+    bytes: int
+
+
+class Spool:
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def write(self, lines: Sequence[bytes], name: str, received: datetime) -> Path:
+        """Keep the lines durably; raise OSError when even the local disk cannot take them."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / f"{received.astimezone(UTC):%Y%m%dT%H%M%S%f}--{name}{SUFFIX}"
+        partial = target.with_name(f".{target.name}.part")
+        with open(partial, "wb") as handle:
+            handle.write(gzip_lines(lines))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+        descriptor = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        return target
+
+    def files(self) -> list[Path]:
+        """Spooled batches, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(path for path in self.folder.iterdir() if path.name.endswith(SUFFIX) and path.name[0] != ".")
+
+    def stats(self) -> SpoolStats:
+        files = self.files()
+        size = 0
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):  # drained meanwhile
+                size += path.stat().st_size
+        return SpoolStats(len(files), size)
+
+    def drain(self, sink: Sink, limit: int | None = None) -> int:
+        """Write spooled batches to the sink, oldest first, removing each once written; stop at the first one the
+        sink refuses (it keeps the lines not written). Returns the number of events drained."""
+        drained = 0
+        for path in self.files()[:limit]:
+            with _claimed(path) as claimed:
+                if not claimed:
+                    continue
+                stamp, _, rest = path.name.partition("--")
+                name = rest.removesuffix(SUFFIX)
+                received = datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+                lines = [line for line in gzip.decompress(path.read_bytes()).split(b"\n") if line]
+                try:
+                    sink.write(lines, name, received)
+                except SinkError as exc:
+                    if len(exc.remaining) < len(lines):  # a partial write (Kinesis): the file keeps what is left
+                        self.write(exc.remaining, name, received)  # same name: atomically replaces this file
+                        drained += len(lines) - len(exc.remaining)
+                    raise
+                path.unlink()
+                drained += len(lines)
+        return drained
+
+
+@contextmanager
+def _claimed(path: Path) -> Iterator[bool]:
+    """An exclusive, non-blocking lock on a spooled file; False when another process holds it or it is gone."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - held for the duration of the drain
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield path.exists()  # drained and removed by another process between listing and locking
+    finally:
+        handle.close()
