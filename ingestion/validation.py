@@ -3,7 +3,8 @@
 What makes an event valid (the Segment spec, checked strictly):
 - a JSON object of at most 32 KB, in valid UTF-8;
 - a known `type` (track, identify, page, screen, group, alias), a non-empty string `messageId`,
-  a `userId` or `anonymousId` (string or number), an `event` name for `track`;
+  a `userId` or `anonymousId` (string or number), an `event` name for `track`; an `alias` without
+  `anonymousId` keeps its `previousId` as the anonymous id (what the identity map stitches);
 - a parseable timestamp (`originalTimestamp`/`timestamp`, else `receivedAt`); `properties`, `traits`
   and `context` are objects when present. Property names are kept exactly as sent.
 
@@ -210,6 +211,10 @@ def validate_event(
         raise InvalidEvent(f"messageId is {len(message_id)} characters; the limit is 256")
     user_id = _optional_id(event, "userId")
     anonymous_id = _optional_id(event, "anonymousId")
+    if kind == "alias" and anonymous_id is None:
+        # Segment's alias names the old identity `previousId` (server SDKs send no anonymousId): it is the id the
+        # identity map stitches to userId, so it is stored as the anonymous id.
+        anonymous_id = _optional_id(event, "previousId")
     if user_id is None and anonymous_id is None:
         raise InvalidEvent("an event needs a userId or an anonymousId")
     name = event.get("event")

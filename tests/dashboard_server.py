@@ -1,4 +1,5 @@
-"""Start `analyticspro dashboard` (and, for the Redis-outage test, a redis-server of its own) as real processes."""
+"""Start `analyticspro dashboard` / `collector` (and, for the Redis-outage test, a redis-server of its own) as real
+processes."""
 
 from __future__ import annotations
 
@@ -25,31 +26,26 @@ def free_port() -> int:
 
 
 @contextmanager
-def dashboard_process(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[str]:
-    """The service on a free port; yields its base URL once /health answers."""
+def analyticspro_process(command: list[str], env: dict[str, str], log: Path, what: str) -> Iterator[str]:
+    """`analyticspro <command>` (a service taking --port) on a free port; yields its base URL once /health answers."""
     port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "analyticspro"), "dashboard", "--port", str(port), "--no-access-log",
-        "--log-level", "WARNING", "--workers", str(workers),
-    ]  # fmt: skip
+    argv = [str(Path(sys.executable).parent / "analyticspro"), *command, "--port", str(port)]
     with log.open("ab") as handle:
-        process = subprocess.Popen(
-            command, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
-        )
+        process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"the dashboard exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+                raise AssertionError(f"the {what} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
             try:
                 if httpx.get(f"{url}/health", timeout=2).status_code in (200, 503):
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise AssertionError(f"the dashboard did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.3)
+                raise AssertionError(f"the {what} did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.2)
         yield url
     finally:
         process.terminate()
@@ -57,6 +53,21 @@ def dashboard_process(env: dict[str, str], log: Path, workers: int = 1) -> Itera
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@contextmanager
+def dashboard_process(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[str]:
+    """The dashboards service on a free port; yields its base URL once /health answers."""
+    command = ["dashboard", "--no-access-log", "--log-level", "WARNING", "--workers", str(workers)]
+    with analyticspro_process(command, env, log, "dashboard") as url:
+        yield url
+
+
+@contextmanager
+def collector_process(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[str]:
+    """The collector on a free port; yields its base URL once /health answers."""
+    with analyticspro_process(["collector", "--workers", str(workers)], env, log, "collector") as url:
+        yield url
 
 
 class RedisServer:

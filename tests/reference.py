@@ -30,6 +30,13 @@ class Expected:
     people: int = 0
 
 
+def anonymous_id_of(event: dict) -> str | None:
+    """The anonymous id; Segment's alias carries the old identity as previousId."""
+    if event.get("anonymousId"):
+        return event["anonymousId"]
+    return event.get("previousId") if event.get("type") == "alias" else None
+
+
 def compute(bucket: Path) -> Expected:
     result = Expected()
     for path in sorted(bucket.rglob("*.jsonl*")):
@@ -45,7 +52,7 @@ def compute(bucket: Path) -> Expected:
                         isinstance(event, dict)
                         and event.get("type") in KNOWN_TYPES
                         and isinstance(event.get("messageId"), str)
-                        and (event.get("userId") or event.get("anonymousId"))
+                        and (event.get("userId") or anonymous_id_of(event))
                         and (event["type"] != "track" or event.get("event"))
                     )
                     _ts(event["timestamp"]) if ok else None
@@ -59,7 +66,7 @@ def compute(bucket: Path) -> Expected:
     # identity: anonymous id -> user id of the earliest event carrying both
     first_pair: dict[str, tuple[datetime, str, str]] = {}
     for event in result.events.values():
-        anon, user = event.get("anonymousId"), event.get("userId")
+        anon, user = anonymous_id_of(event), event.get("userId")
         if anon and user:
             key = (_ts(event["timestamp"]), event["messageId"], user)
             if anon not in first_pair or key < first_pair[anon]:
@@ -68,7 +75,7 @@ def compute(bucket: Path) -> Expected:
     def person(event: dict) -> str:
         if event.get("userId"):
             return event["userId"]
-        anon = event["anonymousId"]
+        anon = anonymous_id_of(event)
         return first_pair[anon][2] if anon in first_pair else anon
 
     active: dict[date, set[str]] = defaultdict(set)

@@ -14,6 +14,8 @@ from statistics import median
 
 import pandas as pd
 
+from tests.reference import anonymous_id_of
+
 ACTIVITY = {"track", "page", "screen"}
 SESSION_TIMEOUT = timedelta(minutes=30)
 DEFAULT_FUNNEL = [
@@ -43,7 +45,7 @@ def event_frame(events: dict[str, dict]) -> pd.DataFrame:
     """One row per event with the stitched person and the fields the marts use."""
     first_pair: dict[str, tuple] = {}
     for event in events.values():
-        anon, user = event.get("anonymousId"), event.get("userId")
+        anon, user = anonymous_id_of(event), event.get("userId")
         if anon and user:
             key = (_ts(event["timestamp"]), event["messageId"], user)
             if anon not in first_pair or key < first_pair[anon]:
@@ -56,7 +58,7 @@ def event_frame(events: dict[str, dict]) -> pd.DataFrame:
         if referrer is None:
             referrer = (context.get("page") or {}).get("referrer")
         campaign = context.get("campaign") or {}
-        user, anon = event.get("userId"), event.get("anonymousId")
+        user, anon = event.get("userId"), anonymous_id_of(event)
         person = user or (first_pair[anon][2] if anon in first_pair else anon)
         kind = event["type"]
         at = _ts(event["timestamp"])

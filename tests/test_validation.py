@@ -242,3 +242,18 @@ def corpus_batch(good: int = 50) -> tuple[bytes, int, int]:
             payload = BAD_INPUTS[n][0]
             lines.append(payload if payload.endswith(b"\n") else payload + b"\n")
     return gzip.compress(b"".join(lines)), good, len(BAD_INPUTS)
+
+
+def test_alias_previous_id_is_the_anonymous_id_the_identity_map_stitches():
+    def alias(**ids: str) -> dict:
+        line = json.dumps({"type": "alias", "messageId": "a-1", "timestamp": "2026-01-01T00:00:00Z", **ids})
+        return validate_line(line.encode(), "s", "1")
+
+    server_sdk = alias(previousId="anon-7", userId="user-7")  # what Segment's server libraries send
+    assert (server_sdk["anonymous_id"], server_sdk["user_id"]) == ("anon-7", "user-7")
+    browser = alias(previousId="anon-7", anonymousId="anon-8", userId="user-7")  # analytics.js sends both
+    assert browser["anonymous_id"] == "anon-8"
+    not_alias = validate_line(
+        b'{"type": "page", "messageId": "p", "previousId": "x", "timestamp": "2026-01-01"}', "s", "1"
+    )
+    assert isinstance(not_alias, Rejection) and "userId or an anonymousId" in not_alias.reason

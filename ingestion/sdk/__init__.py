@@ -1,0 +1,476 @@
+"""AnalyticsPro's Python SDK: Segment's calls, sent in the background to a collector or straight to a sink.
+
+    from ingestion.sdk import Analytics
+
+    analytics = Analytics("WRITE_KEY", host="http://127.0.0.1:8060")      # a collector (or any Segment-API host)
+    analytics = Analytics(sink="kinesis://events")                         # or straight to Kinesis, S3, a folder
+    analytics.track("user-42", "button_clicked", {"button_id": "start_free_trial"})
+    analytics.identify("user-42", {"plan": "pro", "mrr": 99})
+    analytics.page(anonymous_id="anon-9", name="Pricing", properties={"path": "/pricing"})
+    analytics.alias("anon-9", "user-42")
+    analytics.group("user-42", "acme", {"plan": "enterprise"})
+    analytics.flush()       # wait until everything queued is sent (or has failed for good)
+    analytics.shutdown()    # flush, then stop the thread (also done at interpreter exit)
+
+A call never blocks and never raises: it serializes the event (32 KB at most), puts it on a bounded queue and
+returns its messageId. A background thread sends batches (up to `batch_size` events and 475 KB, at least every
+`flush_interval` seconds), retrying network errors, 429 and 5xx with exponential backoff and jitter (Retry-After
+is honoured); a 4xx other than 429 is not retried. Events that do not fit the queue, are invalid, or fail for good
+are counted in `stats` and logged (logger `analyticspro.sdk`), and `on_error(exception, events)` is called.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import gzip
+import http.client
+import logging
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+__all__ = ["Analytics", "SendError"]
+
+VERSION = "0.1.0"
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 475_000  # under the collector's 500 KB, with room for the envelope
+LIBRARY = {"name": "analyticspro-python", "version": VERSION}
+
+log = logging.getLogger("analyticspro.sdk")
+
+
+class SendError(Exception):
+    """A batch was not accepted: `status` is the HTTP status (None for a network error or a sink failure)."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class Stats:
+    queued: int = 0
+    sent: int = 0
+    dropped: int = 0  # the queue was full
+    invalid: int = 0  # refused before queueing (no user, no event name, over 32 KB, not serializable)
+    failed: int = 0  # given up on after retries, or refused by the collector
+    retries: int = 0
+    batches: int = 0
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _iso(value: datetime | date | str | None) -> str:
+    if value is None:
+        value = datetime.now(UTC)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+class _HttpTransport:
+    """POST /v1/batch to a Segment-API host over one kept-alive connection, the write key as Basic username."""
+
+    def __init__(self, write_key: str, host: str, timeout: float, gzip_body: bool) -> None:
+        parts = urlsplit(host if "://" in host else f"http://{host}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"host {host!r} is not an http(s) URL; use e.g. http://127.0.0.1:8060")
+        self._scheme, self._netloc = parts.scheme, parts.netloc
+        self._path = parts.path.rstrip("/") + "/v1/batch"
+        self._auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+        self._timeout = timeout
+        self._gzip = gzip_body
+        self._connection: http.client.HTTPConnection | None = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._connection is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            self._connection = cls(self._netloc, timeout=self._timeout)
+        return self._connection
+
+    def send(self, events: list[bytes]) -> None:
+        sent_at = _iso(None).encode()
+        body = b'{"batch":[' + b",".join(events) + b'],"sentAt":"' + sent_at + b'"}'
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": self._auth,
+            "User-Agent": f"analyticspro-python/{VERSION}",
+        }
+        if self._gzip:
+            body = gzip.compress(body, compresslevel=6)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            connection = self._connect()
+            connection.request("POST", self._path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise SendError(f"could not reach {self._scheme}://{self._netloc}: {exc}") from None
+        if 200 <= response.status < 300:
+            return
+        try:
+            message = orjson.loads(payload).get("message") or payload[:300].decode("utf-8", "replace")
+        except (orjson.JSONDecodeError, AttributeError):
+            message = payload[:300].decode("utf-8", "replace")
+        retry_after = response.getheader("Retry-After")
+        raise SendError(
+            f"HTTP {response.status}: {message}",
+            status=response.status,
+            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class _SinkTransport:
+    """Straight to a sink (Kinesis, S3 or a folder) in the collector's format, stamping receivedAt itself."""
+
+    def __init__(self, url: str) -> None:
+        from ingestion.collector.sinks import sink_from_url
+
+        self.sink = sink_from_url(url)
+        self._pending: list[bytes] | None = None
+
+    def send(self, events: list[bytes]) -> None:
+        from ingestion.collector.sinks import SinkError, batch_name
+
+        now = datetime.now(UTC)
+        stamp = _iso(now).encode()
+        tail = b',"sentAt":"' + stamp + b'","receivedAt":"' + stamp + b'"}'
+        lines = self._pending or [event[:-1] + tail for event in events]
+        try:
+            self.sink.write(lines, batch_name(now), now)
+        except SinkError as exc:
+            self._pending = exc.remaining  # a retry sends only what the sink did not take
+            raise SendError(str(exc)) from None
+        self._pending = None
+
+    def close(self) -> None:
+        self._pending = None
+
+
+class Analytics:
+    """A client; one per process is enough (it is thread-safe)."""
+
+    def __init__(
+        self,
+        write_key: str | None = None,
+        host: str = "http://127.0.0.1:8060",
+        *,
+        sink: str | None = None,
+        batch_size: int = 100,
+        flush_interval: float = 0.5,
+        max_queue_size: int = 10_000,
+        max_retries: int = 10,
+        timeout: float = 15,
+        gzip: bool = True,
+        on_error: Callable[[Exception, list[bytes]], None] | None = None,
+        send: bool = True,
+    ) -> None:
+        if sink is None and not write_key:
+            raise ValueError("Analytics needs a write_key (for a collector) or sink= (kinesis://, s3://, a folder)")
+        self.stats = Stats()
+        self.batch_size = max(1, min(batch_size, 2500))
+        self.flush_interval = flush_interval
+        self.max_retries = max_retries
+        self.on_error = on_error
+        self.send = send
+        self._transport: _HttpTransport | _SinkTransport = (
+            _SinkTransport(sink) if sink is not None else _HttpTransport(write_key or "", host, timeout, gzip)
+        )
+        self._queue: queue.Queue[bytes] = queue.Queue(max_queue_size)
+        self._flush_now = threading.Event()
+        self._stopping = threading.Event()
+        self._stats_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="analyticspro-sdk", daemon=True)
+        self._thread.start()
+        atexit.register(self.shutdown, timeout=5)
+
+    # -- the calls --------------------------------------------------------------------------------------------
+    def track(
+        self,
+        user_id: str | None = None,
+        event: str | None = None,
+        properties: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | str | None = None,
+        anonymous_id: str | None = None,
+        integrations: dict | None = None,
+        message_id: str | None = None,
+    ) -> str | None:
+        if not isinstance(event, str) or not event:
+            return self._invalid("track needs an event name")
+        return self._enqueue("track", user_id, anonymous_id, context, timestamp, integrations, message_id,
+                             event=event, properties=properties or {})  # fmt: skip
+
+    def identify(
+        self,
+        user_id: str | None = None,
+        traits: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | str | None = None,
+        anonymous_id: str | None = None,
+        integrations: dict | None = None,
+        message_id: str | None = None,
+    ) -> str | None:
+        return self._enqueue("identify", user_id, anonymous_id, context, timestamp, integrations, message_id,
+                             traits=traits or {})  # fmt: skip
+
+    def page(
+        self,
+        user_id: str | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | str | None = None,
+        anonymous_id: str | None = None,
+        integrations: dict | None = None,
+        message_id: str | None = None,
+    ) -> str | None:
+        return self._enqueue("page", user_id, anonymous_id, context, timestamp, integrations, message_id,
+                             name=name, category=category, properties=properties or {})  # fmt: skip
+
+    def screen(
+        self,
+        user_id: str | None = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | str | None = None,
+        anonymous_id: str | None = None,
+        integrations: dict | None = None,
+        message_id: str | None = None,
+    ) -> str | None:
+        return self._enqueue("screen", user_id, anonymous_id, context, timestamp, integrations, message_id,
+                             name=name, category=category, properties=properties or {})  # fmt: skip
+
+    def group(
+        self,
+        user_id: str | None = None,
+        group_id: str | None = None,
+        traits: dict | None = None,
+        context: dict | None = None,
+        timestamp: datetime | str | None = None,
+        anonymous_id: str | None = None,
+        integrations: dict | None = None,
+        message_id: str | None = None,
+    ) -> str | None:
+        if group_id in (None, ""):
+            return self._invalid("group needs a group_id")
+        return self._enqueue("group", user_id, anonymous_id, context, timestamp, integrations, message_id,
+                             groupId=group_id, traits=traits or {})  # fmt: skip
+
+    def alias(
+        self,
+        previous_id: str | None = None,
+        user_id: str | None = None,
+        context: dict | None = None,
+        timestamp: datetime | str | None = None,
+        integrations: dict | None = None,
+        message_id: str | None = None,
+    ) -> str | None:
+        if previous_id in (None, ""):
+            return self._invalid("alias needs a previous_id")
+        return self._enqueue("alias", user_id, None, context, timestamp, integrations, message_id,
+                             previousId=previous_id)  # fmt: skip
+
+    # -- control ----------------------------------------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send what is queued now and wait until it is sent or failed for good; False if `timeout` ran out."""
+        self._flush_now.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                if not self._thread.is_alive():
+                    return False
+                self._queue.all_tasks_done.wait(0.1 if remaining is None else min(remaining, 0.1))
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Flush (for at most `timeout` seconds), then stop the background thread."""
+        if self._stopping.is_set():
+            return
+        self.flush(timeout)
+        self._stopping.set()
+        self._flush_now.set()
+        self._thread.join(timeout=5)
+        self._transport.close()
+        unsent = self._queue.qsize()
+        if unsent:
+            log.warning("analyticspro: %d events were not sent before shutdown", unsent)
+        with self._stats_lock:
+            self.stats.failed += unsent
+
+    def stats_dict(self) -> dict[str, int]:
+        with self._stats_lock:
+            return asdict(self.stats)
+
+    # -- inside -----------------------------------------------------------------------------------------------
+    def _invalid(self, reason: str) -> None:
+        with self._stats_lock:
+            self.stats.invalid += 1
+        log.error("analyticspro: event not sent: %s", reason)
+        return None
+
+    def _enqueue(
+        self,
+        kind: str,
+        user_id: Any,
+        anonymous_id: Any,
+        context: dict | None,
+        timestamp: datetime | str | None,
+        integrations: dict | None,
+        message_id: str | None,
+        **fields: Any,
+    ) -> str | None:
+        try:
+            if user_id in (None, "") and anonymous_id in (None, "") and kind != "alias":
+                return self._invalid(f"{kind} needs a user_id or an anonymous_id")
+            if kind == "alias" and user_id in (None, ""):
+                return self._invalid("alias needs a user_id")
+            message_id = message_id or str(uuid.uuid4())
+            message: dict[str, Any] = {"type": kind, "messageId": message_id, "timestamp": _iso(timestamp)}
+            if user_id not in (None, ""):
+                message["userId"] = user_id
+            if anonymous_id not in (None, ""):
+                message["anonymousId"] = anonymous_id
+            message.update({key: value for key, value in fields.items() if value is not None})
+            message["context"] = {**(context or {}), "library": LIBRARY}
+            if integrations:
+                message["integrations"] = integrations
+            data = orjson.dumps(message, default=_default, option=orjson.OPT_NON_STR_KEYS)
+            if len(data) > MAX_EVENT_BYTES:
+                return self._invalid(f"{kind} {message_id} is {len(data):,} bytes; the limit is {MAX_EVENT_BYTES:,}")
+            if not self.send:
+                return message_id
+            try:
+                self._queue.put_nowait(data)
+            except queue.Full:
+                with self._stats_lock:
+                    self.stats.dropped += 1
+                    dropped = self.stats.dropped
+                if dropped == 1 or dropped % 1000 == 0:
+                    log.warning(
+                        "analyticspro: the queue is full (%d events); %d events dropped so far. The collector is "
+                        "slow or unreachable, or max_queue_size is too small for this traffic",
+                        self._queue.maxsize,
+                        dropped,
+                    )
+                return None
+            with self._stats_lock:
+                self.stats.queued += 1
+            if self._queue.qsize() >= self.batch_size:
+                self._flush_now.set()
+            return message_id
+        except Exception as exc:  # noqa: BLE001 - a call never raises into the host program
+            return self._invalid(f"{kind}: {exc}")
+
+    def _next_batch(self) -> list[bytes]:
+        """Up to batch_size events and MAX_BATCH_BYTES, waiting at most flush_interval after the first."""
+        batch: list[bytes] = [self._carry] if self._carry is not None else []
+        size = sum(len(item) + 1 for item in batch)
+        self._carry = None
+        deadline = time.monotonic() + self.flush_interval
+        while len(batch) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            if self._flush_now.is_set() or self._stopping.is_set():
+                remaining = 0
+            try:
+                item = self._queue.get(timeout=max(remaining, 0.0)) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                if batch or self._stopping.is_set():
+                    break
+                self._flush_now.clear()
+                self._flush_now.wait(self.flush_interval)
+                deadline = time.monotonic() + self.flush_interval
+                continue
+            if batch and size + len(item) + 1 > MAX_BATCH_BYTES:
+                self._carry = item
+                break
+            batch.append(item)
+            size += len(item) + 1
+        if self._queue.empty():
+            self._flush_now.clear()
+        return batch
+
+    _carry: bytes | None = None
+
+    def _run(self) -> None:
+        while not (self._stopping.is_set() and self._queue.empty() and self._carry is None):
+            try:
+                batch = self._next_batch()
+                if batch:
+                    self._deliver(batch)
+                    for _ in batch:
+                        self._queue.task_done()
+            except Exception:  # noqa: BLE001 - the thread must outlive any bug in one batch
+                log.exception("analyticspro: unexpected error in the sending thread")
+
+    def _deliver(self, batch: list[bytes]) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._transport.send(batch)
+            except SendError as exc:
+                retryable = (
+                    exc.status is None or exc.status == 429 or (exc.status >= 500 and exc.status not in (501, 505))
+                )
+                if retryable and attempt < self.max_retries and not (self._stopping.is_set() and attempt >= 2):
+                    delay = (
+                        exc.retry_after if exc.retry_after is not None else random.uniform(0, min(30, 0.5 * 2**attempt))
+                    )
+                    attempt += 1
+                    with self._stats_lock:
+                        self.stats.retries += 1
+                    log.debug("analyticspro: retry %d in %.2f s: %s", attempt, delay, exc)
+                    self._stopping.wait(min(delay, 60))
+                    continue
+                self._failed(exc, batch)
+                return
+            with self._stats_lock:
+                self.stats.sent += len(batch)
+                self.stats.batches += 1
+            return
+
+    def _failed(self, exc: Exception, batch: list[bytes]) -> None:
+        with self._stats_lock:
+            self.stats.failed += len(batch)
+        log.error("analyticspro: %d events not delivered: %s", len(batch), exc)
+        if self.on_error is not None:
+            try:
+                self.on_error(exc, batch)
+            except Exception:  # noqa: BLE001
+                log.exception("analyticspro: on_error raised")
