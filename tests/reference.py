@@ -17,8 +17,10 @@ ACTIVITY = {"track", "page", "screen"}
 KNOWN_TYPES = {"track", "identify", "page", "screen", "group", "alias"}
 
 
-def _ts(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+def parse_ts(text: str) -> datetime:
+    """An ISO-8601 time as UTC (the generator writes `...Z`, Segment's Python library `...+00:00`)."""
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @dataclass
@@ -55,7 +57,7 @@ def compute(bucket: Path) -> Expected:
                         and (event.get("userId") or anonymous_id_of(event))
                         and (event["type"] != "track" or event.get("event"))
                     )
-                    _ts(event["timestamp"]) if ok else None
+                    parse_ts(event["timestamp"]) if ok else None
                 except (ValueError, KeyError, TypeError):
                     ok = False
                 if ok:
@@ -68,7 +70,7 @@ def compute(bucket: Path) -> Expected:
     for event in result.events.values():
         anon, user = anonymous_id_of(event), event.get("userId")
         if anon and user:
-            key = (_ts(event["timestamp"]), event["messageId"], user)
+            key = (parse_ts(event["timestamp"]), event["messageId"], user)
             if anon not in first_pair or key < first_pair[anon]:
                 first_pair[anon] = key
 
@@ -83,7 +85,7 @@ def compute(bucket: Path) -> Expected:
     days: set[date] = set()
     people: set[str] = set()
     for event in result.events.values():
-        day = _ts(event["timestamp"]).date()
+        day = parse_ts(event["timestamp"]).date()
         days.add(day)
         people.add(person(event))
         if event["type"] in ACTIVITY:

@@ -8,13 +8,13 @@ dim_users, daily_metrics, the default funnel, cohort retention, fct_mrr and reve
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from statistics import median
 
 import pandas as pd
 
-from tests.reference import anonymous_id_of
+from tests.reference import anonymous_id_of, parse_ts
 
 ACTIVITY = {"track", "page", "screen"}
 SESSION_TIMEOUT = timedelta(minutes=30)
@@ -31,10 +31,6 @@ def q6(value) -> Decimal:
     return Decimal(value).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 
-def _ts(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-
-
 def _number(value) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -47,7 +43,7 @@ def event_frame(events: dict[str, dict]) -> pd.DataFrame:
     for event in events.values():
         anon, user = anonymous_id_of(event), event.get("userId")
         if anon and user:
-            key = (_ts(event["timestamp"]), event["messageId"], user)
+            key = (parse_ts(event["timestamp"]), event["messageId"], user)
             if anon not in first_pair or key < first_pair[anon]:
                 first_pair[anon] = key
     rows = []
@@ -61,7 +57,7 @@ def event_frame(events: dict[str, dict]) -> pd.DataFrame:
         user, anon = event.get("userId"), anonymous_id_of(event)
         person = user or (first_pair[anon][2] if anon in first_pair else anon)
         kind = event["type"]
-        at = _ts(event["timestamp"])
+        at = parse_ts(event["timestamp"])
         rows.append(
             {
                 "message_id": event["messageId"],

@@ -18,10 +18,12 @@ import redis
 from ingestion.generator import generate
 from orchestration.cli import main, run_materialize
 from orchestration.realtime import HotKeys
+from tests.dashboard_server import collector_process
 from tests.db import rows as query
 from tests.reference import Expected, compute
 
 TODAY = datetime.now(UTC).date()
+SEGMENT_KEY = "e2e-segment-write-key"
 
 BAD_LINES = [
     b'{"type": "track", "messageId": "broken',  # malformed JSON
@@ -38,6 +40,24 @@ def table_counts(settings) -> tuple[int, int]:
     )
 
 
+def send_with_segment_client(bucket: Path) -> None:
+    """The official Segment library, its host set to our collector (which writes into the bucket): a visitor
+    views a page anonymously, signs up, is aliased and identified."""
+    from segment.analytics import Client
+
+    env = {"ANALYTICSPRO_WRITE_KEYS": SEGMENT_KEY, "COLLECTOR_SINK": str(bucket)}
+    with collector_process(
+        {**env, "COLLECTOR_SPOOL_DIR": str(bucket.parent / "spool")}, bucket.parent / "c.log"
+    ) as url:
+        client = Client(SEGMENT_KEY, host=url, gzip=True)
+        client.page(anonymous_id="e2e-anon", name="Pricing", properties={"path": "/pricing"}, message_id="e2e-seg-1")
+        client.track("e2e-user", "user_signed_up", {"plan": "free"}, message_id="e2e-seg-2")
+        client.alias("e2e-anon", "e2e-user", message_id="e2e-seg-3")
+        client.identify("e2e-user", {"plan": "pro", "email": "e2e@example.com", "mrr": 99}, message_id="e2e-seg-4")
+        client.flush()
+        client.join()
+
+
 @pytest.fixture(scope="module")
 def pipeline_run(bucket: Path, settings) -> Expected:
     dataset = generate(bucket, days=10, users=250, seed=11, end_date=TODAY)
@@ -48,6 +68,7 @@ def pipeline_run(bucket: Path, settings) -> Expected:
     manual = bucket / "events" / "manual" / "mixed.jsonl"
     manual.parent.mkdir(parents=True)
     manual.write_bytes(b"\n".join([some_event, *BAD_LINES]) + b"\n")
+    send_with_segment_client(bucket)
     assert run_materialize()
     return compute(bucket)
 
@@ -60,6 +81,24 @@ def test_raw_events_hold_every_valid_event_once(pipeline_run, settings):
         query(settings, "select indexname, indexdef from pg_indexes where schemaname = 'raw' and tablename = 'events'")
     )
     assert "UNIQUE INDEX" in indexes["events_message_id_key"] and "(message_id)" in indexes["events_message_id_key"]
+
+
+def test_a_segment_client_reaches_the_marts(pipeline_run, settings):
+    events = query(
+        settings,
+        "select message_id, event_type, event_name, person_id, event_date from analytics.fct_events "
+        "where message_id like 'e2e-seg-%' order by message_id",
+    )
+    assert [row[:3] for row in events] == [
+        ("e2e-seg-1", "page", "page"),
+        ("e2e-seg-2", "track", "user_signed_up"),
+        ("e2e-seg-3", "alias", None),
+        ("e2e-seg-4", "identify", None),
+    ]
+    assert {row[3] for row in events} == {"e2e-user"}  # the anonymous page view is stitched to the user
+    assert {row[4] for row in events} == {TODAY}
+    user = query(settings, "select email, plan, mrr, signup_date from analytics.dim_users where person_id = 'e2e-user'")
+    assert user == [("e2e@example.com", "pro", Decimal(99), TODAY)]
 
 
 def test_bad_lines_are_quarantined_with_reason_and_payload(pipeline_run, settings):
