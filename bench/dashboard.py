@@ -50,17 +50,22 @@ local errors = 0
 response = function(status, headers, body)
   if status ~= 200 or string.find(body, '"errors"', 1, true) then errors = errors + 1 end
 end
+"""
+
+# wrk's summary as one JSON line (appended to each benchmark's script; done() runs in a Lua state of its own, so
+# it sees only wrk's own counters: non-2xx/3xx statuses and socket errors)
+WRK_DONE = """
 done = function(summary, latency, requests)
-  io.write(string.format('RESULT {{"p50_ms": %.3f, "p95_ms": %.3f, "p99_ms": %.3f, "requests": %d, "seconds": %.3f, '
-    .. '"non_2xx_or_errors": %d, "socket_errors": %d}}\\n',
+  io.write(string.format('RESULT {"p50_ms": %.3f, "p95_ms": %.3f, "p99_ms": %.3f, "requests": %d, "seconds": %.3f, '
+    .. '"non_2xx_or_errors": %d, "socket_errors": %d}\\n',
     latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
-    summary.requests, summary.duration / 1e6, errors + summary.errors.status,
+    summary.requests, summary.duration / 1e6, summary.errors.status,
     summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end
 """
 
 
-def _wrk() -> str:
+def wrk_path() -> str:
     found = shutil.which("wrk")
     if found:
         return found
@@ -72,7 +77,9 @@ def _wrk() -> str:
         )
         found = shutil.which("wrk")
     if not found:
-        raise SystemExit("the dashboard benchmark needs wrk: `sudo apt-get install wrk` (Debian/Ubuntu), then re-run")
+        raise SystemExit(
+            "the dashboard and collector benchmarks need wrk: `sudo apt-get install wrk` (Debian/Ubuntu), then re-run"
+        )
     return found
 
 
@@ -83,9 +90,22 @@ def _body(query: str, variables: dict | None = None) -> str:
 def _load(url: str, token: str, bodies: list[str], seconds: int, connections: int, root: Path) -> dict:
     lua = "\n".join(f"bodies[{n}] = {json.dumps(body)}" for n, body in enumerate(bodies, start=1))
     script = root / f"wrk-{uuid.uuid4().hex[:6]}.lua"
-    script.write_text(WRK_SCRIPT.format(bodies=lua, token=token))
+    script.write_text(WRK_SCRIPT.format(bodies=lua, token=token) + WRK_DONE)
     result = subprocess.run(
-        [_wrk(), "-t", "2", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", str(script), url],
+        [
+            wrk_path(),
+            "-t",
+            "2",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -125,6 +125,26 @@ def markdown(results: dict) -> str:
                 f"sample {d['insight_sampled_speedup']}× faster",
             ),
         ]
+    if "collector" in results:
+        c = results["collector"]
+        levels = sorted(
+            int(key[1:].split("_")[0]) for key in c if key.startswith("c") and key.endswith("_events_per_s")
+        )
+        curve = ", ".join(f"{n}: {c[f'c{n}_events_per_s']:,} ({c[f'c{n}_p99_ms']:.0f} ms)" for n in levels)
+        rows.append(
+            (
+                "`collector`",
+                f"`/v1/batch` requests of 100 events (wrk on loopback, same 2 cores), local-folder sink with fsync, "
+                f"{c['workers']} worker, {c['seconds_per_level']} s per concurrency; the most events/s with p99 under "
+                f"{c['target_p99_ms']:.0f} ms (at {c['connections']} connections). Events/s (p99) by connections: "
+                f"{curve}; {c['events_in_sink']:,} events in {c['objects_in_sink']:,} objects, {c['non_2xx']} errors",
+                f"{c['events_per_s']:,} events/s, p50 {c['p50_ms']:.1f} ms, p99 {c['p99_ms']:.1f} ms",
+                f"a bare ASGI app on the same server (reads the body, answers 200): {c['ceiling_events_per_s']:,} "
+                f"events/s; the target: {c['target_events_per_s']:,} events/s",
+                f"{c['ratio_to_ceiling']}× the bare server; {round(c['events_per_s'] / c['target_events_per_s'], 1)}× "
+                f"the target",
+            )
+        )
     lines = ["| benchmark | what is measured | result | baseline in the same run | ratio |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)

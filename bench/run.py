@@ -12,6 +12,9 @@ Machines here are noisy, so each speed is also given as a ratio to a baseline me
   and an ad-hoc funnel query against the same query in DuckDB.
 - dashboard (bench/dashboard.py): the dashboards API over those marts, 50 concurrent clients for 30 s (wrk),
   cached and uncached, and query-builder questions over the 10M events.
+- collector (bench/collector.py): `/v1/batch` requests of 100 events at rising concurrency (wrk), against a bare
+  ASGI app on the same server. `BENCH_ONLY=collector make bench` runs it alone (about 2 minutes) and merges its
+  figures into bench/results.json.
 
 BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset; BENCH_MARTS_EVENTS (default
 10000000) and BENCH_MARTS_DAYS (default 90) the marts benchmark's (about 25 minutes at 10M events).
@@ -148,8 +151,14 @@ def bench_hot_metrics(settings) -> dict:
     }
 
 
+INDEPENDENT = {"collector": "bench.collector:bench_collector"}  # benchmarks that need no dataset or database
+
+
 def main() -> int:
     warnings.filterwarnings("ignore", message=r"sqlglot\[rs\] is deprecated")
+    only = [name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()]
+    if only:
+        return run_only(only)
     users = int(os.environ.get("BENCH_USERS", "20000"))
     days = int(os.environ.get("BENCH_DAYS", "30"))
     root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
@@ -162,6 +171,10 @@ def main() -> int:
     ensure_redis(settings)
     results: dict[str, dict] = {}
     try:
+        from bench.collector import bench_collector
+
+        _say("collector: /v1/batch requests of 100 events at rising concurrency (wrk on loopback)")
+        results["collector"] = bench_collector(_say)
         _say(f"generate: {days} days, {users:,} visitors")
         results["generate"], dataset = bench_generate(Path(settings.events_bucket_url), users, days)
         from ingestion.events import load_events
@@ -198,15 +211,38 @@ def main() -> int:
     finally:
         cleanup(settings, root)
 
+    write_results(results)
+    return 0
+
+
+def run_only(names: list[str]) -> int:
+    """`BENCH_ONLY=collector make bench`: run benchmarks that need no dataset, merge them into results.json."""
+    unknown = [name for name in names if name not in INDEPENDENT]
+    if unknown:
+        raise SystemExit(
+            f"BENCH_ONLY can select {', '.join(INDEPENDENT)}; {', '.join(unknown)} share the generated dataset: run "
+            f"`make bench` for them"
+        )
+    import importlib
+
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name in names:
+        module, function = INDEPENDENT[name].split(":")
+        results[name] = getattr(importlib.import_module(module), function)(_say)
+    write_results(results, shown=names)
+    return 0
+
+
+def write_results(results: dict[str, dict], shown: list[str] | None = None) -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    results = {name: figures for name, figures in results.items() if shown is None or name in shown}
     width = max(len(f"{b}.{f}") for b, figures in results.items() for f in figures)
     print(f"\n{'benchmark.figure':<{width}}  value")
     for benchmark, figures in results.items():
         for figure, value in figures.items():
-            shown = f"{value:,}" if isinstance(value, int | float) else value
-            print(f"{benchmark + '.' + figure:<{width}}  {shown}")
+            text = f"{value:,}" if isinstance(value, int | float) else value
+            print(f"{benchmark + '.' + figure:<{width}}  {text}")
     print(f"\nwritten to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
-    return 0
 
 
 if __name__ == "__main__":

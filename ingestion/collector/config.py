@@ -6,7 +6,8 @@ ANALYTICSPRO_WRITE_KEYS        comma-separated write keys the collector accepts 
 COLLECTOR_SINK                 a folder, s3://bucket/prefix or kinesis://STREAM (default EVENTS_BUCKET_URL: where the
                                loaders read).
 COLLECTOR_SPOOL_DIR            where accepted batches wait while the sink is down (default .analyticspro/spool).
-COLLECTOR_FLUSH_MS             how long a request may wait for others to share its write (default 50; 0: none).
+COLLECTOR_FLUSH_MS             at most one write per this many ms, shared by the requests of the interval
+                               (default 50; 0: write as soon as the previous write is done).
 COLLECTOR_FLUSH_EVENTS         the most events in one write (default 20000).
 COLLECTOR_SPOOL_RETRY_SECONDS  how often a spool is drained while it holds batches (default 5).
 COLLECTOR_FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-For is trusted for `context.ip` (default 127.0.0.1).

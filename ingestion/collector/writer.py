@@ -1,11 +1,11 @@
 """Group commit: the requests that arrive together share one durable write, and each is answered after it.
 
-A request hands its JSON lines to `BatchWriter.submit` and waits. One writer task takes everything pending once
-the oldest request has waited `COLLECTOR_FLUSH_MS` (or `COLLECTOR_FLUSH_EVENTS` are pending) and writes it in a
-thread: to the sink, or, when the sink refuses, to the spool. Requests that arrive during a write wait for the
-next one, so under load each write carries many requests and the number of objects stays proportional to time,
-not to traffic. A request is answered only after its write returned: 200 means written to the sink or fsynced in
-the spool.
+A request hands its JSON lines to `BatchWriter.submit` and waits. One writer task writes everything pending, in a
+thread, to the sink (or, when the sink refuses, to the spool), starting at most one write per `COLLECTOR_FLUSH_MS`
+(sooner when `COLLECTOR_FLUSH_EVENTS` are pending): a request that arrives after a quiet spell is written at once,
+while under load each write carries every request of the last interval, so the number of objects stays
+proportional to time, not to traffic. A request is answered only after its write returned: 200 means written to
+the sink or fsynced in the spool.
 
 After a sink failure the writer goes straight to the spool (no request waits for a sink that is down) until the
 drain task, every `COLLECTOR_SPOOL_RETRY_SECONDS`, has written a spooled batch to the sink again.
@@ -62,7 +62,7 @@ class BatchWriter:
         self.stats = WriterStats()
         self._pending: list[tuple[Sequence[bytes], asyncio.Future]] = []
         self._pending_events = 0
-        self._oldest = 0.0
+        self._last_write = 0.0
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
@@ -88,8 +88,6 @@ class BatchWriter:
         if self._closing:
             raise Unavailable("the collector is shutting down; retry")
         future = asyncio.get_running_loop().create_future()
-        if not self._pending:
-            self._oldest = time.monotonic()
         self._pending.append((lines, future))
         self._pending_events += len(lines)
         self._wake.set()
@@ -106,10 +104,11 @@ class BatchWriter:
                 if self._closing:
                     return
                 continue
-            linger = self._oldest + self.flush_seconds - time.monotonic()
+            linger = self._last_write + self.flush_seconds - time.monotonic()
             if linger > 0 and not self._closing and self._pending_events < self.flush_events:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), linger)
+            self._last_write = time.monotonic()
             batch, self._pending, self._pending_events = self._pending, [], 0
             self._wake.clear()
             self._full.clear()

@@ -13,10 +13,11 @@
     analytics.shutdown()    # flush, then stop the thread (also done at interpreter exit)
 
 A call never blocks and never raises: it serializes the event (32 KB at most), puts it on a bounded queue and
-returns its messageId. A background thread sends batches (up to `batch_size` events and 475 KB, at least every
-`flush_interval` seconds), retrying network errors, 429 and 5xx with exponential backoff and jitter (Retry-After
-is honoured); a 4xx other than 429 is not retried. Events that do not fit the queue, are invalid, or fail for good
-are counted in `stats` and logged (logger `analyticspro.sdk`), and `on_error(exception, events)` is called.
+returns its messageId. A background thread (`threads` of them for heavy senders) sends batches (up to
+`batch_size` events and 475 KB, at least every `flush_interval` seconds), retrying network errors, 429 and 5xx
+with exponential backoff and jitter (Retry-After is honoured); a 4xx other than 429 is not retried. Events that do
+not fit the queue, are invalid, or fail for good are counted in `stats` and logged (logger `analyticspro.sdk`),
+and `on_error(exception, events)` is called.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class Analytics:
         gzip: bool = True,
         on_error: Callable[[Exception, list[bytes]], None] | None = None,
         send: bool = True,
+        threads: int = 1,
     ) -> None:
         if sink is None and not write_key:
             raise ValueError("Analytics needs a write_key (for a collector) or sink= (kinesis://, s3://, a folder)")
@@ -203,15 +205,22 @@ class Analytics:
         self.max_retries = max_retries
         self.on_error = on_error
         self.send = send
-        self._transport: _HttpTransport | _SinkTransport = (
+        # one transport per sending thread (a connection is not shared between threads); made now, so a bad host
+        # or sink URL fails here, in the caller's hands
+        self._transports: list[_HttpTransport | _SinkTransport] = [
             _SinkTransport(sink) if sink is not None else _HttpTransport(write_key or "", host, timeout, gzip)
-        )
+            for _ in range(max(1, threads))
+        ]
         self._queue: queue.Queue[bytes] = queue.Queue(max_queue_size)
         self._flush_now = threading.Event()
         self._stopping = threading.Event()
         self._stats_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="analyticspro-sdk", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(transport,), name=f"analyticspro-sdk-{n}", daemon=True)
+            for n, transport in enumerate(self._transports)
+        ]
+        for thread in self._threads:
+            thread.start()
         atexit.register(self.shutdown, timeout=5)
 
     # -- the calls --------------------------------------------------------------------------------------------
@@ -314,7 +323,7 @@ class Analytics:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                if not self._thread.is_alive():
+                if not any(thread.is_alive() for thread in self._threads):
                     return False
                 self._queue.all_tasks_done.wait(0.1 if remaining is None else min(remaining, 0.1))
         return True
@@ -326,8 +335,10 @@ class Analytics:
         self.flush(timeout)
         self._stopping.set()
         self._flush_now.set()
-        self._thread.join(timeout=5)
-        self._transport.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for transport in self._transports:
+            transport.close()
         unsent = self._queue.qsize()
         if unsent:
             log.warning("analyticspro: %d events were not sent before shutdown", unsent)
@@ -398,11 +409,12 @@ class Analytics:
         except Exception as exc:  # noqa: BLE001 - a call never raises into the host program
             return self._invalid(f"{kind}: {exc}")
 
-    def _next_batch(self) -> list[bytes]:
-        """Up to batch_size events and MAX_BATCH_BYTES, waiting at most flush_interval after the first."""
-        batch: list[bytes] = [self._carry] if self._carry is not None else []
+    def _next_batch(self, carry: bytes | None) -> tuple[list[bytes], bytes | None]:
+        """Up to batch_size events and MAX_BATCH_BYTES, waiting at most flush_interval after the first; and the
+        event taken that did not fit (the next batch's first)."""
+        batch: list[bytes] = [carry] if carry is not None else []
         size = sum(len(item) + 1 for item in batch)
-        self._carry = None
+        carry = None
         deadline = time.monotonic() + self.flush_interval
         while len(batch) < self.batch_size:
             remaining = deadline - time.monotonic()
@@ -418,32 +430,31 @@ class Analytics:
                 deadline = time.monotonic() + self.flush_interval
                 continue
             if batch and size + len(item) + 1 > MAX_BATCH_BYTES:
-                self._carry = item
+                carry = item
                 break
             batch.append(item)
             size += len(item) + 1
         if self._queue.empty():
             self._flush_now.clear()
-        return batch
+        return batch, carry
 
-    _carry: bytes | None = None
-
-    def _run(self) -> None:
-        while not (self._stopping.is_set() and self._queue.empty() and self._carry is None):
+    def _run(self, transport: _HttpTransport | _SinkTransport) -> None:
+        carry: bytes | None = None
+        while not (self._stopping.is_set() and self._queue.empty() and carry is None):
             try:
-                batch = self._next_batch()
+                batch, carry = self._next_batch(carry)
                 if batch:
-                    self._deliver(batch)
+                    self._deliver(transport, batch)
                     for _ in batch:
                         self._queue.task_done()
             except Exception:  # noqa: BLE001 - the thread must outlive any bug in one batch
                 log.exception("analyticspro: unexpected error in the sending thread")
 
-    def _deliver(self, batch: list[bytes]) -> None:
+    def _deliver(self, transport: _HttpTransport | _SinkTransport, batch: list[bytes]) -> None:
         attempt = 0
         while True:
             try:
-                self._transport.send(batch)
+                transport.send(batch)
             except SendError as exc:
                 retryable = (
                     exc.status is None or exc.status == 429 or (exc.status >= 500 and exc.status not in (501, 505))
