@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 DEMO_DAYS ?= 30
 DEMO_USERS ?= 3000
 DEMO_SEED ?= 42
+DEMO_LIVE_USERS ?= 1000
 DEMO_BUCKET ?= data/bucket
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help install services demo test bench dev dashboard lint format
+.PHONY: help install services demo test bench dev dashboard collector lint format
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -24,9 +25,15 @@ install: $(BIN)/.installed  ## create .venv from uv.lock (installs uv if missing
 services: install  ## make sure PostgreSQL and Redis run and the database exists
 	@scripts/ensure-services.sh
 
-demo: services  ## generate a 30-day dataset into data/bucket, materialize everything through Dagster
+demo: services  ## generate 30 days into data/bucket, send today's live traffic through the collector, materialize
 	@EVENTS_BUCKET_URL=$(DEMO_BUCKET) $(BIN)/analyticspro generate --clean --out $(DEMO_BUCKET) \
 		--days $(DEMO_DAYS) --users $(DEMO_USERS) --seed $(DEMO_SEED)
+	@# today's live traffic of more visitors, sent as an app's SDK sends it: Python SDK -> collector -> bucket
+	@port=$$($(BIN)/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+		EVENTS_BUCKET_URL=$(DEMO_BUCKET) $(BIN)/analyticspro collector --port $$port --log-level WARNING & \
+		collector=$$!; trap "kill $$collector; wait $$collector" EXIT; \
+		EVENTS_BUCKET_URL=$(DEMO_BUCKET) $(BIN)/analyticspro generate --send http://127.0.0.1:$$port \
+			--days 1 --users $(DEMO_LIVE_USERS) --seed $(DEMO_SEED)1
 	@EVENTS_BUCKET_URL=$(DEMO_BUCKET) $(BIN)/analyticspro materialize
 
 test: services  ## run the test suite (real PostgreSQL and Redis, an isolated database per run)
@@ -40,6 +47,9 @@ dev: services  ## open the Dagster UI on http://127.0.0.1:3000
 
 dashboard: services  ## serve the web dashboard and GraphQL API on http://127.0.0.1:8050
 	@$(BIN)/analyticspro dashboard
+
+collector: services  ## receive events over Segment's HTTP API on http://127.0.0.1:8060 (any Segment SDK)
+	@$(BIN)/analyticspro collector
 
 lint: install  ## ruff (Python) and sqlfluff (dbt SQL)
 	@$(BIN)/ruff check .

@@ -1,7 +1,7 @@
 """`analyticspro`: the command line of AnalyticsPro.
 
     analyticspro setup                      check Postgres and Redis, create the database
-    analyticspro generate --out DIR ...     write synthetic Segment batch files
+    analyticspro generate --out DIR ...     write synthetic Segment batch files (--send URL: through a collector)
     analyticspro load [SOURCE]              run the dlt load alone (no Dagster): ./folder, s3://bucket/prefix
                                             or kinesis://STREAM (default EVENTS_BUCKET_URL, KINESIS_STREAM_NAME)
     analyticspro materialize                run every asset through Dagster, then print a summary
@@ -141,9 +141,63 @@ def _default_out_dir() -> str:
     return bucket.removeprefix("file://")
 
 
+def send_generated(args: argparse.Namespace) -> int:
+    """`generate --send URL`: the same synthetic traffic, sent through a collector with the Python SDK (events up
+    to now; `timestamp` as the client's, sentAt/receivedAt set by the SDK and the collector as in production)."""
+    import urllib.request
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    from ingestion.collector.config import get_collector_settings
+    from ingestion.generator import iter_events
+    from ingestion.sdk import Analytics
+
+    url = args.send.rstrip("/")
+    deadline = time.monotonic() + 30
+    while True:  # the collector may still be starting (make demo starts it in the background)
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                break
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"no collector answers at {url}/health ({exc}); start one: analyticspro collector"
+                ) from None
+            time.sleep(0.3)
+    key = args.write_key or get_collector_settings().write_keys[0]
+    end_date = date.fromisoformat(args.end_date) if args.end_date else dt.now(UTC).date()
+    now = dt.now(UTC)
+    events = sorted(
+        (e for e in iter_events(days=args.days, users=args.users, seed=args.seed, end_date=end_date)
+         if dt.fromisoformat(e["timestamp"]) <= now),
+        key=lambda e: e["timestamp"],
+    )  # fmt: skip
+    _say(f"sending {len(events):,} events ({args.days} days to now, {args.users:,} visitors) to {url}")
+    client = Analytics(key, host=url, batch_size=500, threads=2, max_queue_size=20_000)
+    started = time.monotonic()
+    for n, event in enumerate(events, start=1):
+        for field in ("sentAt", "receivedAt", "originalTimestamp"):  # the SDK and the collector set these
+            event.pop(field, None)
+        while client.pending >= client.max_queue_size - 1:  # back-pressure instead of dropping
+            time.sleep(0.005)
+        client.enqueue(event)
+        if n % 20_000 == 0:
+            _say(f"queued {n:,}/{len(events):,} events, {client.stats.sent:,} accepted by the collector")
+    client.flush()
+    client.shutdown()
+    stats = client.stats_dict()
+    _say(
+        f"the collector accepted {stats['sent']:,} events in {time.monotonic() - started:.1f}s "
+        f"({stats['failed']:,} failed, {stats['retries']:,} retries)"
+    )
+    return 0 if stats["failed"] == 0 and stats["sent"] == len(events) else 1
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from ingestion.generator import generate
 
+    if args.send:
+        return send_generated(args)
     out = args.out or _default_out_dir()
     if args.clean:
         events_dir = Path(out) / "events"
@@ -247,6 +301,7 @@ def print_summary(day: date | None = None) -> None:
     span = f"{s.first_day} .. {s.last_day}" if s.first_day else "no events yet"
     rows = [
         ("events loaded (raw.events)", f"{s.raw_events:,}"),
+        ("  of them via the collector", f"{s.collector_events:,}"),
         ("rejected (raw.rejected_events)", f"{s.rejected_events:,}"),
         ("people (stitched identities)", f"{s.people:,}"),
         ("dates in daily_metrics", span),
@@ -273,6 +328,8 @@ def print_summary(day: date | None = None) -> None:
         f"  redis-cli -u {settings.redis_url} --scan --pattern '{settings.redis_key_prefix}:metrics:*'",
         "  make dashboard               # the web dashboard and GraphQL API, then open:",
         f"    {dashboard_url()}",
+        "  make collector               # Segment's HTTP API on http://127.0.0.1:8060: set any Segment SDK's host to",
+        "                               # it; its write key is printed (ANALYTICSPRO_WRITE_KEYS, else a local one)",
     ]
     print("\n".join(lines), flush=True)
 
@@ -392,6 +449,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="random seed; same arguments, same bytes (default 42)")
     p.add_argument("--end-date", help="last UTC day of data, YYYY-MM-DD (default today)")
     p.add_argument("--clean", action="store_true", help="first delete OUT/events/ (earlier generated files)")
+    p.add_argument(
+        "--send",
+        metavar="URL",
+        help="send the events (up to now) to a collector at URL with the Python SDK instead of writing files",
+    )
+    p.add_argument("--write-key", help="with --send: the write key (default: ANALYTICSPRO_WRITE_KEYS' first, or local)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("load", help="load events into raw.events with dlt (no Dagster)")

@@ -83,6 +83,7 @@ def drop_database(settings: Settings) -> None:
 class WarehouseSummary:
     day: date
     raw_events: int = 0
+    collector_events: int = 0  # loaded from the objects `analyticspro collector` wrote to the bucket
     rejected_events: int = 0
     people: int = 0
     signups_today: int = 0
@@ -113,6 +114,12 @@ def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
     with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
         if table_exists(cursor, "raw.events"):
             summary.raw_events = _scalar(cursor, "select count(*) from raw.events")
+        if table_exists(cursor, "raw.loaded_objects"):
+            summary.collector_events = _scalar(
+                cursor,
+                "select sum(events) from raw.loaded_objects where object_url like %s",
+                ("%/analyticspro-collector-%",),
+            )
         if table_exists(cursor, "raw.rejected_events"):
             summary.rejected_events = _scalar(cursor, "select count(*) from raw.rejected_events")
         if table_exists(cursor, "analytics.dim_users"):

@@ -206,11 +206,16 @@ def test_browser_forms_cors_openapi_and_junk(collector):
     preflight = httpx.options(f"{collector['url']}/v1/batch", headers={"Origin": "https://app.example.com"})
     assert preflight.status_code == 204 and "Authorization" in preflight.headers["access-control-allow-headers"]
     assert httpx.get(f"{collector['url']}/v1/track").status_code == 405
+    settings = httpx.get(f"{collector['url']}/v1/projects/{KEY}/settings").json()  # analytics.js's cdnURL
+    destination = settings["integrations"]["Segment.io"]
+    assert destination["apiHost"] == collector["url"].removeprefix("http://") + "/v1"
+    assert destination["protocol"] == "http" and destination["apiKey"] == KEY
+    assert httpx.get(f"{collector['url']}/v1/projects/nope/settings").status_code == 401
 
     spec = httpx.get(f"{collector['url']}/openapi.json").json()
     assert spec["openapi"].startswith("3.1")
     endpoints = {"track", "identify", "page", "screen", "group", "alias", "batch", "import"}
-    assert set(spec["paths"]) == {f"/v1/{name}" for name in endpoints} | {"/health"}
+    assert set(spec["paths"]) == {f"/v1/{name}" for name in endpoints} | {"/health", "/v1/projects/{writeKey}/settings"}
     for path, item in spec["paths"].items():  # every documented example is accepted as documented
         if "post" in item:
             example = item["post"]["requestBody"]["content"]["application/json"]["example"]

@@ -5,7 +5,8 @@ Endpoints (request and response shapes of https://segment.com/docs/connections/s
   given by the path; `/v1/t`, `/v1/i`, `/v1/p`, `/v1/s`, `/v1/g`, `/v1/a` are analytics.js's short forms.
 - `POST /v1/batch`, `/v1/import` (and analytics.js's `/v1/b`): `{"batch": [events], "context": {...},
   "sentAt": ...}`; the batch's `context` and `sentAt` apply to every event that has none of its own.
-- `GET /health`, `GET /openapi.json` (ingestion/collector/openapi.py). `OPTIONS` answers browsers' CORS checks.
+- `GET /health`, `GET /openapi.json` (ingestion/collector/openapi.py). `OPTIONS` answers browsers' CORS checks, and
+  `GET /v1/projects/<writeKey>/settings` the settings analytics.js loads from Segment's CDN (`cdnURL` set here).
 
 The write key is the HTTP Basic username (Segment's scheme; password empty) or `writeKey` in the body (what
 analytics.js sends). Bodies may be gzipped (`Content-Encoding: gzip`). Each event gets `receivedAt` (the time the
@@ -233,6 +234,9 @@ class Collector:
         if path == "/openapi.json":
             await _raw(send, 200, self._openapi)
             return
+        if method == "GET" and path.startswith("/v1/projects/") and path.endswith("/settings"):
+            await self._browser_settings(scope, send, path.removeprefix("/v1/projects/").removesuffix("/settings"))
+            return
         name = path.removeprefix("/v1/") if path.startswith("/v1/") else None
         if name not in SINGLE and name not in BATCH:
             raise BadRequest("not_found", f"no endpoint {path}; see /openapi.json for the endpoints", 404)
@@ -295,6 +299,22 @@ class Collector:
                 "rejected": errors[:MAX_LISTED_ERRORS],
             },
         )
+
+    async def _browser_settings(self, scope: Scope, send: Send, key: str) -> None:
+        """What analytics.js fetches from Segment's CDN before it sends anything (`cdnURL` pointed here): the
+        Segment.io destination, sending to this collector."""
+        if key not in self.keys:
+            raise _unauthorized()
+        headers = dict(scope["headers"])
+        host = headers.get(b"x-forwarded-host") or headers.get(b"host") or b"127.0.0.1"
+        scheme = headers.get(b"x-forwarded-proto", scope.get("scheme", "http").encode()).decode("latin-1")
+        settings = {
+            "integrations": {
+                "Segment.io": {"apiKey": key, "apiHost": f"{host.decode('latin-1')}/v1", "protocol": scheme}
+            },
+            "plan": {"track": {"__default": {"enabled": True}}, "identify": {"__default": {"enabled": True}}},
+        }
+        await _json(send, 200, settings)
 
     def health(self) -> dict:
         stats = self.writer.stats

@@ -96,6 +96,17 @@ def openapi_document() -> dict[str, Any]:
                 "responses": _responses(batch=True),
             }
         }
+    paths["/v1/projects/{writeKey}/settings"] = {
+        "get": {
+            "operationId": "browserSettings",
+            "summary": "The settings analytics.js loads from Segment's CDN: its Segment.io destination, sending here",
+            "parameters": [{"name": "writeKey", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {"description": "`integrations['Segment.io'].apiHost` is this collector's `<host>/v1`"},
+                "401": _error("Unknown write key"),
+            },
+        }
+    }
     paths["/health"] = {
         "get": {
             "operationId": "health",

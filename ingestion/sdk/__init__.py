@@ -313,6 +313,23 @@ class Analytics:
         return self._enqueue("alias", user_id, None, context, timestamp, integrations, message_id,
                              previousId=previous_id)  # fmt: skip
 
+    def enqueue(self, message: dict) -> str | None:
+        """Send an already-formed Segment message as it is (a replay of stored events); it needs a type and a
+        messageId. Returns the messageId, or None when it was not queued (counted and logged)."""
+        if not isinstance(message, dict) or not message.get("type") or not message.get("messageId"):
+            return self._invalid("enqueue needs a Segment message with a type and a messageId")
+        return self._put(message)
+
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet taken by a sending thread (a bulk sender waits while this is near
+        max_queue_size instead of letting events be dropped)."""
+        return self._queue.qsize()
+
+    @property
+    def max_queue_size(self) -> int:
+        return self._queue.maxsize
+
     # -- control ----------------------------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
         """Send what is queued now and wait until it is sent or failed for good; False if `timeout` ran out."""
@@ -382,6 +399,13 @@ class Analytics:
             message["context"] = {**(context or {}), "library": LIBRARY}
             if integrations:
                 message["integrations"] = integrations
+            return self._put(message)
+        except Exception as exc:  # noqa: BLE001 - a call never raises into the host program
+            return self._invalid(f"{kind}: {exc}")
+
+    def _put(self, message: dict) -> str | None:
+        kind, message_id = message.get("type"), message.get("messageId")
+        try:
             data = orjson.dumps(message, default=_default, option=orjson.OPT_NON_STR_KEYS)
             if len(data) > MAX_EVENT_BYTES:
                 return self._invalid(f"{kind} {message_id} is {len(data):,} bytes; the limit is {MAX_EVENT_BYTES:,}")
