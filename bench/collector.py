@@ -6,6 +6,8 @@ For each concurrency it records accepted events/s (2xx responses x 100) and wrk'
 target: >= 10,000 events/s). The baseline, in the same run: the same requests against a bare ASGI app on the same
 server (uvicorn) that reads the body and answers 200 without parsing, validating or writing — the HTTP ceiling of
 this stack on this machine. After the run, the events in the sink are counted: every accepted one must be there.
+Then the flush interval's trade-off: the same load at 16 connections with `COLLECTOR_FLUSH_MS=0` (a write as soon
+as the previous one is done): lower latency, more objects.
 
 wrk runs on the same two cores as the collector, so the figures are a floor. BENCH_COLLECTOR_SECONDS (default 10)
 is the time per concurrency, BENCH_COLLECTOR_CONNECTIONS (default 1,2,4,8,16,32,64) the concurrencies, and
@@ -176,6 +178,30 @@ def bench_collector(say: Callable[[str], None] = print) -> dict:
             _stop(collector)
         accepted = sum((run["requests"] - run["non_2xx_or_errors"]) * EVENTS_PER_REQUEST for run in runs.values())
         written = _events_in(sink)
+        objects = sum(1 for _ in sink.rglob("*.jsonl.gz"))
+
+        # The trade-off of the flush interval: the same load with COLLECTOR_FLUSH_MS=0 (a write as soon as the
+        # previous one is done): lower latency, more objects.
+        eager_sink = root / "sink-eager"
+        eager_sink.mkdir()
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        eager_env = {**env, "COLLECTOR_SINK": str(eager_sink), "COLLECTOR_FLUSH_MS": "0"}
+        eager_level = 16 if 16 in levels else levels[len(levels) // 2]
+        collector = _serve(
+            [str(bin_dir / "analyticspro"), "collector", "--port", str(port), "--workers", str(workers),
+             "--log-level", "WARNING"],
+            eager_env, root / "collector-eager.log", url,
+        )  # fmt: skip
+        try:
+            eager = _wrk(url, auth, bodies, seconds, eager_level, root)
+        finally:
+            _stop(collector)
+        eager_objects = sum(1 for _ in eager_sink.rglob("*.jsonl.gz"))
+        say(
+            f"collector: COLLECTOR_FLUSH_MS=0, {eager_level} connections: {eager['events_per_s']:,} events/s, "
+            f"p50 {eager['p50_ms']:.1f} ms, p99 {eager['p99_ms']:.1f} ms, {eager_objects:,} objects"
+        )
         within = [c for c, run in runs.items() if run["p99_ms"] < TARGET_P99_MS] or list(runs)
         best = max(within, key=lambda c: runs[c]["events_per_s"])
         figures = {
@@ -190,7 +216,8 @@ def bench_collector(say: Callable[[str], None] = print) -> dict:
             "max_events_per_s": max(run["events_per_s"] for run in runs.values()),
             "accepted_events": accepted,
             "events_in_sink": written,
-            "objects_in_sink": sum(1 for _ in sink.rglob("*.jsonl.gz")),
+            "objects_in_sink": objects,
+            "objects_per_s": round(objects / (seconds * len(levels)), 1),
             "non_2xx": sum(run["non_2xx_or_errors"] for run in runs.values()),
             "spooled": health["written_to_spool"],
             "seconds_per_level": seconds,
@@ -199,6 +226,15 @@ def bench_collector(say: Callable[[str], None] = print) -> dict:
         for connections, run in runs.items():
             figures[f"c{connections}_events_per_s"] = run["events_per_s"]
             figures[f"c{connections}_p99_ms"] = run["p99_ms"]
+        figures.update(
+            {
+                "flush0_connections": eager_level,
+                "flush0_events_per_s": eager["events_per_s"],
+                "flush0_p50_ms": eager["p50_ms"],
+                "flush0_p99_ms": eager["p99_ms"],
+                "flush0_objects_per_s": round(eager_objects / seconds, 1),
+            }
+        )
         if written < accepted:
             raise SystemExit(f"the sink holds {written:,} events but {accepted:,} were accepted: events were lost")
         return figures
