@@ -420,3 +420,29 @@ def test_unique_names_for_batches():
     now = datetime.now(UTC)
     names = {batch_name(now) for _ in range(1000)}
     assert len(names) == 1000 and all(name.startswith(f"analyticspro-collector-{now:%Y%m%dT%H%M%S}") for name in names)
+
+
+def test_buffer_mode_ships_many_requests_as_one_object(tmp_path):
+    """COLLECTOR_BUFFER_SECONDS: each request is acknowledged once fsynced in the spool; the drain task ships every
+    buffered batch of the interval as one object, and nothing stays behind at shutdown."""
+    sink_folder = tmp_path / "sink"
+    sink_folder.mkdir()
+    spool = Spool(tmp_path / "spool")
+
+    async def run() -> tuple[list[str], int, int]:
+        writer = BatchWriter(FolderSink(sink_folder), spool, flush_ms=0, buffer_seconds=1)
+        await writer.start()
+        where = [await writer.submit([json.dumps({"n": n}).encode()]) for n in range(5)]  # five separate writes
+        buffered = len(spool.files())
+        deadline = time.monotonic() + 10
+        while spool.files() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        shipped = len(list(sink_folder.rglob("*.jsonl.gz")))
+        assert await writer.submit([b'{"n": 5}']) == "spool"  # after the ship: buffered again
+        await writer.close()  # ... and shipped at shutdown
+        return where, buffered, shipped
+
+    where, buffered, shipped = asyncio.run(run())
+    assert where == ["spool"] * 5 and buffered == 5 and shipped == 1
+    assert not spool.files()
+    assert sorted(e["n"] for e in sink_lines(sink_folder)) == list(range(6))

@@ -191,6 +191,7 @@ class Collector:
             flush_ms=settings.flush_ms,
             flush_events=settings.flush_events,
             spool_retry_seconds=settings.spool_retry_seconds,
+            buffer_seconds=settings.buffer_seconds,
         )
         self._openapi = orjson.dumps(openapi_document())
 
@@ -321,7 +322,8 @@ class Collector:
         stats = self.writer.stats
         spool = self.writer.spool.stats()
         return {
-            "status": "ok" if stats.sink_ok and not spool.files else "degraded",
+            "status": "ok" if stats.sink_ok and (self.writer.buffer_seconds or not spool.files) else "degraded",
+            "buffer_seconds": self.writer.buffer_seconds,
             "sink": _redacted(self.writer.sink.url),
             "sink_ok": stats.sink_ok,
             "last_sink_error": stats.last_sink_error,

@@ -10,6 +10,8 @@ COLLECTOR_FLUSH_MS             at most one write per this many ms, shared by the
                                (default 50; 0: write as soon as the previous write is done).
 COLLECTOR_FLUSH_EVENTS         the most events in one write (default 20000).
 COLLECTOR_SPOOL_RETRY_SECONDS  how often a spool is drained while it holds batches (default 5).
+COLLECTOR_BUFFER_SECONDS       buffer mode: acknowledge once fsynced in the spool and ship one object per this many
+                               seconds (default 0: write to the sink before acknowledging).
 COLLECTOR_FORWARDED_ALLOW_IPS  proxies whose X-Forwarded-For is trusted for `context.ip` (default 127.0.0.1).
 """
 
@@ -40,6 +42,7 @@ class CollectorSettings:
     flush_ms: int
     flush_events: int
     spool_retry_seconds: int
+    buffer_seconds: int
     forwarded_allow_ips: str
     local_write_key: bool
 
@@ -69,6 +72,7 @@ def get_collector_settings() -> CollectorSettings:
         flush_ms=_non_negative_int_env("COLLECTOR_FLUSH_MS", 50),
         flush_events=_positive_int_env("COLLECTOR_FLUSH_EVENTS", 20_000),
         spool_retry_seconds=_positive_int_env("COLLECTOR_SPOOL_RETRY_SECONDS", 5),
+        buffer_seconds=_non_negative_int_env("COLLECTOR_BUFFER_SECONDS", 0),
         forwarded_allow_ips=os.environ.get("COLLECTOR_FORWARDED_ALLOW_IPS") or "127.0.0.1",
         local_write_key=local,
     )

@@ -1,4 +1,5 @@
-"""The local spool: where accepted events wait, durably, while the sink is down (`COLLECTOR_SPOOL_DIR`).
+"""The local spool: where accepted events wait, durably, while the sink is down (`COLLECTOR_SPOOL_DIR`) — and, in
+buffer mode (`COLLECTOR_BUFFER_SECONDS`), every accepted batch until it is shipped in a larger object.
 
 Each batch the sink refused becomes one file, `<time>-<name>.jsonl.gz`, written to a temporary name, fsynced,
 renamed and its folder fsynced before the requests it holds are answered 200. The collector drains the spool
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingestion.collector.sinks import Sink, SinkError, gzip_lines
+from ingestion.collector.sinks import Sink, SinkError, batch_name, gzip_lines
 
 SUFFIX = ".jsonl.gz"
 
@@ -66,6 +67,40 @@ class Spool:
                 size += path.stat().st_size
         return SpoolStats(len(files), size)
 
+    def drain_merged(self, sink: Sink, max_lines: int = 200_000) -> int:
+        """Buffer mode: write the spooled batches to the sink as few objects as possible (up to `max_lines` events
+        each, named after their oldest batch, so a drain repeated after a crash overwrites its object), removing
+        the files once written. Returns the number of events drained; raises SinkError like `drain`."""
+        drained = 0
+        while True:
+            with contextlib.ExitStack() as stack:
+                taken: list[tuple[Path, list[bytes]]] = []
+                total = 0
+                for path in self.files():
+                    if total >= max_lines:
+                        break
+                    if not stack.enter_context(_claimed(path)):
+                        continue
+                    lines = _lines(path)
+                    taken.append((path, lines))
+                    total += len(lines)
+                if not taken:
+                    return drained
+                name, received = _parse_name(taken[0][0])
+                merged = [line for _, lines in taken for line in lines]
+                try:
+                    sink.write(merged, name, received)
+                except SinkError as exc:
+                    if len(exc.remaining) < len(merged):  # a partial write (Kinesis): keep only what is left
+                        self.write(exc.remaining, batch_name(received), received)  # a new, unique file
+                        for path, _ in taken:
+                            path.unlink()
+                        drained += len(merged) - len(exc.remaining)
+                    raise
+                for path, _ in taken:
+                    path.unlink()
+                drained += len(merged)
+
     def drain(self, sink: Sink, limit: int | None = None) -> int:
         """Write spooled batches to the sink, oldest first, removing each once written; stop at the first one the
         sink refuses (it keeps the lines not written). Returns the number of events drained."""
@@ -74,10 +109,8 @@ class Spool:
             with _claimed(path) as claimed:
                 if not claimed:
                     continue
-                stamp, _, rest = path.name.partition("--")
-                name = rest.removesuffix(SUFFIX)
-                received = datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
-                lines = [line for line in gzip.decompress(path.read_bytes()).split(b"\n") if line]
+                name, received = _parse_name(path)
+                lines = _lines(path)
                 try:
                     sink.write(lines, name, received)
                 except SinkError as exc:
@@ -88,6 +121,16 @@ class Spool:
                 path.unlink()
                 drained += len(lines)
         return drained
+
+
+def _parse_name(path: Path) -> tuple[str, datetime]:
+    """(batch name, time received) of a spooled file `<time>--<name>.jsonl.gz`."""
+    stamp, _, rest = path.name.partition("--")
+    return rest.removesuffix(SUFFIX), datetime.strptime(stamp, "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
+
+
+def _lines(path: Path) -> list[bytes]:
+    return [line for line in gzip.decompress(path.read_bytes()).split(b"\n") if line]
 
 
 @contextmanager
