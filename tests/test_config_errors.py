@@ -80,3 +80,19 @@ def test_configured_sources(monkeypatch, tmp_path):
 
     monkeypatch.setattr(settings_module, "DEFAULT_BUCKET", tmp_path / "absent")
     assert configured_sources() == ["kinesis://product-events"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("COLLECTOR_SINK", "ftp://example/events", "is not a sink this collector writes to; use a folder, s3://"),
+        ("COLLECTOR_SINK", "kinesis://", "names no stream; use kinesis://STREAM"),
+        ("ANALYTICSPRO_WRITE_KEYS", "good-key,bad:key", "':' or whitespace, which HTTP Basic auth cannot carry"),
+        ("COLLECTOR_FLUSH_MS", "-5", "COLLECTOR_FLUSH_MS=-5 must be 0 or more"),
+        ("COLLECTOR_BUFFER_SECONDS", "a minute", "COLLECTOR_BUFFER_SECONDS='a minute' is not a whole number"),
+    ],
+)
+def test_bad_collector_settings_stop_the_collector_before_it_listens(name, value, message, monkeypatch, capsys):
+    monkeypatch.setenv(name, value)
+    assert main(["collector", "--port", "1"]) == 2
+    assert message in capsys.readouterr().err
