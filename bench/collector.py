@@ -32,22 +32,11 @@ from pathlib import Path
 
 import httpx
 
-from bench.dashboard import WRK_DONE, wrk_path
+from bench.dashboard import WRK_DONE, WRK_REQUESTS, wrk_path
 from tests.dashboard_server import free_port
 
 EVENTS_PER_REQUEST = 100
 TARGET_P99_MS = 100.0
-
-WRK_SCRIPT = """
-local bodies = {{}}
-local i = 0
-{bodies}
-request = function()
-  i = i % #bodies + 1
-  return wrk.format("POST", "/v1/batch", {{["Content-Type"] = "application/json",
-    ["Authorization"] = "Basic {auth}"}}, bodies[i])
-end
-"""
 
 
 async def ceiling_app(scope: dict, receive: Callable, send: Callable) -> None:
@@ -89,7 +78,7 @@ def _bodies(count: int) -> list[str]:
 def _wrk(url: str, auth: str, bodies: list[str], seconds: int, connections: int, root: Path) -> dict:
     lua = "\n".join(f"bodies[{n}] = {json.dumps(body)}" for n, body in enumerate(bodies, start=1))
     script = root / f"wrk-{uuid.uuid4().hex[:6]}.lua"
-    script.write_text(WRK_SCRIPT.format(bodies=lua, auth=auth) + WRK_DONE)
+    script.write_text(WRK_REQUESTS.format(bodies=lua, path="/v1/batch", authorization=f"Basic {auth}") + WRK_DONE)
     threads = "2" if connections >= 2 else "1"
     result = subprocess.run(
         [wrk_path(), "-t", threads, "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s", "-s", str(script),

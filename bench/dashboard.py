@@ -37,15 +37,18 @@ INSIGHT = """query I($e: String!, $f: [FilterInput!], $g: String!, $r: DateRange
   insight(event: $e, filters: $f, groupBy: $g, dateRange: $r, sample: $s) { rows { bucket group events } estimated }
 }"""
 
-WRK_SCRIPT = """
+# POSTs the bodies in turn (shared by the collector benchmark)
+WRK_REQUESTS = """
 local bodies = {{}}
 local i = 0
 {bodies}
 request = function()
   i = i % #bodies + 1
-  return wrk.format("POST", "/graphql", {{["Content-Type"] = "application/json",
-    ["Authorization"] = "Bearer {token}"}}, bodies[i])
+  return wrk.format("POST", "{path}", {{["Content-Type"] = "application/json",
+    ["Authorization"] = "{authorization}"}}, bodies[i])
 end
+"""
+WRK_SCRIPT = """
 local errors = 0
 response = function(status, headers, body)
   if status ~= 200 or string.find(body, '"errors"', 1, true) then errors = errors + 1 end
@@ -90,7 +93,8 @@ def _body(query: str, variables: dict | None = None) -> str:
 def _load(url: str, token: str, bodies: list[str], seconds: int, connections: int, root: Path) -> dict:
     lua = "\n".join(f"bodies[{n}] = {json.dumps(body)}" for n, body in enumerate(bodies, start=1))
     script = root / f"wrk-{uuid.uuid4().hex[:6]}.lua"
-    script.write_text(WRK_SCRIPT.format(bodies=lua, token=token) + WRK_DONE)
+    requests = WRK_REQUESTS.format(bodies=lua, path="/graphql", authorization=f"Bearer {token}")
+    script.write_text(requests + WRK_SCRIPT + WRK_DONE)
     result = subprocess.run(
         [
             wrk_path(),

@@ -68,8 +68,6 @@ def dashboard_url(host: str | None = None, port: int | None = None) -> str:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from dashboards.config import get_dashboard_settings
     from orchestration.instance import prepare_dagster_home
 
@@ -83,21 +81,27 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     _say(f"dashboard at {dashboard_url(args.host, args.port)}")
     _say(f"GraphQL API at http://{args.host}:{args.port}/graphql (GraphiQL in a browser; Bearer token required)")
     _say(f"reading the marts as {dashboard_settings.redacted_database_url}")
+    return serve("dashboards.app:app_from_env", args)
+
+
+def serve(factory: str, args: argparse.Namespace, **options: object) -> int:
+    """Run an ASGI application factory on uvicorn with the service flags every server command takes."""
+    import uvicorn
+
     uvicorn.run(
-        "dashboards.app:app_from_env",
+        factory,
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=args.log_level.lower(),
         access_log=args.access_log,
+        **options,
     )
     return 0
 
 
 def cmd_collector(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from ingestion.collector.config import get_collector_settings
     from ingestion.collector.openapi import openapi_document
     from ingestion.collector.sinks import sink_from_url
@@ -116,19 +120,13 @@ def cmd_collector(args: argparse.Namespace) -> int:
     else:
         _say(f"{len(collector_settings.write_keys)} write key(s) from ANALYTICSPRO_WRITE_KEYS")
     _say(f"writing to {collector_settings.sink_url}; spool {collector_settings.spool_dir}")
-    uvicorn.run(
+    return serve(
         "ingestion.collector.app:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level.lower(),
-        access_log=args.access_log,
+        args,
         proxy_headers=True,
         forwarded_allow_ips=collector_settings.forwarded_allow_ips,
         timeout_graceful_shutdown=30,
     )
-    return 0
 
 
 def _default_out_dir() -> str:
