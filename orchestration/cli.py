@@ -514,25 +514,31 @@ def build_parser() -> argparse.ArgumentParser:
     from dashboards.config import DEFAULT_HOST, DEFAULT_PORT
 
     p = sub.add_parser("dashboard", help="serve the GraphQL API (/graphql) and the web dashboard (/)")
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"interface to listen on (default {DEFAULT_HOST})")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1; one per core in production)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True, help="log each request")
+    _service_arguments(p, DEFAULT_HOST, DEFAULT_PORT, access_log=True)
     p.set_defaults(func=cmd_dashboard)
 
     from ingestion.collector.config import DEFAULT_HOST as COLLECTOR_HOST
     from ingestion.collector.config import DEFAULT_PORT as COLLECTOR_PORT
 
     p = sub.add_parser("collector", help="receive events over Segment's HTTP Tracking API (/v1/batch, /v1/track, ...)")
-    p.add_argument("--host", default=COLLECTOR_HOST, help=f"interface to listen on (default {COLLECTOR_HOST})")
-    p.add_argument("--port", type=int, default=COLLECTOR_PORT, help=f"port (default {COLLECTOR_PORT})")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False, help="log each request")
+    _service_arguments(p, COLLECTOR_HOST, COLLECTOR_PORT, access_log=False)
     p.add_argument("--openapi", action="store_true", help="print the OpenAPI description and exit")
     p.set_defaults(func=cmd_collector)
     return parser
+
+
+def _service_arguments(p: argparse.ArgumentParser, host: str, port: int, access_log: bool) -> None:
+    """The flags of every server command (`serve` reads them)."""
+    p.add_argument("--host", default=host, help=f"interface to listen on (default {host})")
+    p.add_argument("--port", type=int, default=port, help=f"port (default {port})")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1; one per core in production)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=access_log,
+        help=f"log each request (default {'on' if access_log else 'off'})",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
