@@ -67,17 +67,19 @@ class Spool:
                 size += path.stat().st_size
         return SpoolStats(len(files), size)
 
-    def drain_merged(self, sink: Sink, max_lines: int = 200_000) -> int:
-        """Buffer mode: write the spooled batches to the sink as few objects as possible (up to `max_lines` events
-        each, named after their oldest batch, so a drain repeated after a crash overwrites its object), removing
-        the files once written. Returns the number of events drained; raises SinkError like `drain`."""
+    def drain(self, sink: Sink, merge: bool = False, max_lines: int = 200_000) -> int:
+        """Write spooled batches to the sink, oldest first, removing the files once written: one object per spooled
+        batch, or with `merge` (buffer mode) as few objects as possible of up to `max_lines` events. An object is
+        named after its oldest batch, so a drain repeated after a crash overwrites it. Stops at the first write the
+        sink refuses (a partial write keeps what is left as a new file) and raises its SinkError. Returns the
+        number of events drained."""
         drained = 0
         while True:
             with contextlib.ExitStack() as stack:
                 taken: list[tuple[Path, list[bytes]]] = []
                 total = 0
                 for path in self.files():
-                    if total >= max_lines:
+                    if taken and (not merge or total >= max_lines):
                         break
                     if not stack.enter_context(_claimed(path)):
                         continue
@@ -87,40 +89,19 @@ class Spool:
                 if not taken:
                     return drained
                 name, received = _parse_name(taken[0][0])
-                merged = [line for _, lines in taken for line in lines]
+                batch = [line for _, lines in taken for line in lines]
                 try:
-                    sink.write(merged, name, received)
+                    sink.write(batch, name, received)
                 except SinkError as exc:
-                    if len(exc.remaining) < len(merged):  # a partial write (Kinesis): keep only what is left
+                    if len(exc.remaining) < len(batch):  # a partial write (Kinesis): keep only what is left
                         self.write(exc.remaining, batch_name(received), received)  # a new, unique file
                         for path, _ in taken:
                             path.unlink()
-                        drained += len(merged) - len(exc.remaining)
+                        drained += len(batch) - len(exc.remaining)
                     raise
                 for path, _ in taken:
                     path.unlink()
-                drained += len(merged)
-
-    def drain(self, sink: Sink, limit: int | None = None) -> int:
-        """Write spooled batches to the sink, oldest first, removing each once written; stop at the first one the
-        sink refuses (it keeps the lines not written). Returns the number of events drained."""
-        drained = 0
-        for path in self.files()[:limit]:
-            with _claimed(path) as claimed:
-                if not claimed:
-                    continue
-                name, received = _parse_name(path)
-                lines = _lines(path)
-                try:
-                    sink.write(lines, name, received)
-                except SinkError as exc:
-                    if len(exc.remaining) < len(lines):  # a partial write (Kinesis): the file keeps what is left
-                        self.write(exc.remaining, name, received)  # same name: atomically replaces this file
-                        drained += len(lines) - len(exc.remaining)
-                    raise
-                path.unlink()
-                drained += len(lines)
-        return drained
+                drained += len(batch)
 
 
 def _parse_name(path: Path) -> tuple[str, datetime]:

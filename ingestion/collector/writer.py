@@ -182,7 +182,7 @@ class BatchWriter:
             self.stats.sink_ok = True  # nothing waits: the next write tries the sink again
             return 0
         try:
-            drained = self.spool.drain_merged(self.sink) if self.buffer_seconds > 0 else self.spool.drain(self.sink)
+            drained = self.spool.drain(self.sink, merge=self.buffer_seconds > 0)
         except SinkError as exc:
             self._sink_failed(exc)
             return 0
