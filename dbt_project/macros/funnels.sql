@@ -40,7 +40,7 @@
     event_name = '{{ step["event"] | replace("'", "''") }}'
   {%- endif -%}
   {%- for key, value in (step.get('properties') or {}).items() %}
-    and properties ->> '{{ key | replace("'", "''") }}' = '{{ (value | string) | replace("'", "''") }}'
+    and {{ json_text('properties', key) }} = '{{ (value | string) | replace("'", "''") }}'
   {%- endfor -%}
 {%- endmacro %}
 
@@ -88,7 +88,7 @@
   {%- if rows -%}
     (values {{ rows | join(', ') }})
   {%- else -%}
-    (select cast(null as text), 0, cast(null as text) where false)
+    (select cast(null as {{ text_type() }}), 0, cast(null as {{ text_type() }}) where false)
   {%- endif -%}
 {%- endmacro %}
 
@@ -98,9 +98,9 @@
 {% macro funnel_breakdown_expression(dimension) -%}
   {%- set source, _, key = dimension.partition('.') -%}
   {%- if source == 'person' and key -%}
-    people.traits ->> '{{ key | replace("'", "''") }}'
+    {{ json_text('people.traits', key) }}
   {%- elif source == 'event' and key -%}
-    entries.entry_attributes ->> '{{ key | replace("'", "''") }}'
+    {{ json_text('entries.entry_attributes', key) }}
   {%- else -%}
     {{ exceptions.raise_compiler_error("Funnel breakdown '" ~ dimension ~ "' must look like person.<trait> or event.<column or property> (dbt_project.yml, var 'funnels').") }}
   {%- endif -%}
@@ -112,9 +112,9 @@
 {% macro funnel_conversions() -%}
     cast(case
         when step_index = 1 then case when persons > 0 then 1 end
-        when previous_persons > 0 then cast(persons as numeric) / previous_persons
+        when previous_persons > 0 then cast(persons as {{ numeric_type() }}) / previous_persons
     end as numeric(20, 6)) as conversion_from_previous,
-    cast(case when start_persons > 0 then cast(persons as numeric) / start_persons end as numeric(20, 6))
+    cast(case when start_persons > 0 then cast(persons as {{ numeric_type() }}) / start_persons end as numeric(20, 6))
         as conversion_from_start,
     cast(coalesce(previous_persons - persons, 0) as bigint) as drop_off
 {%- endmacro %}

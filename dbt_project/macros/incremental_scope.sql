@@ -11,7 +11,7 @@
 
 {#- The run start time, as a timestamptz literal: the value written to _built_at. -#}
 {% macro built_at() -%}
-  cast('{{ run_started_at.isoformat() }}' as timestamptz)
+  cast('{{ run_started_at.isoformat() }}' as {{ timestamptz_type() }})
 {%- endmacro %}
 
 
@@ -148,7 +148,7 @@
 {#- Post-hook: ANALYZE a table that has no statistics yet (just created or rebuilt), so the models
     built after it in the same run get good plans. Later incremental runs leave it to autovacuum. -#}
 {% macro analyze_if_new() -%}
-  {%- if execute -%}
+  {%- if execute and target.type == 'postgres' -%}
     {%- set found = run_query(
         "select count(*) from pg_stats where schemaname = '" ~ this.schema ~ "' and tablename = '"
         ~ this.identifier ~ "'").columns[0].values()[0] -%}

@@ -2,7 +2,9 @@
     always select from them (on-run-start in dbt_project.yml).
     ops.person_archive_history: per person and archive file, the aggregates of their events that were moved
     to the cold tier (orchestration/archive.py), so dim_users keeps a person's whole history. -#}
-{% macro create_ops_tables() -%}
+{% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
+
+{% macro default__create_ops_tables() -%}
 create schema if not exists ops;
 create table if not exists ops.person_archive_history (
     person_id text not null,

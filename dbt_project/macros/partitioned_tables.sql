@@ -152,6 +152,7 @@ cast(substring(pg_get_expr({{ child }}.relpartbound, {{ child }}.oid) from $r$FR
 {#- After a full refresh the partitions carry the intermediate table's name; give them canonical names.
     Runs as a non-transactional post-hook, after dbt has dropped the old table. -#}
 {% macro rename_partitions(relation) -%}
+{%- if target.type != 'postgres' %}{{ return('') }}{% endif -%}
 {%- set relation = relation.include(database=false) -%}
 do $$
 declare

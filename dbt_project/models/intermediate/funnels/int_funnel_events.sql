@@ -11,7 +11,7 @@
     on_schema_change='fail',
     pre_hook=["{{ delete_changed_funnels() }}"],
     indexes=[{'columns': ['funnel_name', 'step_index', 'person_id', 'event_at']}],
-    post_hook=[{'sql': 'vacuum analyze {{ this }}', 'transaction': false}],
+    post_hook=[{'sql': '{{ vacuum_table(this, analyze=true) }}', 'transaction': false}],
 ) }}
 
 {%- set since = high_water_mark('_built_at') %}
@@ -24,19 +24,19 @@ matched as (
     {%- for funnel in funnels() %}
         {%- for step in funnel['steps'] %}
             select
-                cast('{{ funnel["name"] | replace("'", "''") }}' as text) as funnel_name,
-                cast('{{ funnel_hash(funnel) }}' as text) as definition_hash,
+                cast('{{ funnel["name"] | replace("'", "''") }}' as {{ text_type() }}) as funnel_name,
+                cast('{{ funnel_hash(funnel) }}' as {{ text_type() }}) as definition_hash,
                 {{ loop.index }} as step_index,
                 message_id,
                 person_id,
                 event_at,
                 {%- if loop.index == 1 %}
-                    coalesce(properties, cast('{}' as jsonb)) || jsonb_strip_nulls(jsonb_build_object(
-                        'utm_source', utm_source, 'utm_medium', utm_medium, 'utm_campaign', utm_campaign,
-                        'referrer', referrer, 'page_path', page_path, 'event_name', event_name
-                    )) as attributes
+                    {{ json_merge_non_null('properties', {
+                        'utm_source': 'utm_source', 'utm_medium': 'utm_medium', 'utm_campaign': 'utm_campaign',
+                        'referrer': 'referrer', 'page_path': 'page_path', 'event_name': 'event_name',
+                    }) }} as attributes
                 {%- else %}
-                    cast(null as jsonb) as attributes
+                    cast(null as {{ json_type() }}) as attributes
                 {%- endif %}
             from {{ ref('fct_events') }}
             where
@@ -50,13 +50,13 @@ matched as (
     {%- endfor %}
     {%- if not funnels() %}
         select
-            cast(null as text) as funnel_name,
-            cast(null as text) as definition_hash,
+            cast(null as {{ text_type() }}) as funnel_name,
+            cast(null as {{ text_type() }}) as definition_hash,
             0 as step_index,
-            cast(null as text) as message_id,
-            cast(null as text) as person_id,
-            cast(null as timestamptz) as event_at,
-            cast(null as jsonb) as attributes
+            cast(null as {{ text_type() }}) as message_id,
+            cast(null as {{ text_type() }}) as person_id,
+            cast(null as {{ timestamptz_type() }}) as event_at,
+            cast(null as {{ json_type() }}) as attributes
         where false
     {%- endif %}
 

@@ -27,11 +27,11 @@ with
 
         select
             person_id,
-            cast(null as timestamptz) as previous_reached_at,
+            cast(null as {{ timestamptz_type() }}) as previous_reached_at,
             min(event_at) as entry_at,
             min(event_at) as reached_at,
-            (array_agg(message_id order by event_at, message_id))[1] as entry_message_id,
-            (array_agg(attributes order by event_at, message_id))[1] as entry_attributes
+            {{ first_by('message_id', 'event_at, message_id') }} as entry_message_id,
+            {{ first_by('attributes', 'event_at, message_id') }} as entry_attributes
         from {{ ref('int_funnel_events') }}
         where
             funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
@@ -71,17 +71,17 @@ with
 
         {%- for step in funnel['steps'] %}
             select
-                cast('{{ funnel["name"] | replace("'", "''") }}' as text) as funnel_name,
-                cast('{{ funnel_hash(funnel) }}' as text) as definition_hash,
+                cast('{{ funnel["name"] | replace("'", "''") }}' as {{ text_type() }}) as funnel_name,
+                cast('{{ funnel_hash(funnel) }}' as {{ text_type() }}) as definition_hash,
                 {{ loop.index }} as step_index,
-                cast('{{ funnel_step_name(step, loop.index) | replace("'", "''") }}' as text) as step_name,
+                cast('{{ funnel_step_name(step, loop.index) | replace("'", "''") }}' as {{ text_type() }}) as step_name,
                 person_id,
                 entry_at,
                 entry_message_id,
                 {%- if loop.index == 1 %}
                     entry_attributes,
                 {%- else %}
-                    cast(null as jsonb) as entry_attributes,
+                    cast(null as {{ json_type() }}) as entry_attributes,
                 {%- endif %}
                 reached_at,
                 previous_reached_at
@@ -100,16 +100,16 @@ reached as (
     {%- endfor %}
     {%- if not funnels() %}
         select
-            cast(null as text) as funnel_name,
-            cast(null as text) as definition_hash,
+            cast(null as {{ text_type() }}) as funnel_name,
+            cast(null as {{ text_type() }}) as definition_hash,
             0 as step_index,
-            cast(null as text) as step_name,
-            cast(null as text) as person_id,
-            cast(null as timestamptz) as entry_at,
-            cast(null as text) as entry_message_id,
-            cast(null as jsonb) as entry_attributes,
-            cast(null as timestamptz) as reached_at,
-            cast(null as timestamptz) as previous_reached_at
+            cast(null as {{ text_type() }}) as step_name,
+            cast(null as {{ text_type() }}) as person_id,
+            cast(null as {{ timestamptz_type() }}) as entry_at,
+            cast(null as {{ text_type() }}) as entry_message_id,
+            cast(null as {{ json_type() }}) as entry_attributes,
+            cast(null as {{ timestamptz_type() }}) as reached_at,
+            cast(null as {{ timestamptz_type() }}) as previous_reached_at
         where false
     {%- endif %}
 
@@ -122,10 +122,10 @@ select
     cast(step_index as integer) as step_index,
     step_name,
     entry_at,
-    cast(entry_at at time zone 'UTC' as date) as cohort_date,
+    cast({{ at_utc('entry_at') }} as date) as cohort_date,
     entry_message_id,
     entry_attributes,
     reached_at,
-    cast(extract(epoch from reached_at - previous_reached_at) as numeric(20, 3)) as seconds_from_previous,
+    cast({{ seconds_between('previous_reached_at', 'reached_at') }} as numeric(20, 3)) as seconds_from_previous,
     {{ built_at() }} as _built_at
 from reached

@@ -68,9 +68,9 @@ select
     ranked.message_id,
     ranked.load_id,
     {%- if is_incremental() %}
-        cast(existing.user_id as text) as previous_user_id,
+        cast(existing.user_id as {{ text_type() }}) as previous_user_id,
     {%- else %}
-        cast(null as text) as previous_user_id,
+        cast(null as {{ text_type() }}) as previous_user_id,
     {%- endif %}
     {{ built_at() }} as _built_at
 from ranked

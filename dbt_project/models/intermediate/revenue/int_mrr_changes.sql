@@ -26,9 +26,9 @@ changes as (
         person_id,
         event_at as changed_at,
         'identify' as source,
-        cast(traits ->> 'mrr' as numeric) as mrr
+        cast({{ json_text('traits', 'mrr') }} as {{ numeric_type() }}) as mrr
     from events
-    where event_type = 'identify' and jsonb_typeof(traits -> 'mrr') = 'number'
+    where event_type = 'identify' and {{ json_kind('traits', 'mrr') }} = 'number'
 
     union all
 
@@ -39,14 +39,14 @@ changes as (
         event_name as source,
         case
             when event_name = 'subscription_canceled' then 0
-            else cast(properties ->> 'mrr' as numeric)
+            else cast({{ json_text('properties', 'mrr') }} as {{ numeric_type() }})
         end as mrr
     from events
     where
         event_type = 'track'
         and (
             event_name = 'subscription_canceled'
-            or (event_name = 'subscription_changed' and jsonb_typeof(properties -> 'mrr') = 'number')
+            or (event_name = 'subscription_changed' and {{ json_kind('properties', 'mrr') }} = 'number')
         )
 
 )
@@ -55,8 +55,8 @@ select
     message_id,
     person_id,
     changed_at,
-    cast(changed_at at time zone 'UTC' as date) as changed_date,
-    cast(source as text) as source,
+    cast({{ at_utc('changed_at') }} as date) as changed_date,
+    cast(source as {{ text_type() }}) as source,
     cast(mrr as numeric(20, 6)) as mrr,
     {{ built_at() }} as _built_at
 from changes

@@ -19,13 +19,13 @@ seen as (
     select
         events.event_name,
         properties.key as property_key,
-        jsonb_typeof(properties.value) as value_type,
+        {{ json_value_kind('properties.value') }} as value_type,
         min(events.event_date) as first_seen_date,
         max(events.event_date) as last_seen_date
     from {{ ref('fct_events') }} as events
-    cross join lateral jsonb_each(events.properties) as properties
+    cross join lateral {{ json_each('events.properties', 'properties') }}
     where
-        jsonb_typeof(events.properties) = 'object'
+        {{ json_kind('events.properties') }} = 'object'
         and {{ changed_since(last_built_at, 'events') }}
     group by 1, 2, 3
 
@@ -65,7 +65,7 @@ merged as (
 select
     event_name,
     property_key,
-    string_agg(distinct value_type, ',' order by value_type) as value_types,
+    {{ sorted_distinct_list('value_type') }} as value_types,
     min(first_seen_date) as first_seen_date,
     max(last_seen_date) as last_seen_date,
     {{ built_at() }} as _built_at

@@ -110,8 +110,8 @@ trait_values as (
         events.event_at,
         events.message_id
     from events
-    cross join lateral jsonb_each(events.traits) as trait
-    where events.event_type = 'identify' and jsonb_typeof(events.traits) = 'object'
+    cross join lateral {{ json_each('events.traits', 'trait') }}
+    where events.event_type = 'identify' and {{ json_kind('events.traits') }} = 'object'
     union all
     -- the latest traits of the archived days count as identified when those days last were
     select
@@ -121,19 +121,31 @@ trait_values as (
         archived.last_identified_at as event_at,
         '' as message_id
     from archived
-    cross join lateral jsonb_each(archived.traits) as trait
-    where jsonb_typeof(archived.traits) = 'object'
+    cross join lateral {{ json_each('archived.traits', 'trait') }}
+    where {{ json_kind('archived.traits') }} = 'object'
+
+),
+
+latest_trait_values as (
+
+    -- each trait's latest value
+    select
+        person_id,
+        key,
+        {{ last_by('value', 'event_at, message_id') }} as value,
+        max(event_at) as last_identified_at
+    from trait_values
+    group by person_id, key
 
 ),
 
 traits as (
 
-    -- jsonb keeps the last value of a repeated key: ordering by time makes it the latest.
     select
         person_id,
-        jsonb_object_agg(key, value order by event_at, message_id) as traits,
-        max(event_at) as last_identified_at
-    from trait_values
+        {{ json_object_agg('key', 'value') }} as traits,
+        max(last_identified_at) as last_identified_at
+    from latest_trait_values
     group by person_id
 
 )
@@ -147,15 +159,15 @@ select
     people.first_activity_at,
     people.last_activity_at,
     people.signed_up_at,
-    cast(people.signed_up_at at time zone 'UTC' as date) as signup_date,
+    cast({{ at_utc('people.signed_up_at') }} as date) as signup_date,
     traits.last_identified_at,
-    traits.traits ->> 'email' as email,
-    traits.traits ->> 'plan' as plan,
+    {{ json_text('traits.traits', 'email') }} as email,
+    {{ json_text('traits.traits', 'plan') }} as plan,
     case
-        when jsonb_typeof(traits.traits -> 'mrr') = 'number' then cast(traits.traits ->> 'mrr' as numeric)
+        when {{ json_kind('traits.traits', 'mrr') }} = 'number' then cast({{ json_text('traits.traits', 'mrr') }} as {{ numeric_type() }})
     end as mrr,
-    traits.traits ->> 'country' as country,
-    coalesce(traits.traits, cast('{}' as jsonb)) as traits,
+    {{ json_text('traits.traits', 'country') }} as country,
+    coalesce(traits.traits, {{ empty_json_object() }}) as traits,
     cast(people.activity_events as bigint) as activity_events,
     cast(people.active_days as integer) as active_days,
     cast(people.total_revenue as numeric(20, 6)) as total_revenue,

@@ -22,7 +22,7 @@
     ],
     post_hook=[
         {'sql': '{{ rename_partitions(this) }}', 'transaction': false},
-        {'sql': 'vacuum {{ this }}', 'transaction': false},
+        {'sql': '{{ vacuum_table(this) }}', 'transaction': false},
     ],
 ) }}
 
@@ -38,7 +38,7 @@ events as (
         where
             load_id > {{ "'" ~ last_load_id ~ "'" if last_load_id else "''" }}
             or event_at >= (
-                select max(raw_events."timestamp") from {{ source('raw', 'events') }} as raw_events
+                select max(raw_events.{{ adapter.quote('timestamp') }}) from {{ source('raw', 'events') }} as raw_events
             ) - interval '{{ var("lookback_days") }} days'
             or anonymous_id in (
                 select identity_map.anonymous_id
@@ -47,8 +47,8 @@ events as (
             )
             {%- if var('start_date', none) and var('end_date', none) %}
                 or (
-                    event_at >= cast('{{ var("start_date") }}' as timestamp) at time zone 'UTC'
-                    and event_at < cast('{{ var("end_date") }}' as timestamp) at time zone 'UTC'
+                    event_at >= {{ at_utc("cast('" ~ var("start_date") ~ "' as timestamp)") }}
+                    and event_at < {{ at_utc("cast('" ~ var("end_date") ~ "' as timestamp)") }}
                 )
             {%- endif %}
     {%- endif %}

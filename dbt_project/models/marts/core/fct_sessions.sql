@@ -43,7 +43,7 @@ activity as (
         events.is_activity
     {%- if is_incremental() %}
             and events.event_date >= (
-                select min(cast(scope.rebuild_from at time zone 'UTC' as date))
+                select min(cast({{ at_utc('scope.rebuild_from') }} as date))
                 from {{ scope }} as scope
             )
         {%- endif %}
@@ -84,16 +84,16 @@ sessions as (
     select
         person_id,
         session_number,
-        (array_agg(message_id order by event_at, message_id))[1] as first_message_id,
+        {{ first_by('message_id', 'event_at, message_id') }} as first_message_id,
         min(event_at) as session_start,
         max(event_at) as session_end,
         count(*) as event_count,
         count(*) filter (where event_type = 'page') as page_views,
-        (array_agg(page_path order by event_at, message_id) filter (where event_type = 'page'))[1] as landing_page,
-        (array_agg(referrer order by event_at, message_id) filter (where referrer is not null))[1] as referrer,
-        (array_agg(utm_source order by event_at, message_id) filter (where utm_source is not null))[1] as utm_source,
-        (array_agg(utm_medium order by event_at, message_id) filter (where utm_medium is not null))[1] as utm_medium,
-        (array_agg(utm_campaign order by event_at, message_id) filter (where utm_campaign is not null))[1]
+        {{ first_by('page_path', 'event_at, message_id', filter="event_type = 'page'") }} as landing_page,
+        {{ first_by('referrer', 'event_at, message_id', filter="referrer is not null") }} as referrer,
+        {{ first_by('utm_source', 'event_at, message_id', filter="utm_source is not null") }} as utm_source,
+        {{ first_by('utm_medium', 'event_at, message_id', filter="utm_medium is not null") }} as utm_medium,
+        {{ first_by('utm_campaign', 'event_at, message_id', filter="utm_campaign is not null") }}
             as utm_campaign
     from numbered
     group by person_id, session_number
@@ -101,12 +101,12 @@ sessions as (
 )
 
 select
-    cast(md5(person_id || ':' || first_message_id) as text) as session_id,
+    cast(md5(person_id || ':' || first_message_id) as {{ text_type() }}) as session_id,
     person_id,
     session_start,
     session_end,
-    cast(session_start at time zone 'UTC' as date) as session_date,
-    cast(extract(epoch from session_end - session_start) as numeric(20, 3)) as duration_seconds,
+    cast({{ at_utc('session_start') }} as date) as session_date,
+    cast({{ seconds_between('session_start', 'session_end') }} as numeric(20, 3)) as duration_seconds,
     cast(event_count as integer) as event_count,
     cast(page_views as integer) as page_views,
     landing_page,

@@ -25,7 +25,7 @@ entries as (
         person_id,
         min(cohort_date) as cohort_date,
         max(step_index) as steps_reached,
-        (array_agg(entry_attributes) filter (where step_index = 1))[1] as entry_attributes
+        {{ first_by('entry_attributes', 'step_index', filter='step_index = 1') }} as entry_attributes
     from reached
     group by funnel_name, person_id
 
@@ -39,15 +39,14 @@ labelled as (
         {%- set dimensions = [] %}
         {%- for dimension in funnel['breakdowns'] %}
             {%- do dimensions.append(
-                "('" ~ dimension ~ "', cast(" ~ funnel_breakdown_expression(dimension) ~ " as text))") %}
+                ["'" ~ dimension ~ "'", "cast(" ~ funnel_breakdown_expression(dimension) ~ " as " ~ text_type() ~ ")"]) %}
         {%- endfor %}
         {%- do selects.append(
             "select entries.funnel_name, entries.cohort_date, entries.steps_reached, dimension.breakdown_by, "
             ~ "coalesce(dimension.breakdown_value, '(none)') as breakdown_value "
             ~ "from entries "
             ~ "left join " ~ ref('dim_users') ~ " as people on entries.person_id = people.person_id "
-            ~ "cross join lateral (values " ~ dimensions | join(', ')
-            ~ ") as dimension (breakdown_by, breakdown_value) "
+            ~ "cross join " ~ lateral_rows(dimensions, 'dimension', ['breakdown_by', 'breakdown_value']) ~ " "
             ~ "where entries.funnel_name = '" ~ (funnel['name'] | replace("'", "''")) ~ "'"
         ) %}
     {%- endfor %}
@@ -55,11 +54,11 @@ labelled as (
         {{ selects | join('\n        union all\n        ') }}
     {%- else %}
         select
-            cast(null as text) as funnel_name,
+            cast(null as {{ text_type() }}) as funnel_name,
             cast(null as date) as cohort_date,
             0 as steps_reached,
-            cast(null as text) as breakdown_by,
-            cast(null as text) as breakdown_value
+            cast(null as {{ text_type() }}) as breakdown_by,
+            cast(null as {{ text_type() }}) as breakdown_value
         where false
     {%- endif %}
 
@@ -117,12 +116,12 @@ with_previous as (
 )
 
 select
-    cast(funnel_name as text) as funnel_name,
-    cast(breakdown_by as text) as breakdown_by,
-    cast(breakdown_value as text) as breakdown_value,
+    cast(funnel_name as {{ text_type() }}) as funnel_name,
+    cast(breakdown_by as {{ text_type() }}) as breakdown_by,
+    cast(breakdown_value as {{ text_type() }}) as breakdown_value,
     cast(cohort_date as date) as cohort_date,
     cast(step_index as integer) as step_index,
-    cast(step_name as text) as step_name,
+    cast(step_name as {{ text_type() }}) as step_name,
     cast(persons as bigint) as persons,
     {{ funnel_conversions() }}
 from with_previous

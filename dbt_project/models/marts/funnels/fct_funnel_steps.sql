@@ -18,11 +18,12 @@ steps as (
 calendar as (
 
     select cast(calendar_day as date) as cohort_date
-    from generate_series(
-        (select min(event_date) from {{ ref('int_event_days') }}),
-        (select max(event_date) from {{ ref('int_event_days') }}),
-        interval '1 day'
-    ) as calendar_day
+    from {{ series(
+        "(select min(event_date) from " ~ ref('int_event_days') ~ ")",
+        "(select max(event_date) from " ~ ref('int_event_days') ~ ")",
+        'calendar_day',
+        step="interval '1 day'",
+    ) }}
 
 ),
 
@@ -70,11 +71,11 @@ with_previous as (
 )
 
 select
-    cast(funnel_name as text) as funnel_name,
+    cast(funnel_name as {{ text_type() }}) as funnel_name,
     cast(cohort_date as date) as cohort_date,
     cast(step_index as integer) as step_index,
-    cast(step_name as text) as step_name,
+    cast(step_name as {{ text_type() }}) as step_name,
     cast(persons as bigint) as persons,
     {{ funnel_conversions() }},
-    cast(median_seconds_from_previous as numeric(20, 3)) as median_seconds_from_previous
+    {{ double_to_decimal('median_seconds_from_previous', 'numeric(20, 3)') }} as median_seconds_from_previous
 from with_previous

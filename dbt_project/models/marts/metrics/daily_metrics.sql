@@ -46,7 +46,7 @@ calendar as (
 
     select cast(calendar_day.calendar_day as date) as date
     from bounds
-    cross join lateral generate_series(bounds.first_date, bounds.last_date, interval '1 day') as calendar_day
+    cross join lateral {{ series('bounds.first_date', 'bounds.last_date', 'calendar_day', step="interval '1 day'") }}
     {%- if nothing_changed %}
         where false
     {%- endif %}
@@ -116,11 +116,11 @@ dau as (
 new_people as (
 
     select
-        cast(first_activity_at at time zone 'UTC' as date) as first_activity_date,
+        cast({{ at_utc('first_activity_at') }} as date) as first_activity_date,
         count(*) as new_people
     from {{ ref('dim_users') }}
-    where first_activity_at >= (select cast(bounds.first_date as timestamp) at time zone 'UTC' from bounds)
-    group by cast(first_activity_at at time zone 'UTC' as date)
+    where first_activity_at >= (select {{ at_utc('cast(bounds.first_date as timestamp)') }} from bounds)
+    group by cast({{ at_utc('first_activity_at') }} as date)
 
 ),
 
@@ -195,25 +195,22 @@ unpivoted as (
         metric.metric_name,
         metric.value
     from filled
-    cross join lateral (
-        values
-        ('dau', cast(filled.dau as numeric)),
-        ('wau', cast(filled.wau as numeric)),
-        ('mau', cast(filled.mau as numeric)),
-        ('stickiness', case when filled.mau > 0 then round(cast(filled.dau as numeric) / filled.mau, 6) else 0 end),
-        ('signups', cast(filled.signups as numeric)),
-        ('new_people', cast(filled.new_people as numeric)),
-        ('events', cast(filled.events as numeric)),
-        ('revenue', cast(filled.revenue as numeric)),
-        ('mrr', cast(filled.mrr as numeric)),
-        ('sessions', cast(filled.sessions as numeric))
-    ) as metric (metric_name, value)
+    {%- set metrics = [] %}
+    {%- for name in ['dau', 'wau', 'mau', 'stickiness', 'signups', 'new_people', 'events', 'revenue', 'mrr', 'sessions'] %}
+        {%- if name == 'stickiness' %}
+            {%- set value = "case when filled.mau > 0 then round(cast(filled.dau as " ~ numeric_type() ~ ") / filled.mau, 6) else 0 end" %}
+        {%- else %}
+            {%- set value = "filled." ~ name %}
+        {%- endif %}
+        {%- do metrics.append(["'" ~ name ~ "'", "cast(" ~ value ~ " as " ~ numeric_type() ~ ")"]) %}
+    {%- endfor %}
+    cross join {{ lateral_rows(metrics, 'metric', ['metric_name', 'value']) }}
 
 )
 
 select
     cast(date as date) as date,
-    cast(metric_name as text) as metric_name,
+    cast(metric_name as {{ text_type() }}) as metric_name,
     cast(value as numeric(20, 6)) as value,
     {{ built_at() }} as _built_at
 from unpivoted

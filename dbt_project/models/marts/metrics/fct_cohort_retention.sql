@@ -9,7 +9,7 @@ people as (
 
     select
         person_id,
-        cast(coalesce(signed_up_at, first_activity_at) at time zone 'UTC' as timestamp) as cohort_at
+        cast({{ at_utc('coalesce(signed_up_at, first_activity_at)') }} as timestamp) as cohort_at
     from {{ ref('dim_users') }}
     where coalesce(signed_up_at, first_activity_at) is not null
 
@@ -57,7 +57,8 @@ cohort_activity as (
         cohorts.cohort_start,
         cohorts.person_id,
         case
-            when cohorts.grain = 'week' then (active_periods.period_start - cohorts.cohort_start) / 7
+            when cohorts.grain = 'week'
+                then {{ int_div(days_between('cohorts.cohort_start', 'active_periods.period_start'), 7) }}
             else
                 (extract(year from active_periods.period_start) - extract(year from cohorts.cohort_start)) * 12
                 + extract(month from active_periods.period_start) - extract(month from cohorts.cohort_start)
@@ -91,16 +92,17 @@ periods as (
         cast(period_number as integer) as period_number
     from cohort_sizes
     cross join last_day
-    cross join lateral generate_series(
-        0,
+    {%- set last_period %}
         cast(case
             when cohort_sizes.grain = 'week'
-                then (cast(date_trunc('week', last_day.last_day) as date) - cohort_sizes.cohort_start) / 7
+                then {{ int_div(days_between(
+                    'cohort_sizes.cohort_start', "cast(date_trunc('week', last_day.last_day) as date)"), 7) }}
             else
                 (extract(year from last_day.last_day) - extract(year from cohort_sizes.cohort_start)) * 12
                 + extract(month from last_day.last_day) - extract(month from cohort_sizes.cohort_start)
         end as integer)
-    ) as period_number
+    {%- endset %}
+    cross join lateral {{ series('0', last_period, 'period_number') }}
 
 ),
 
@@ -159,15 +161,15 @@ unbounded as (
 )
 
 select
-    cast(periods.grain as text) as cohort_grain,
+    cast(periods.grain as {{ text_type() }}) as cohort_grain,
     periods.cohort_start,
     periods.period_number,
     cast(periods.cohort_size as bigint) as cohort_size,
     cast(coalesce(retained.retained_persons, 0) as bigint) as retained_persons,
-    cast(cast(coalesce(retained.retained_persons, 0) as numeric) / periods.cohort_size as numeric(20, 6))
+    cast(cast(coalesce(retained.retained_persons, 0) as {{ numeric_type() }}) / periods.cohort_size as numeric(20, 6))
         as retention_rate,
     cast(unbounded.unbounded_retained_persons as bigint) as unbounded_retained_persons,
-    cast(cast(unbounded.unbounded_retained_persons as numeric) / periods.cohort_size as numeric(20, 6))
+    cast(cast(unbounded.unbounded_retained_persons as {{ numeric_type() }}) / periods.cohort_size as numeric(20, 6))
         as unbounded_retention_rate
 from periods
 left join retained

@@ -11,19 +11,19 @@ changes as (
         message_id,
         changed_at,
         mrr,
-        cast(date_trunc('month', changed_at at time zone 'UTC') as date) as month
+        cast(date_trunc('month', {{ at_utc('changed_at') }}) as date) as month
     from {{ ref('int_mrr_changes') }}
 
 ),
 
 month_end_values as (
 
-    select distinct on (person_id, month)
+    select
         person_id,
         month,
-        mrr
+        {{ last_by('mrr', 'changed_at, message_id') }} as mrr
     from changes
-    order by person_id asc, month asc, changed_at desc, message_id desc
+    group by person_id, month
 
 ),
 
@@ -45,7 +45,7 @@ spine as (
     from month_end_values
     group by person_id) as firsts
     cross join last_month
-    cross join lateral generate_series(firsts.first_month, last_month.last_month, interval '1 month') as month
+    cross join lateral {{ series('firsts.first_month', 'last_month.last_month', 'month', step="interval '1 month'") }}
 
 ),
 
@@ -78,9 +78,11 @@ with_history as (
         *,
         coalesce(lag(mrr) over by_person, 0) as previous_mrr,
         coalesce(bool_or(mrr > 0) over (
-            by_person rows between unbounded preceding and 1 preceding
+            partition by person_id order by month rows between unbounded preceding and 1 preceding
         ), false) as paid_before,
-        bool_or(mrr > 0) over (by_person rows between unbounded preceding and current row) as paying_yet
+        bool_or(mrr > 0) over (
+            partition by person_id order by month rows between unbounded preceding and current row
+        ) as paying_yet
     from filled
     window by_person as (partition by person_id order by month)
 
@@ -97,6 +99,6 @@ select
         when previous_mrr > 0 and mrr = 0 then 'churn'
         when mrr > previous_mrr then 'expansion'
         when mrr < previous_mrr then 'contraction'
-    end as text) as change_category
+    end as {{ text_type() }}) as change_category
 from with_history
 where paying_yet

@@ -6,11 +6,12 @@ with
 months as (
 
     select cast(month as date) as month
-    from generate_series(
-        (select date_trunc('month', cast(min(event_date) as timestamp)) from {{ ref('int_event_days') }}),
-        (select date_trunc('month', cast(max(event_date) as timestamp)) from {{ ref('int_event_days') }}),
-        interval '1 month'
-    ) as month
+    from {{ series(
+        "(select date_trunc('month', cast(min(event_date) as timestamp)) from " ~ ref('int_event_days') ~ ")",
+        "(select date_trunc('month', cast(max(event_date) as timestamp)) from " ~ ref('int_event_days') ~ ")",
+        'month',
+        step="interval '1 month'",
+    ) }}
 
 ),
 
@@ -65,7 +66,7 @@ rates as (
 
     select
         *,
-        case when start_customers > 0 then cast(churned_customers as numeric) / start_customers end
+        case when start_customers > 0 then cast(churned_customers as {{ numeric_type() }}) / start_customers end
             as logo_churn_rate,
         case when start_mrr > 0 then (churned_mrr + contraction_mrr) / start_mrr end as revenue_churn_rate,
         case

@@ -1,0 +1,228 @@
+"""The lake: validated, deduplicated events as a Parquet table partitioned by event date, under EVENTS_LAKE_URL
+(a folder, or s3://bucket/prefix).
+
+    <EVENTS_LAKE_URL>/events/event_date=YYYY-MM-DD/events.parquet    every raw.events row of that UTC day
+    <EVENTS_LAKE_URL>/marts/<model>/                                 the marts, when built by the spark engine
+
+The events files have the columns and types of the cold tier's archive files (orchestration/archive.py: the
+raw.events columns; jsonb as JSON text, timestamps as UTC microseconds), so Spark, DuckDB, Athena or Trino read
+both the same way. PostgreSQL stays the point where events are deduplicated: `sync_lake` writes each day whose
+rows changed since its last write (new loads, late events, `analyticspro forget`), as one file replaced whole
+(a rename on a folder, a single PUT on S3), so a reader never sees half a day and a re-run writes nothing new.
+Days archived to the cold tier keep their lake file (the lake keeps every day; the warm window is PostgreSQL's).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from psycopg2 import sql
+
+from ingestion.settings import PROJECT_ROOT, Settings, normalize_bucket_url
+
+DEFAULT_LAKE = PROJECT_ROOT / "data" / "lake"
+EVENTS_FOLDER = "events"
+FILE_NAME = "events.parquet"
+MANIFEST_DDL = """
+create schema if not exists ops;
+create table if not exists ops.lake_days (
+    event_date date primary key,
+    row_count bigint not null,
+    max_load_id text not null,
+    object_url text not null,
+    written_at timestamptz not null
+);
+comment on table ops.lake_days is
+    'Days of raw.events written to the lake (EVENTS_LAKE_URL/events/event_date=YYYY-MM-DD/events.parquet).';
+"""
+
+
+def lake_url(explicit: str | None = None) -> str:
+    """EVENTS_LAKE_URL (a local folder made absolute, or s3://…), else <project>/data/lake."""
+    url = explicit or os.environ.get("EVENTS_LAKE_URL") or str(DEFAULT_LAKE)
+    return normalize_bucket_url(url).rstrip("/")
+
+
+def day_url(lake: str, day: date) -> str:
+    return f"{lake}/{EVENTS_FOLDER}/event_date={day.isoformat()}/{FILE_NAME}"
+
+
+@dataclass
+class LakeSync:
+    lake: str
+    days_written: int = 0
+    rows_written: int = 0
+    days_removed: int = 0
+    days_unchanged: int = 0
+
+    def describe(self) -> str:
+        return (
+            f"lake {self.lake}: {self.days_written} day(s) written ({self.rows_written:,} events), "
+            f"{self.days_unchanged} unchanged, {self.days_removed} removed"
+        )
+
+
+def _filesystem(lake: str) -> Any:
+    from dlt.common.storages.fsspec_filesystem import fsspec_filesystem
+
+    from ingestion.pipeline import aws_credentials_from_env
+
+    credentials = aws_credentials_from_env() if lake.startswith("s3://") else None
+    fs, _ = fsspec_filesystem(lake, credentials)
+    return fs
+
+
+def _write(fs: Any, url: str, table: pa.Table) -> None:
+    if "://" not in url:  # a folder: write beside, then rename over the old file (atomic)
+        folder = Path(url).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".events-", suffix=".parquet")
+        os.close(handle)
+        try:
+            pq.write_table(table, temporary, compression="zstd")
+            os.replace(temporary, url)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    with fs.open(url, "wb") as handle:  # one PUT: readers see the old file or the new one
+        handle.write(buffer.getvalue())
+
+
+def _select_list(columns: list[tuple]) -> tuple[sql.Composable, dict[str, pa.DataType], dict[str, pa.DataType]]:
+    """SELECT items that COPY prints unambiguously, the CSV column types to read them as, and the final types."""
+    from orchestration.archive import _arrow_type
+
+    items, read_types, final_types = [], {}, {}
+    for name, data_type, precision, scale in columns:
+        final = _arrow_type(data_type, precision, scale)
+        final_types[name] = final
+        column = sql.Identifier(name)
+        if pa.types.is_timestamp(final):  # exact microseconds since the epoch (UTC)
+            items.append(sql.SQL("(extract(epoch from {}) * 1000000)::bigint as {}").format(column, column))
+            read_types[name] = pa.int64()
+        elif pa.types.is_string(final) and data_type not in ("text", "character varying"):
+            items.append(sql.SQL("{}::text as {}").format(column, column))
+            read_types[name] = pa.string()
+        else:
+            items.append(column)
+            read_types[name] = final
+    return sql.SQL(", ").join(items), read_types, final_types
+
+
+def _fetch_day(cursor, columns: list[tuple], day: date) -> pa.Table:
+    select, read_types, final_types = _select_list(columns)
+    buffer = io.BytesIO()
+    query = sql.SQL(
+        "copy (select {} from raw.events where \"timestamp\" >= %s and \"timestamp\" < %s order by message_id) "
+        "to stdout (format csv, header true, force_quote *)"
+    ).format(select)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    end = start + (datetime(2000, 1, 2) - datetime(2000, 1, 1))
+    cursor.copy_expert(cursor.mogrify(query, (start, end)).decode(), buffer)
+    buffer.seek(0)
+    names = [column[0] for column in columns]
+    table = pa_csv.read_csv(
+        buffer,
+        convert_options=pa_csv.ConvertOptions(
+            column_types=read_types,
+            # force_quote: only NULL is unquoted-empty, so '' stays ''
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    arrays = []
+    for name in names:
+        column = table.column(name)
+        final = final_types[name]
+        if pa.types.is_timestamp(final):
+            column = pc.cast(column, pa.timestamp("us")).cast(final)
+        arrays.append(column)
+    return pa.table(arrays, schema=pa.schema([pa.field(n, final_types[n]) for n in names]))
+
+
+def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], None] = print) -> LakeSync:
+    """Write every day of raw.events whose rows changed since the lake last got it; remove days that have no rows
+    any more (unless archived to the cold tier). Idempotent: a second run writes nothing."""
+    from orchestration.archive import _columns, archived_dates
+
+    lake = lake_url(lake)
+    result = LakeSync(lake=lake)
+    connection = psycopg2.connect(settings.database_url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(MANIFEST_DDL)
+            connection.commit()
+            cursor.execute("select to_regclass('raw.events') is not null")
+            if not cursor.fetchone()[0]:
+                say("lake: raw.events does not exist yet (nothing loaded); nothing to write")
+                return result
+            cursor.execute(
+                """
+                select ("timestamp" at time zone 'UTC')::date, count(*), max(_dlt_load_id)
+                from raw.events group by 1 order by 1
+                """
+            )
+            current = {day: (count, load_id) for day, count, load_id in cursor.fetchall()}
+            cursor.execute("select event_date, row_count, max_load_id, object_url from ops.lake_days")
+            written = {day: (count, load_id, url) for day, count, load_id, url in cursor.fetchall()}
+            columns = _columns(cursor, "raw", "events")
+            fs = _filesystem(lake)
+            changed = [
+                day
+                for day, state in current.items()
+                if written.get(day, (None, None, None))[:2] != state
+                or written[day][2] != day_url(lake, day)
+                or not fs.exists(day_url(lake, day))
+            ]
+            result.days_unchanged = len(current) - len(changed)
+            if changed:
+                say(f"lake: writing {len(changed)} day(s) of events to {lake}/{EVENTS_FOLDER}/")
+
+            for index, day in enumerate(changed, 1):
+                table = _fetch_day(cursor, columns, day)
+                url = day_url(lake, day)
+                _write(fs, url, table)
+                count, load_id = current[day]
+                cursor.execute(
+                    """
+                    insert into ops.lake_days (event_date, row_count, max_load_id, object_url, written_at)
+                    values (%s, %s, %s, %s, now())
+                    on conflict (event_date) do update set row_count = excluded.row_count,
+                        max_load_id = excluded.max_load_id, object_url = excluded.object_url, written_at = now()
+                    """,
+                    (day, count, load_id, url),
+                )
+                connection.commit()
+                result.days_written += 1
+                result.rows_written += table.num_rows
+                if index % 10 == 0 or index == len(changed):
+                    say(f"lake: {index}/{len(changed)} days, {result.rows_written:,} events")
+            archived = set(archived_dates(connection))
+            for day in sorted(set(written) - set(current) - archived):
+                url = written[day][2]
+                if fs.exists(url):
+                    fs.rm(url)
+                cursor.execute("delete from ops.lake_days where event_date = %s", (day,))
+                connection.commit()
+                result.days_removed += 1
+    finally:
+        connection.close()
+    return result
