@@ -128,7 +128,7 @@ def _fetch_day(cursor, columns: list[tuple], day: date) -> pa.Table:
     select, read_types, final_types = _select_list(columns)
     buffer = io.BytesIO()
     query = sql.SQL(
-        "copy (select {} from raw.events where \"timestamp\" >= %s and \"timestamp\" < %s order by message_id) "
+        'copy (select {} from raw.events where "timestamp" >= %s and "timestamp" < %s order by message_id) '
         "to stdout (format csv, header true, force_quote *)"
     ).format(select)
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -226,3 +226,20 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     finally:
         connection.close()
     return result
+
+
+def lake_marts(lake: str | None = None) -> dict[str, int]:
+    """The marts a Spark build wrote to the lake, with their row counts (from the Parquet footers)."""
+    import pyarrow.dataset as ds
+
+    lake = lake_url(lake)
+    fs = _filesystem(lake)
+    root = f"{lake}/marts"
+    if not fs.exists(root):
+        return {}
+    counts = {}
+    for entry in sorted(fs.ls(root, detail=False)):
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        dataset = ds.dataset(entry, format="parquet", partitioning="hive", filesystem=fs, exclude_invalid_files=True)
+        counts[name] = dataset.count_rows()
+    return counts

@@ -248,24 +248,44 @@ def materialize_windows(sources: list[str]) -> list[tuple[date, date]]:
     return run_windows(days)
 
 
+def use_engine(engine: str) -> None:
+    """Select the engine the marts build on for this process and the processes it starts (ANALYTICSPRO_ENGINE)."""
+    from orchestration.engines import ENGINES, check_spark_installed, spark_environment
+
+    if engine not in ENGINES:
+        raise ValueError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}")
+    os.environ["ANALYTICSPRO_ENGINE"] = engine
+    if engine == "spark":
+        check_spark_installed()
+        os.environ.update(spark_environment())
+
+
 def run_materialize(
-    *, window: tuple[date, date] | None = None, log_level: str = "INFO", full_refresh: bool = False
+    *,
+    window: tuple[date, date] | None = None,
+    log_level: str = "INFO",
+    full_refresh: bool = False,
+    engine: str | None = None,
 ) -> bool:
     """Materialize every load-and-transform asset through Dagster over the daily partitions window (first, last)
     (default: materialize_windows, the days with new objects and today), each stretch of days as one run (a
-    single-run backfill, recorded in DAGSTER_HOME); True when every run succeeded."""
+    single-run backfill, recorded in DAGSTER_HOME), on the engine given (default ANALYTICSPRO_ENGINE, else
+    postgres) and the executor DAGSTER_EXECUTOR names; True when every run succeeded."""
     import dagster as dg
 
     from ingestion.events import configured_sources
     from orchestration.defs.transform.project import analyticspro_dbt_project
+    from orchestration.engines import current_engine, current_executor
     from orchestration.partitions import partition_range_tags
 
+    use_engine(engine or current_engine())
+    executor = current_executor()
     _dagster_home()
     _say("checking the dbt manifest (dbt parse if models changed)")
     analyticspro_dbt_project(refresh=True)
     windows = [window] if window is not None else materialize_windows(configured_sources())
-    _say("loading Dagster definitions")
-    from orchestration.definitions import MATERIALIZE_ALL_JOB, build_definitions
+    _say(f"loading Dagster definitions (marts on {os.environ['ANALYTICSPRO_ENGINE']}, {executor} executor)")
+    from orchestration.definitions import MATERIALIZE_ALL_JOB, build_definitions, resolved_materialize_all_job
 
     defs = build_definitions()  # from the environment now (not whatever it was when the module was imported)
 
@@ -274,11 +294,22 @@ def run_materialize(
     run_config["ops"] = {"dbt_models": {"config": {"full_refresh": full_refresh}}}
     for first, last in windows:
         span = first.isoformat() if first == last else f"{first} .. {last}"
-        _say(f"materializing job {MATERIALIZE_ALL_JOB!r} for the daily partitions {span}: load -> dbt -> hot metrics")
+        steps = "load -> lake -> dbt on spark" if os.environ["ANALYTICSPRO_ENGINE"] == "spark" else "load -> dbt"
+        _say(f"materializing job {MATERIALIZE_ALL_JOB!r} for the daily partitions {span}: {steps} -> hot metrics")
+        tags = partition_range_tags(first, last)
         with dg.DagsterInstance.get() as instance:
-            result = job.execute_in_process(
-                instance=instance, run_config=run_config, tags=partition_range_tags(first, last), raise_on_error=False
-            )
+            if executor == "in_process":
+                result = job.execute_in_process(
+                    instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+                )
+            else:  # step processes (or Celery workers, Kubernetes jobs) rebuild the job from its module
+                result = dg.execute_job(
+                    dg.reconstructable(resolved_materialize_all_job),
+                    instance=instance,
+                    run_config=run_config,
+                    tags=tags,
+                    raise_on_error=False,
+                )
         if not result.success:
             failed = [event.step_key for event in result.all_events if event.is_step_failure]
             _say(
@@ -289,6 +320,24 @@ def run_materialize(
         _say(f"run {result.run_id} succeeded")
         run_config["ops"]["dbt_models"]["config"]["full_refresh"] = False  # once is enough
     return True
+
+
+def print_lake_summary() -> None:
+    from ingestion.lake import lake_marts, lake_url
+
+    lake = lake_url()
+    marts = lake_marts(lake)
+    lines = [
+        "",
+        f"Marts built on Spark, as Parquet tables in the lake {lake}/marts/:",
+        *[f"  {name:<24}{rows:>12,} rows" for name, rows in marts.items()],
+        "",
+        "Read them with any engine that reads Parquet, e.g.:",
+        f"  duckdb -c \"select * from read_parquet('{lake}/marts/daily_metrics/*.parquet')"
+        ' order by date desc limit 10"',
+        "  (Spark: spark.read.parquet(...); Athena/Trino: CREATE EXTERNAL TABLE ... LOCATION '<lake>/marts/<model>/')",
+    ]
+    print("\n".join(lines), flush=True)
 
 
 def print_summary(day: date | None = None) -> None:
@@ -354,10 +403,52 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         window = (date.fromisoformat(args.start_date), date.fromisoformat(args.end_date))
         if window[0] > window[1]:
             raise ValueError(f"--start-date {window[0]} is after --end-date {window[1]}")
-    ok = run_materialize(window=window, log_level=args.log_level, full_refresh=args.full_refresh)
+    ok = run_materialize(window=window, log_level=args.log_level, full_refresh=args.full_refresh, engine=args.engine)
     if ok:
         print_summary(date.fromisoformat(args.day) if args.day else None)
+        if args.engine == "spark":
+            print_lake_summary()
     return 0 if ok else 1
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker that runs the steps of Dagster runs started with DAGSTER_EXECUTOR=celery."""
+    import tempfile
+
+    import yaml
+
+    from orchestration.engines import DEFAULT_CELERY_QUEUE, EngineError, celery_config
+
+    try:
+        from dagster_celery.cli import worker_start_command
+    except ImportError:
+        raise EngineError(
+            "`analyticspro worker` needs dagster-celery, the `celery` extra: run `uv sync --extra celery` "
+            "or `pip install 'analyticspro[celery]'`"
+        ) from None
+    _dagster_home()  # the worker reads and writes the runs' events in the same Dagster instance
+    if args.engine:
+        use_engine(args.engine)
+    config = celery_config()
+    queue = config["config_source"]["task_default_queue"] or DEFAULT_CELERY_QUEUE
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump({"execution": {"config": config}}, handle)
+    _say(f"Celery worker {args.name or ''} on queue {queue!r}, broker {_redacted(config['broker'])}".replace("  ", " "))
+    command = ["-A", "dagster_celery.app", "-y", handle.name, "-q", queue, "--loglevel", args.log_level]
+    if args.name:
+        command += ["--name", args.name]
+    command += ["--", f"--concurrency={args.concurrency}"]
+    try:
+        return worker_start_command.main(command, standalone_mode=False) or 0
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+
+
+def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return url.replace(f":{parts.password}@", ":***@") if parts.password else url
 
 
 def refuse_full_refresh_if_archived() -> None:
@@ -488,7 +579,25 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="Dagster console log level (default INFO)",
     )
+    p.add_argument(
+        "--engine",
+        choices=["postgres", "spark"],
+        default=os.environ.get("ANALYTICSPRO_ENGINE") or "postgres",
+        help="where the marts are built: postgres (default; ANALYTICSPRO_ENGINE) or spark (the lake under "
+        "EVENTS_LAKE_URL, default data/lake; needs the spark extra and Java 17)",
+    )
     p.set_defaults(func=cmd_materialize)
+
+    p = sub.add_parser(
+        "worker",
+        help="run a Celery worker for DAGSTER_EXECUTOR=celery (start one or more on any machine with the same "
+        "DAGSTER_PG_URL, CELERY_BROKER_URL and code)",
+    )
+    p.add_argument("--name", help="worker name (default: a unique one)")
+    p.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once (default 1)")
+    p.add_argument("--engine", choices=["postgres", "spark"], help="ANALYTICSPRO_ENGINE for the steps it runs")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("archive", help="move fct_events days older than WARM_DAYS to Parquet in the bucket")
     p.set_defaults(func=cmd_archive)

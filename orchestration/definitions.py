@@ -14,7 +14,7 @@ from orchestration.defs.serving.hot_metrics import build_serving_defs
 from orchestration.defs.storage import build_storage_defs
 from orchestration.defs.transform.assets import build_transform_defs
 
-__all__ = ["MATERIALIZE_ALL_JOB", "REALTIME_JOB", "build_definitions", "defs"]
+__all__ = ["MATERIALIZE_ALL_JOB", "REALTIME_JOB", "build_definitions", "defs", "resolved_materialize_all_job"]
 
 
 def build_definitions() -> dg.Definitions:
@@ -31,3 +31,9 @@ def build_definitions() -> dg.Definitions:
 
 
 defs = build_definitions()
+
+
+def resolved_materialize_all_job() -> dg.JobDefinition:
+    """The marts job, resolved: what dg.reconstructable points step processes and Celery workers at (they rebuild
+    it from the environment they inherit)."""
+    return build_definitions().resolve_job_def(MATERIALIZE_ALL_JOB)

@@ -98,11 +98,7 @@ def differences(postgres: pd.DataFrame, spark: pd.DataFrame, model: str, limit: 
         found.append(f"{model}: {len(postgres)} rows on postgres, {len(spark)} on spark")
     columns = sorted(pg_columns)
     for pg_row, spark_row in zip(_rows(postgres, columns), _rows(spark, columns), strict=False):
-        bad = [
-            f"{c}: {a!r} != {b!r}"
-            for c, a, b in zip(columns, pg_row, spark_row, strict=True)
-            if not _same(a, b)
-        ]
+        bad = [f"{c}: {a!r} != {b!r}" for c, a, b in zip(columns, pg_row, spark_row, strict=True) if not _same(a, b)]
         if bad:
             found.append(f"{model}: {'; '.join(bad)}")
             if len(found) >= limit:

@@ -20,6 +20,7 @@ from ingestion.bucket import object_date, object_key
 from ingestion.events import unloaded_objects
 from ingestion.settings import get_settings, utc_today
 from orchestration.dbt_vars import lookback_days
+from orchestration.engines import pipeline_executor
 from orchestration.partitions import partition_range_tags, run_windows
 from orchestration.realtime import refresh_windows
 
@@ -33,13 +34,18 @@ HOT_METRICS = dg.AssetKey(["hot_metrics"])
 OUTSIDE_PIPELINE = dg.AssetSelection.groups("storage", "privacy")
 
 
-materialize_all = dg.define_asset_job(
-    MATERIALIZE_ALL_JOB,
-    selection=dg.AssetSelection.all() - OUTSIDE_PIPELINE,
-    description="Load the events of the selected days, build every dbt model and test for them (vars start_date/"
-    "end_date), fold new events into the Redis hot metrics. Backfill any range from the Partitions tab.",
-    tags={"analyticspro/pipeline": "marts"},
-)
+def materialize_all_job() -> dg.UnresolvedAssetJobDefinition:
+    """The marts job, on the executor DAGSTER_EXECUTOR names (orchestration/engines.py; multiprocess by default)."""
+    return dg.define_asset_job(
+        MATERIALIZE_ALL_JOB,
+        selection=dg.AssetSelection.all() - OUTSIDE_PIPELINE,
+        description="Load the events of the selected days, build every dbt model and test for them (vars start_date/"
+        "end_date; on Spark: sync the lake, rebuild from it), fold new events into the Redis hot metrics. Backfill any "
+        "range from the Partitions tab.",
+        tags={"analyticspro/pipeline": "marts"},
+        executor_def=pipeline_executor(),
+    )
+
 
 realtime_load = dg.define_asset_job(
     REALTIME_JOB,
@@ -52,7 +58,7 @@ realtime_load = dg.define_asset_job(
 
 
 @dg.schedule(
-    job=materialize_all,
+    job_name=MATERIALIZE_ALL_JOB,
     cron_schedule="5 * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -64,7 +70,7 @@ def hourly_marts(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
 
 
 @dg.schedule(
-    job=materialize_all,
+    job_name=MATERIALIZE_ALL_JOB,
     cron_schedule="30 0 * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
@@ -94,7 +100,9 @@ def _waiting_run(instance: dg.DagsterInstance) -> str | None:
 
 
 @dg.sensor(
-    job=realtime_load, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING
+    job_name=REALTIME_JOB,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """New objects under EVENTS_BUCKET_URL -> one realtime_load run over the days they belong to."""
@@ -122,7 +130,9 @@ def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
 
 
 @dg.sensor(
-    job=realtime_load, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING
+    job_name=REALTIME_JOB,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def kinesis_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """Records after the committed positions on KINESIS_STREAM_NAME -> a realtime_load run for today."""
@@ -146,7 +156,7 @@ def kinesis_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
 
 def build_automation_defs() -> dg.Definitions:
     return dg.Definitions(
-        jobs=[materialize_all, realtime_load],
+        jobs=[materialize_all_job(), realtime_load],
         schedules=[hourly_marts, daily_marts],
         sensors=[bucket_sensor, kinesis_sensor],
     )

@@ -3,8 +3,12 @@ KINESIS_STREAM_NAME when set) -> raw.events, through the same function `analytic
 
 Partitioned by UTC day: a run of partitions [start, end) loads the not-yet-loaded bucket objects of those days
 (the date in the object's key folders, else its modification date), and the stream's new records when the
-window includes today."""
+window includes today.
 
+`lake/events` writes the loaded events to the lake (EVENTS_LAKE_URL, ingestion/lake.py) when the marts build on
+Spark or EVENTS_LAKE_URL is set."""
+
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +18,46 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from ingestion.batches import PreparedLoad
 from ingestion.events import configured_sources, load_events
+from ingestion.lake import lake_url, sync_lake
 from ingestion.pipeline import RAW_DATASET, events_pipeline, prepared_events
 from ingestion.settings import get_settings
+from orchestration.engines import current_engine
 from orchestration.partitions import DAILY, window_label, window_of
 from orchestration.retries import retry_if_transient
 
 EVENTS_KEY = dg.AssetKey([RAW_DATASET, "events"])
+LAKE_EVENTS_KEY = dg.AssetKey(["lake", "events"])
+
+
+def lake_enabled() -> bool:
+    return current_engine() == "spark" or bool(os.environ.get("EVENTS_LAKE_URL"))
+
+
+@dg.asset(
+    key=LAKE_EVENTS_KEY,
+    deps=[EVENTS_KEY],
+    group_name="ingestion",
+    kinds={"parquet"},
+    description="raw.events as a Parquet table partitioned by event date under EVENTS_LAKE_URL "
+    "(events/event_date=YYYY-MM-DD/events.parquet): each day whose rows changed since its last write is rewritten "
+    "whole. What the marts read on the spark engine, and what Athena, Trino or DuckDB can read.",
+)
+def lake_events(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    try:
+        result = sync_lake(get_settings(), say=context.log.info)
+    except Exception as error:  # Postgres restarting, S3 throttling: retry with backoff
+        retry_if_transient(context, error)
+        raise
+    context.log.info(result.describe())
+    return dg.MaterializeResult(
+        metadata={
+            "lake": lake_url(),
+            "days_written": result.days_written,
+            "events_written": result.rows_written,
+            "days_unchanged": result.days_unchanged,
+            "days_removed": result.days_removed,
+        }
+    )
 
 
 class RawTablesTranslator(DagsterDltTranslator):
@@ -79,4 +117,4 @@ def build_ingestion_defs() -> dg.Definitions:
             metadata={**totals, "window": window_label(window), "sources": dg.MetadataValue.json(per_source)},
         )
 
-    return dg.Definitions(assets=[load_events_asset])
+    return dg.Definitions(assets=[load_events_asset, lake_events] if lake_enabled() else [load_events_asset])

@@ -1,6 +1,8 @@
-"""Every dbt model, seed and test as Dagster assets and checks (`dbt build`)."""
+"""Every dbt model, seed and test as Dagster assets and checks (`dbt build`), on the engine ANALYTICSPRO_ENGINE
+names (orchestration/engines.py): PostgreSQL, or Spark over the lake."""
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -10,16 +12,26 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from ingestion.locks import DBT_LOCK, advisory_lock
 from ingestion.settings import get_settings
 from orchestration.defs.transform.project import analyticspro_dbt_project, dbt_executable
+from orchestration.engines import check_spark_installed, current_engine, dbt_target, spark_environment
 from orchestration.partitions import DAILY, window_label, window_of
 from orchestration.retries import retry_if_transient
 
+LAKE_EVENTS = dg.AssetKey(["lake", "events"])
+
 
 class SchemaTableTranslator(DagsterDbtTranslator):
-    """Model asset keys mirror [schema, table] (e.g. analytics/daily_metrics); groups follow the layer."""
+    """Model asset keys mirror [schema, table] (e.g. analytics/daily_metrics); groups follow the layer. On Spark the
+    source raw.events is the lake's events table (asset lake/events, written from raw/events)."""
+
+    def __init__(self, engine: str = "postgres") -> None:
+        super().__init__()
+        self.engine = engine
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         props = self.get_resource_props(manifest, unique_id)
+        if self.engine == "spark" and props["resource_type"] == "source" and spec.key == dg.AssetKey(["raw", "events"]):
+            return spec.replace_attributes(key=LAKE_EVENTS)
         if props["resource_type"] in ("model", "seed", "snapshot"):
             spec = spec.replace_attributes(
                 key=dg.AssetKey([props["schema"], props["name"]]), group_name=props["schema"]
@@ -47,11 +59,13 @@ def _archived_days() -> list:
 
 def build_transform_defs() -> dg.Definitions:
     project = analyticspro_dbt_project()
+    engine = current_engine()
+    target = dbt_target(engine)
 
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
-        dagster_dbt_translator=SchemaTableTranslator(),
+        dagster_dbt_translator=SchemaTableTranslator(engine),
         partitions_def=DAILY,
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
@@ -68,10 +82,15 @@ def build_transform_defs() -> dg.Definitions:
                     f"{days[-1]}`), or run without full_refresh"
                 )
         args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
-        if window is not None:
+        if engine == "spark":
+            # a Spark build is a full rebuild from the lake; unit tests hold PostgreSQL SQL and run on PostgreSQL
+            check_spark_installed()
+            os.environ.update(spark_environment())
+            args += ["--exclude-resource-type", "unit_test"]
+        elif window is not None:
             dbt_vars = {"start_date": window[0].isoformat(), "end_date": window[1].isoformat()}
             args += ["--vars", json.dumps(dbt_vars)]
-        context.log.info(f"dbt {' '.join(args)} ({window_label(window)})")
+        context.log.info(f"dbt {' '.join(args)} --target {target} ({window_label(window)})")
         try:
             # one dbt build at a time on this warehouse (an advisory lock, released if this process dies)
             with advisory_lock(get_settings().database_url, DBT_LOCK, context.log.info):
@@ -90,5 +109,5 @@ def build_transform_defs() -> dg.Definitions:
 
     return dg.Definitions(
         assets=[dbt_models],
-        resources={"dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable())},
+        resources={"dbt": DbtCliResource(project_dir=project, dbt_executable=dbt_executable(), target=target)},
     )
