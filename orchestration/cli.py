@@ -412,15 +412,16 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """A Celery worker that runs the steps of Dagster runs started with DAGSTER_EXECUTOR=celery."""
+    """A Celery worker that runs the steps of Dagster runs started with DAGSTER_EXECUTOR=celery. The process becomes
+    `celery worker` (exec), so a stop signal reaches Celery itself (warm shutdown: running steps finish)."""
     import tempfile
 
     import yaml
 
-    from orchestration.engines import DEFAULT_CELERY_QUEUE, EngineError, celery_config
+    from orchestration.engines import EngineError, celery_config
 
     try:
-        from dagster_celery.cli import worker_start_command
+        from dagster_celery.cli import get_config_dir, get_worker_name
     except ImportError:
         raise EngineError(
             "`analyticspro worker` needs dagster-celery, the `celery` extra: run `uv sync --extra celery` "
@@ -430,18 +431,32 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.engine:
         use_engine(args.engine)
     config = celery_config()
-    queue = config["config_source"]["task_default_queue"] or DEFAULT_CELERY_QUEUE
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+    queue = config["config_source"]["task_default_queue"]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
         yaml.safe_dump({"execution": {"config": config}}, handle)
-    _say(f"Celery worker {args.name or ''} on queue {queue!r}, broker {_redacted(config['broker'])}".replace("  ", " "))
-    command = ["-A", "dagster_celery.app", "-y", handle.name, "-q", queue, "--loglevel", args.log_level]
-    if args.name:
-        command += ["--name", args.name]
-    command += ["--", f"--concurrency={args.concurrency}"]
-    try:
-        return worker_start_command.main(command, standalone_mode=False) or 0
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
+        handle.flush()
+        config_dir = get_config_dir(handle.name)  # a module with the broker settings, on the worker's PYTHONPATH
+    celery = Path(sys.executable).parent / "celery"
+    argv = [
+        str(celery),
+        "-A",
+        "dagster_celery.app",
+        "worker",
+        "--prefetch-multiplier=1",
+        f"--concurrency={args.concurrency}",
+        "--loglevel",
+        args.log_level,
+        "-Q",
+        queue,
+        "-n",
+        get_worker_name(args.name),
+    ]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (config_dir, env.get("PYTHONPATH")) if p)
+    _say(f"Celery worker on queue {queue!r}, broker {_redacted(config['broker'])}, {args.concurrency} step(s) at once")
+    sys.stdout.flush()
+    os.execve(str(celery), argv, env)
+    return 0  # not reached
 
 
 def _redacted(url: str) -> str:
