@@ -440,7 +440,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     argv = [
         str(celery),
         "-A",
-        "dagster_celery.app",
+        "orchestration.celery_app",
         "worker",
         "--prefetch-multiplier=1",
         f"--concurrency={args.concurrency}",

@@ -8,6 +8,7 @@ and is never replaced.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -27,9 +28,17 @@ def prepare_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     wanted = instance_template().read_text()
-    if not config.exists() or (MANAGED_MARKER in config.read_text() and config.read_text() != wanted):
-        config.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
+    # Processes that start together on a new home (`analyticspro worker` twice, a materialize) would each create
+    # the SQLite storages' tables, and alembic ends up with two version rows: one at a time, under a file lock.
+    with (home / ".analyticspro.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not config.exists() or (MANAGED_MARKER in config.read_text() and config.read_text() != wanted):
+            config.write_text(wanted)
+        if not os.environ.get("DAGSTER_PG_URL") and not (home / "history" / "runs.db").exists():
+            from dagster import DagsterInstance
+
+            DagsterInstance.get().dispose()  # creates the storages
     return home
 
 

@@ -45,7 +45,7 @@ def test_lake_holds_raw_events_by_day_and_follows_changes(own_database, tmp_path
     sample = min(table.to_pylist(), key=lambda row: row["message_id"])
     (expected,) = rows(
         settings,
-        "select \"timestamp\", properties::text, user_id, received_at from raw.events where message_id = %s",
+        'select "timestamp", properties::text, user_id, received_at from raw.events where message_id = %s',
         (sample["message_id"],),
     )
     assert (sample["timestamp"], sample["properties"], sample["user_id"], sample["received_at"]) == expected
