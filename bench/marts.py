@@ -197,8 +197,10 @@ def bench_marts(base_settings, target_events: int, days: int, then: Callable[[ob
         restore_environ(saved)
 
 
-def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
-    import duckdb
+def load_raw_events(settings, root: Path, target_events: int, days: int) -> tuple[int, list[dict], object]:
+    """Generate `target_events` events over `days` days ending at 15:00 UTC yesterday and bulk-copy them into
+    raw.events (indexed and analyzed); returns how many were copied, the held-back last hour (not copied) and the
+    open connection."""
     import psycopg2
 
     from ingestion.generator import iter_events
@@ -244,7 +246,17 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
         cursor.execute("analyze raw.events")
     connection.commit()
     base = copied + len(sample)
-    _say(f"{base:,} events in raw.events ({time.perf_counter() - started:.0f}s); full dbt build")
+    _say(f"{base:,} events in raw.events ({time.perf_counter() - started:.0f}s)")
+    return base, held_back, connection
+
+
+def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
+    import duckdb
+
+    from ingestion.pipeline import ensure_raw_indexes, events_pipeline
+
+    base, held_back, connection = load_raw_events(settings, root, target_events, days)
+    _say("full dbt build")
 
     full_s = _dbt("run")
     tests_s = _dbt("test")

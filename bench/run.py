@@ -15,6 +15,8 @@ Machines here are noisy, so each speed is also given as a ratio to a baseline me
 - collector (bench/collector.py): `/v1/batch` requests of 100 events at rising concurrency (wrk), against a bare
   ASGI app on the same server. `BENCH_ONLY=collector make bench` runs it alone (about 2 minutes) and merges its
   figures into bench/results.json.
+- scale (bench/scale.py): the marts' 10M events built in full on PostgreSQL and on Spark (local mode, every core,
+  then 1 and 2 cores); `BENCH_ONLY=scale make bench` runs it alone over events of its own (about 45 minutes).
 
 BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset; BENCH_MARTS_EVENTS (default
 10000000) and BENCH_MARTS_DAYS (default 90) the marts benchmark's (about 25 minutes at 10M events).
@@ -151,7 +153,8 @@ def bench_hot_metrics(settings) -> dict:
     }
 
 
-INDEPENDENT = {"collector": "bench.collector:bench_collector"}  # benchmarks that need no dataset or database
+# benchmarks that run on their own (their own dataset, if any): BENCH_ONLY=name
+INDEPENDENT = {"collector": "bench.collector:bench_collector", "scale": "bench.scale:bench_scale_alone"}
 
 
 def main() -> int:
@@ -207,7 +210,14 @@ def main() -> int:
                 _say(f"dashboard benchmark failed: {exc}")
                 results["dashboard"] = {"error": str(exc)[:500]}
 
-        results["marts"] = bench_marts(settings, marts_events, marts_days, then=dashboard)
+        def dashboard_then_scale(marts_settings) -> None:
+            dashboard(marts_settings)
+            from bench.scale import bench_scale
+
+            _say("scale: the same events built in full on PostgreSQL and on Spark (2 cores, 1 core)")
+            results["scale"] = bench_scale(marts_settings, root / "scale", _say)
+
+        results["marts"] = bench_marts(settings, marts_events, marts_days, then=dashboard_then_scale)
     finally:
         cleanup(settings, root)
 

@@ -29,12 +29,12 @@ fi
 # Trust the machine's certificate store (corporate proxies add their own CA there); older uv
 # releases call the same switch UV_NATIVE_TLS.
 export UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1
-# The optional engines (the `spark` extra: dbt-spark and PySpark; the `celery` extra: dagster-celery) are installed
-# by default because the test suite and `make bench` exercise them; ANALYTICSPRO_EXTRAS="" leaves them out (a
+# The optional engines (the `spark` extra: dbt-spark and PySpark; `celery`: dagster-celery; `k8s`: dagster-k8s) are
+# installed by default because the test suite and `make bench` exercise them; ANALYTICSPRO_EXTRAS="" leaves them out (a
 # PostgreSQL-only deployment), ANALYTICSPRO_EXTRAS="celery" picks some.
 extras=()
-for extra in ${ANALYTICSPRO_EXTRAS-spark celery}; do extras+=(--extra "$extra"); done
-say "installing locked dependencies into .venv ($("${UV[@]}" --version); extras: ${ANALYTICSPRO_EXTRAS-spark celery})"
+for extra in ${ANALYTICSPRO_EXTRAS-spark celery k8s}; do extras+=(--extra "$extra"); done
+say "installing locked dependencies into .venv ($("${UV[@]}" --version); extras: ${ANALYTICSPRO_EXTRAS-spark celery k8s})"
 # --frozen: install exactly uv.lock; bytecode compiled now so Dagster and dbt start fast.
 UV_COMPILE_BYTECODE=1 "${UV[@]}" sync --frozen --python "$(command -v python3)" --quiet "${extras[@]}"
 
@@ -62,7 +62,7 @@ if [ ! -f "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json"
 fi
 
 # Spark (the `spark` extra, `analyticspro materialize --engine spark`) runs on a Java 17+ runtime.
-if [[ " ${ANALYTICSPRO_EXTRAS-spark celery} " == *" spark "* ]] && ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
+if [[ " ${ANALYTICSPRO_EXTRAS-spark celery k8s} " == *" spark "* ]] && ! java -version 2>&1 | grep -Eq 'version "(1[7-9]|2[0-9])'; then
   say "installing a Java runtime (Debian's headless OpenJDK) for Spark"
   apt_install default-jre-headless || say "Spark needs Java 17 or newer: install it and set JAVA_HOME"
 fi

@@ -161,3 +161,50 @@ def test_materialize_all_job_covers_every_asset(defs):
         "analytics/daily_metrics",
         "hot_metrics",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "executor"),
+    [("multiprocess", "multiprocess"), ("in_process", "in_process"), ("celery", "celery_executor"), ("k8s", "k8s")],
+)
+def test_dagster_executor_selects_the_marts_jobs_executor(monkeypatch, name, executor):
+    from orchestration.definitions import resolved_materialize_all_job
+
+    monkeypatch.setenv("DAGSTER_EXECUTOR", name)
+    assert resolved_materialize_all_job().executor_def.name == executor
+
+
+def test_celery_broker_and_queue_come_from_the_environment(monkeypatch):
+    from orchestration.engines import celery_config
+
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("DAGSTER_CELERY_QUEUE", raising=False)
+    monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/2")
+    config = celery_config()
+    assert (config["broker"], config["backend"]) == ("redis://cache.internal:6379/2",) * 2
+    assert config["config_source"]["task_default_queue"] == "analyticspro"
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://broker.internal:6379/3")
+    monkeypatch.setenv("DAGSTER_CELERY_QUEUE", "marts")
+    config = celery_config()
+    assert (config["broker"], config["backend"]) == ("redis://broker.internal:6379/3",) * 2
+    assert config["config_source"]["task_default_queue"] == "marts"
+
+
+def test_an_unknown_executor_says_which_exist(monkeypatch):
+    from orchestration.definitions import resolved_materialize_all_job
+    from orchestration.engines import EngineError
+
+    monkeypatch.setenv("DAGSTER_EXECUTOR", "dask")
+    with pytest.raises(EngineError, match="multiprocess, in_process, celery, k8s"):
+        resolved_materialize_all_job()
+
+
+def test_on_spark_dbt_reads_the_lake(monkeypatch, tmp_path):
+    """ANALYTICSPRO_ENGINE=spark: the lake copy of raw.events sits between the load and the dbt models."""
+    from orchestration.definitions import build_definitions
+
+    monkeypatch.setenv("ANALYTICSPRO_ENGINE", "spark")
+    monkeypatch.setenv("EVENTS_LAKE_URL", str(tmp_path / "lake"))
+    graph = build_definitions().resolve_asset_graph()
+    assert graph.get(key("lake/events")).parent_keys == {key("raw/events")}
+    assert graph.get(key("staging/stg_segment__events")).parent_keys == {key("lake/events")}
