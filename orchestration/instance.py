@@ -35,7 +35,8 @@ def prepare_dagster_home() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not config.exists() or (MANAGED_MARKER in config.read_text() and config.read_text() != wanted):
             config.write_text(wanted)
-        if not os.environ.get("DAGSTER_PG_URL") and not (home / "history" / "runs.db").exists():
+        local = config.read_text() == DEPLOY_DIR.joinpath("dagster.local.yaml").read_text()
+        if local and not (home / "history" / "runs.db").exists():
             from dagster import DagsterInstance
 
             DagsterInstance.get().dispose()  # creates the storages
