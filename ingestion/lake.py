@@ -228,6 +228,41 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     return result
 
 
+PERSON_COLUMNS = ("person_id", "user_id", "anonymous_id")
+
+
+def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say: Callable[[str], None] = print) -> int:
+    """Erasure (`analyticspro forget`): rewrite every Parquet file of the lake — the events, and the intermediate
+    and mart tables a Spark build wrote — that holds rows of the person (by person_id, user_id or anonymous_id)
+    without them; returns the rows removed. Archived days' copies in the lake are scrubbed too."""
+    lake = lake_url(lake)
+    fs = _filesystem(lake)
+    if not fs.exists(lake):
+        return 0
+    people = pa.array([user_id, *anonymous], pa.string())
+    removed_total = 0
+    for path in sorted(fs.glob(f"{lake}/**/*.parquet")):
+        url = path if "://" not in lake else f"{lake.split('://', 1)[0]}://{path}"
+        if Path(url).name.startswith((".", "_")):
+            continue  # a write in progress, or Spark's bookkeeping
+        with fs.open(url, "rb") as handle:
+            table = pq.read_table(io.BytesIO(handle.read()))
+        hit = None
+        for name in PERSON_COLUMNS:
+            if name in table.schema.names:
+                matches = pc.is_in(table.column(name).cast(pa.string()), value_set=people)
+                hit = matches if hit is None else pc.or_kleene(hit, matches)
+        if hit is None:
+            continue
+        hit = pc.fill_null(hit, False)
+        removed = pc.sum(hit).as_py() or 0
+        if removed:
+            _write(fs, url, table.filter(pc.invert(hit)))
+            removed_total += removed
+            say(f"lake: rewrote {url} without {removed} row(s)")
+    return removed_total
+
+
 def lake_marts(lake: str | None = None) -> dict[str, int]:
     """The marts a Spark build wrote to the lake, with their row counts (from the Parquet footers)."""
     import pyarrow.dataset as ds

@@ -7,7 +7,8 @@ One person — the user id and every anonymous id ever seen with it — is delet
 2. PostgreSQL: raw.events, the quarantined lines that mention them (raw.rejected_events), and every row of every
    staging / intermediate / analytics table with their person_id, user_id or anonymous_id (one transaction);
 3. Redis: their entries in the hot-metrics state (people sets, last-seen times, learned identities);
-4. the cold archive: each Parquet file holding their rows is rewritten without them;
+4. the cold archive, and the Parquet lake Spark builds from (its events and the tables a Spark build wrote): each
+   file holding their rows is rewritten without them;
 5. the landing files in the bucket: each batch object holding a line of theirs is rewritten without it (and its
    raw.loaded_objects row updated, so it is not read again).
 
@@ -245,6 +246,7 @@ def forget(settings: Settings, user_id: str, requested_by: str, say: Callable[[s
     """Erase one person from every tier and record the request; safe to run again (it finds nothing more)."""
     if not user_id or not user_id.strip():
         raise NothingToForget("give the user id to erase: analyticspro forget --user-id ID")
+    from ingestion.lake import scrub_lake
     from orchestration.archive import scrub_archive
 
     request_id = str(uuid.uuid4())
@@ -274,6 +276,7 @@ def forget(settings: Settings, user_id: str, requested_by: str, say: Callable[[s
                 client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
                 rows["redis"] = delete_from_redis(client, settings.redis_key_prefix, identities)
                 rows["archive"] = scrub_archive(settings, user_id, anonymous, say)
+                rows["lake"] = scrub_lake(user_id, anonymous, say=say)
                 rows["bucket_objects"], rows["bucket_lines"] = scrub_bucket(
                     settings, connection, user_id, anonymous, say
                 )

@@ -73,3 +73,45 @@ def test_lake_holds_raw_events_by_day_and_follows_changes(own_database, tmp_path
     assert len(frame) == sum(per_day.values()) - per_day[days[0]] - 3
     assert not (tmp_path / "lake" / "events" / f"event_date={days[0]}" / "events.parquet").exists()
     assert day_url(lake, days[1]).endswith(f"events/event_date={days[1]}/events.parquet")
+
+
+def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
+    """`analyticspro forget` rewrites the lake's files that hold the person: the events and any table a Spark build
+    wrote (here a hand-made dim_users file); other people's rows stay, and the next sync writes nothing more."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from orchestration.privacy import forget
+
+    settings = own_database
+    bucket = tmp_path / "bucket"
+    lake = tmp_path / "lake"
+    monkeypatch.setenv("EVENTS_BUCKET_URL", str(bucket))
+    monkeypatch.setenv("EVENTS_LAKE_URL", str(lake))
+    generate(bucket, days=5, users=80, seed=8, end_date=END)
+    load_events(progress=False)
+    sync_lake(settings, say=lambda _: None)
+    # someone who browsed anonymously, then signed up: both ids are theirs
+    (user_id, anonymous_id) = rows(
+        settings,
+        """select u.user_id, a.anonymous_id from raw.events u join raw.events a on a.anonymous_id = u.anonymous_id
+           where u.user_id is not null and a.user_id is null order by 1 limit 1""",
+    )[0]
+    before = lake_table(str(lake)).to_pandas()
+    theirs = before[(before["user_id"] == user_id) | (before["anonymous_id"] == anonymous_id)]
+    assert len(theirs) > 0 and (theirs["user_id"].isna()).any()
+    mart = lake / "marts" / "dim_users" / "part-00000.parquet"
+    mart.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"person_id": [user_id, "someone-else", None], "plan": ["pro", "free", "free"]}), mart)
+
+    report = forget(settings, user_id, "test")
+
+    after = lake_table(str(lake)).to_pandas()
+    assert len(after) == len(before) - len(theirs)
+    assert not ((after["user_id"] == user_id) | (after["anonymous_id"] == anonymous_id)).any()
+    assert pq.read_table(mart).to_pydict() == {"person_id": ["someone-else", None], "plan": ["free", "free"]}
+    assert report.rows["lake"] == len(theirs) + 1
+    # the lake equals raw.events again: the days that lost rows are rewritten from PostgreSQL with the same rows
+    sync_lake(settings, say=lambda _: None)
+    assert sorted(lake_table(str(lake)).to_pandas()["message_id"]) == sorted(after["message_id"])
+    assert rows(settings, "select count(*) from raw.events")[0][0] == len(after)
