@@ -158,9 +158,30 @@ def _fetch_day(cursor, columns: list[tuple], day: date) -> pa.Table:
     return pa.table(arrays, schema=pa.schema([pa.field(n, final_types[n]) for n in names]))
 
 
+def _archived_day(settings: Settings, cursor, columns: list[tuple], day: date) -> pa.Table:
+    """One archived day's raw rows from the cold tier's Parquet files, in the lake's column order and types."""
+    from orchestration.archive import _fs
+
+    _select, _read, final_types = _select_list(columns)
+    schema = pa.schema([pa.field(name, final_types[name]) for name in final_types])
+    cursor.execute(
+        "select object_url from ops.archived_partitions where event_date = %s and table_name = 'raw_events' "
+        "and restored_at is null order by archived_at",
+        (day,),
+    )
+    fs = _fs(settings)
+    tables = []
+    for (url,) in cursor.fetchall():
+        with fs.open(url, "rb") as handle:
+            tables.append(pq.read_table(io.BytesIO(handle.read())).select(schema.names).cast(schema))
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    return table.sort_by("message_id")
+
+
 def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], None] = print) -> LakeSync:
     """Write every day of raw.events whose rows changed since the lake last got it; remove days that have no rows
-    any more (unless archived to the cold tier). Idempotent: a second run writes nothing."""
+    any more (unless archived to the cold tier). Days in the cold tier (their raw rows gone from PostgreSQL) are
+    copied from the archive's Parquet, so the lake holds every day. Idempotent: a second run writes nothing."""
     from orchestration.archive import _columns, archived_dates
 
     lake = lake_url(lake)
@@ -196,8 +217,13 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
             if changed:
                 say(f"lake: writing {len(changed)} day(s) of events to {lake}/{EVENTS_FOLDER}/")
 
+            archived = set(archived_dates(connection))
             for index, day in enumerate(changed, 1):
                 table = _fetch_day(cursor, columns, day)
+                if day in archived:  # late events of an archived day: the lake's day is both, each event once
+                    cold = _archived_day(settings, cursor, columns, day)
+                    new = pc.invert(pc.is_in(table.column("message_id"), value_set=cold.column("message_id")))
+                    table = pa.concat_tables([cold, table.filter(new)]).sort_by("message_id")
                 url = day_url(lake, day)
                 _write(fs, url, table)
                 count, load_id = current[day]
@@ -215,7 +241,28 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
                 result.rows_written += table.num_rows
                 if index % 10 == 0 or index == len(changed):
                     say(f"lake: {index}/{len(changed)} days, {result.rows_written:,} events")
-            archived = set(archived_dates(connection))
+            # days in the cold tier and not (or no longer) in the lake: their raw rows are only in the archive's
+            # Parquet (same columns, same types), so the lake is copied from there and Spark sees every day
+            for day in sorted(archived - set(current)):
+                if day in written and fs.exists(written[day][2]):
+                    continue
+                table = _archived_day(settings, cursor, columns, day)
+                url = day_url(lake, day)
+                _write(fs, url, table)
+                load_id = pc.max(table.column("_dlt_load_id")).as_py() if table.num_rows else None
+                cursor.execute(
+                    """
+                    insert into ops.lake_days (event_date, row_count, max_load_id, object_url, written_at)
+                    values (%s, %s, %s, %s, now())
+                    on conflict (event_date) do update set row_count = excluded.row_count,
+                        max_load_id = excluded.max_load_id, object_url = excluded.object_url, written_at = now()
+                    """,
+                    (day, table.num_rows, load_id, url),
+                )
+                connection.commit()
+                result.days_written += 1
+                result.rows_written += table.num_rows
+                say(f"lake: {day} copied from the cold tier ({table.num_rows:,} events)")
             for day in sorted(set(written) - set(current) - archived):
                 url = written[day][2]
                 if fs.exists(url):

@@ -46,6 +46,8 @@ def celery_workers(own_database, settings, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_CELERY_QUEUE", queue)
     monkeypatch.setenv("DAGSTER_EXECUTOR", "celery")
     monkeypatch.setenv("EVENTS_BUCKET_URL", str(tmp_path / "bucket"))
+    # its hot metrics are not the session's (today's numbers other tests check)
+    monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")
     env = dict(os.environ)
     processes, logs = [], []
     analyticspro = str(Path(sys.executable).parent / "analyticspro")

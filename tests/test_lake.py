@@ -88,6 +88,7 @@ def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
     lake = tmp_path / "lake"
     monkeypatch.setenv("EVENTS_BUCKET_URL", str(bucket))
     monkeypatch.setenv("EVENTS_LAKE_URL", str(lake))
+    monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")  # forget touches Redis
     generate(bucket, days=5, users=80, seed=8, end_date=END)
     load_events(progress=False)
     sync_lake(settings, say=lambda _: None)

@@ -138,6 +138,7 @@ def test_spark_builds_the_same_marts(built, monkeypatch):
         "ANALYTICSPRO_ENGINE": "postgres",
         "ANALYTICSPRO_SPARK_LOG4J": "",
         "DAGSTER_EXECUTOR": "multiprocess",
+        "REDIS_KEY_PREFIX": f"{settings.redis_key_prefix}:spark",
     }.items():
         monkeypatch.setenv(name, value)
     assert run_materialize(engine="spark", log_level="WARNING")

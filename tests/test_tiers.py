@@ -105,6 +105,17 @@ def test_archive_moves_old_days_to_parquet_and_restore_brings_them_back(tiers):
     # the marts keep their history
     assert rows(settings, "select * from analytics.daily_metrics order by date, metric_name") == metrics_before
 
+    # the lake Spark builds from holds every day: the archived ones copied from the cold tier's files
+    from ingestion.lake import sync_lake
+
+    lake = Path(settings.events_bucket_url).parent / "lake"
+    synced = sync_lake(settings, str(lake), say=lambda _: None)
+    assert synced.days_written == len(old_days) + len(remaining)
+    for day in old_days:
+        lake_day = pq.read_table(lake / "events" / f"event_date={day}" / "events.parquet")
+        assert sorted(lake_day.column("message_id").to_pylist()) == sorted(r[0] for r in raw_before[day])
+    assert sync_lake(settings, str(lake), say=lambda _: None).days_written == 0
+
     # a person whose first days are archived comes back: dim_users keeps their history and adds the new event
     dims = "first_seen_at, signed_up_at, first_activity_at, activity_events, active_days, total_revenue, plan"
     person, active_today = rows(
