@@ -164,7 +164,8 @@ select
     {{ json_text('traits.traits', 'email') }} as email,
     {{ json_text('traits.traits', 'plan') }} as plan,
     case
-        when {{ json_kind('traits.traits', 'mrr') }} = 'number' then cast({{ json_text('traits.traits', 'mrr') }} as {{ numeric_type() }})
+        when {{ json_kind('traits.traits', 'mrr') }} = 'number'
+            then cast({{ json_text('traits.traits', 'mrr') }} as {{ numeric_type() }})
     end as mrr,
     {{ json_text('traits.traits', 'country') }} as country,
     coalesce(traits.traits, {{ empty_json_object() }}) as traits,

@@ -10,6 +10,21 @@
     on_schema_change='fail',
 ) }}
 
+{#- the unpivot's rows: (metric name, its value) from each date's wide row -#}
+{%- set metrics = [] %}
+{%- set metric_names = [
+    'dau', 'wau', 'mau', 'stickiness', 'signups', 'new_people', 'events', 'revenue', 'mrr', 'sessions'
+] %}
+{%- for name in metric_names %}
+    {%- if name == 'stickiness' %}
+        {%- set value = "case when filled.mau > 0 then round(cast(filled.dau as " ~ numeric_type() ~ ")"
+            ~ " / filled.mau, 6) else 0 end" %}
+    {%- else %}
+        {%- set value = "filled." ~ name %}
+    {%- endif %}
+    {%- do metrics.append(["'" ~ name ~ "'", "cast(" ~ value ~ " as " ~ numeric_type() ~ ")"]) %}
+{%- endfor %}
+
 {%- set first_date = none %}
 {%- set nothing_changed = false %}
 {%- if execute and is_incremental() %}
@@ -195,15 +210,6 @@ unpivoted as (
         metric.metric_name,
         metric.value
     from filled
-    {%- set metrics = [] %}
-    {%- for name in ['dau', 'wau', 'mau', 'stickiness', 'signups', 'new_people', 'events', 'revenue', 'mrr', 'sessions'] %}
-        {%- if name == 'stickiness' %}
-            {%- set value = "case when filled.mau > 0 then round(cast(filled.dau as " ~ numeric_type() ~ ") / filled.mau, 6) else 0 end" %}
-        {%- else %}
-            {%- set value = "filled." ~ name %}
-        {%- endif %}
-        {%- do metrics.append(["'" ~ name ~ "'", "cast(" ~ value ~ " as " ~ numeric_type() ~ ")"]) %}
-    {%- endfor %}
     cross join {{ lateral_rows(metrics, 'metric', ['metric_name', 'value']) }}
 
 )

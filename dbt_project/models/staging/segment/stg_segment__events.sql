@@ -27,7 +27,9 @@ renamed as (
             when type in ('page', 'screen') then type
         end as {{ text_type() }}) as event_name,
         {{ json_text('properties', 'path') }} as page_path,
-        nullif(coalesce({{ json_text('properties', 'referrer') }}, {{ json_text('context', 'page', 'referrer') }}), '') as referrer,
+        nullif(
+            coalesce({{ json_text('properties', 'referrer') }}, {{ json_text('context', 'page', 'referrer') }}), ''
+        ) as referrer,
         {{ json_text('context', 'campaign', 'source') }} as utm_source,
         {{ json_text('context', 'campaign', 'medium') }} as utm_medium,
         {{ json_text('context', 'campaign', 'name') }} as utm_campaign,
