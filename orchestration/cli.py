@@ -377,6 +377,8 @@ def print_summary(day: date | None = None) -> None:
         f"    {dashboard_url()}",
         "  make collector               # Segment's HTTP API on http://127.0.0.1:8060: set any Segment SDK's host to",
         "                               # it; its write key is printed (ANALYTICSPRO_WRITE_KEYS, else a local one)",
+        "  .venv/bin/analyticspro materialize --engine spark   # the same marts on Spark, Parquet in the lake",
+        "                               # (README: Scaling out: Spark and distributed Dagster)",
     ]
     print("\n".join(lines), flush=True)
 

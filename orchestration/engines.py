@@ -127,7 +127,7 @@ def pipeline_executor() -> Any:
         from dagster_k8s import k8s_job_executor
     except ImportError:
         raise EngineError(
-            "DAGSTER_EXECUTOR=k8s needs dagster-k8s (installed in the image deploy/Dockerfile builds; "
-            "`pip install dagster-k8s==0.29.27` elsewhere)"
+            "DAGSTER_EXECUTOR=k8s needs dagster-k8s, the `k8s` extra: run `uv sync --extra k8s` or "
+            "`pip install 'analyticspro[k8s]'` (the image deploy/Dockerfile builds has it)"
         ) from None
     return k8s_job_executor
