@@ -21,6 +21,7 @@ from orchestration.cli import run_materialize
 from tests import reference_marts as ref
 from tests.db import rows
 from tests.reference import compute
+from tests.test_marts import snapshot
 
 TODAY = datetime.now(UTC).date()
 WORKERS = ("ap-worker-1", "ap-worker-2")
@@ -82,7 +83,7 @@ def celery_workers(own_database, settings, tmp_path, monkeypatch):
         client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
-def test_materialize_on_two_celery_workers(celery_workers, tmp_path):
+def test_materialize_on_two_celery_workers(celery_workers, tmp_path, monkeypatch):
     from ingestion.settings import get_settings
 
     bucket = tmp_path / "bucket"
@@ -100,6 +101,7 @@ def test_materialize_on_two_celery_workers(celery_workers, tmp_path):
 
     # the marts equal the independent computation over the same files
     settings = get_settings()
+    on_workers = snapshot(settings)
     frame = ref.event_frame(compute(bucket).events)
     assert rows(settings, "select count(*) from analytics.fct_events")[0][0] == len(frame)
     expected = ref.daily_metrics(frame, ref.sessions(frame), ref.dim_users(frame))
@@ -108,3 +110,21 @@ def test_materialize_on_two_celery_workers(celery_workers, tmp_path):
         for d, name, value in rows(settings, "select date, metric_name, value from analytics.daily_metrics")
     }
     assert actual == expected
+
+    # and every mart equals an in-process build of the same files in a database of its own
+    from orchestration.warehouse import drop_database, ensure_database
+
+    monkeypatch.setenv("DATABASE_URL", f"{settings.database_url}_ref")
+    monkeypatch.setenv("DLT_PIPELINES_DIR", str(tmp_path / "dlt_ref"))
+    monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:ref")
+    monkeypatch.setenv("DAGSTER_EXECUTOR", "in_process")
+    reference = get_settings()
+    ensure_database(reference)
+    try:
+        assert run_materialize(log_level="WARNING")
+        in_process = snapshot(reference)
+    finally:
+        drop_database(reference)
+    assert all(in_process[t] for t in ("analytics.fct_events", "analytics.dim_users", "analytics.fct_sessions"))
+    for table, expected_rows in in_process.items():
+        assert on_workers[table] == expected_rows, table
