@@ -158,6 +158,19 @@ def _fetch_day(cursor, columns: list[tuple], day: date) -> pa.Table:
     return pa.table(arrays, schema=pa.schema([pa.field(n, final_types[n]) for n in names]))
 
 
+def _record_day(cursor, day: date, row_count: int, load_id: str | None, url: str) -> None:
+    """The manifest's row for a day file just written (what raw.events held for it, and where it is)."""
+    cursor.execute(
+        """
+        insert into ops.lake_days (event_date, row_count, max_load_id, object_url, written_at)
+        values (%s, %s, %s, %s, now())
+        on conflict (event_date) do update set row_count = excluded.row_count,
+            max_load_id = excluded.max_load_id, object_url = excluded.object_url, written_at = now()
+        """,
+        (day, row_count, load_id, url),
+    )
+
+
 def _archived_day(settings: Settings, cursor, columns: list[tuple], day: date) -> pa.Table:
     """One archived day's raw rows from the cold tier's Parquet files, in the lake's column order and types."""
     from orchestration.archive import _fs
@@ -227,15 +240,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
                 url = day_url(lake, day)
                 _write(fs, url, table)
                 count, load_id = current[day]
-                cursor.execute(
-                    """
-                    insert into ops.lake_days (event_date, row_count, max_load_id, object_url, written_at)
-                    values (%s, %s, %s, %s, now())
-                    on conflict (event_date) do update set row_count = excluded.row_count,
-                        max_load_id = excluded.max_load_id, object_url = excluded.object_url, written_at = now()
-                    """,
-                    (day, count, load_id, url),
-                )
+                _record_day(cursor, day, count, load_id, url)
                 connection.commit()
                 result.days_written += 1
                 result.rows_written += table.num_rows
@@ -250,15 +255,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
                 url = day_url(lake, day)
                 _write(fs, url, table)
                 load_id = pc.max(table.column("_dlt_load_id")).as_py() if table.num_rows else None
-                cursor.execute(
-                    """
-                    insert into ops.lake_days (event_date, row_count, max_load_id, object_url, written_at)
-                    values (%s, %s, %s, %s, now())
-                    on conflict (event_date) do update set row_count = excluded.row_count,
-                        max_load_id = excluded.max_load_id, object_url = excluded.object_url, written_at = now()
-                    """,
-                    (day, table.num_rows, load_id, url),
-                )
+                _record_day(cursor, day, table.num_rows, load_id, url)
                 connection.commit()
                 result.days_written += 1
                 result.rows_written += table.num_rows

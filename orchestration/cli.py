@@ -260,6 +260,19 @@ def use_engine(engine: str) -> None:
         os.environ.update(spark_environment())
 
 
+def _forget_reconstructed_jobs() -> None:
+    """Dagster keeps the last job it rebuilt from a code pointer for the life of the process (lru_cache on
+    ReconstructableJob): a second materialize in one process (an engine or executor changed in between) would run
+    the first one's job. Clear it so the job is built from the environment as it is now."""
+    from dagster._core.definitions import reconstruct
+
+    for cls in (reconstruct.ReconstructableJob, reconstruct.ReconstructableRepository):
+        for name in dir(cls):
+            cached = getattr(cls, name, None)
+            if callable(getattr(cached, "cache_clear", None)):
+                cached.cache_clear()
+
+
 def run_materialize(
     *,
     window: tuple[date, date] | None = None,
@@ -303,6 +316,7 @@ def run_materialize(
                     instance=instance, run_config=run_config, tags=tags, raise_on_error=False
                 )
             else:  # step processes (or Celery workers, Kubernetes jobs) rebuild the job from its module
+                _forget_reconstructed_jobs()
                 result = dg.execute_job(
                     dg.reconstructable(resolved_materialize_all_job),
                     instance=instance,
