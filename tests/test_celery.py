@@ -83,7 +83,7 @@ def celery_workers(own_database, settings, tmp_path, monkeypatch):
         client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
-def test_materialize_on_two_celery_workers(celery_workers, tmp_path, monkeypatch):
+def test_materialize_on_two_celery_workers(celery_workers, tmp_path):
     from ingestion.settings import get_settings
 
     bucket = tmp_path / "bucket"
@@ -114,17 +114,18 @@ def test_materialize_on_two_celery_workers(celery_workers, tmp_path, monkeypatch
     # and every mart equals an in-process build of the same files in a database of its own
     from orchestration.warehouse import drop_database, ensure_database
 
-    monkeypatch.setenv("DATABASE_URL", f"{settings.database_url}_ref")
-    monkeypatch.setenv("DLT_PIPELINES_DIR", str(tmp_path / "dlt_ref"))
-    monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:ref")
-    monkeypatch.setenv("DAGSTER_EXECUTOR", "in_process")
-    reference = get_settings()
-    ensure_database(reference)
-    try:
-        assert run_materialize(log_level="WARNING")
-        in_process = snapshot(reference)
-    finally:
-        drop_database(reference)
+    with pytest.MonkeyPatch.context() as patch:  # undone here: the fixtures' clean-up sees their own database
+        patch.setenv("DATABASE_URL", f"{settings.database_url}_ref")
+        patch.setenv("DLT_PIPELINES_DIR", str(tmp_path / "dlt_ref"))
+        patch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:ref")
+        patch.setenv("DAGSTER_EXECUTOR", "in_process")
+        reference = get_settings()
+        ensure_database(reference)
+        try:
+            assert run_materialize(log_level="WARNING")
+            in_process = snapshot(reference)
+        finally:
+            drop_database(reference)
     assert all(in_process[t] for t in ("analytics.fct_events", "analytics.dim_users", "analytics.fct_sessions"))
     for table, expected_rows in in_process.items():
         assert on_workers[table] == expected_rows, table
