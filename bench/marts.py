@@ -169,32 +169,13 @@ def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
 def bench_marts(base_settings, target_events: int, days: int, then: Callable[[object], None] | None = None) -> dict:
     """Runs in a database, bucket and dlt state of its own (removed afterwards); `then(settings)` runs against the
     built marts before they are dropped (the dashboard benchmark)."""
-    from bench.environ import restore_environ, set_environ
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database, ensure_database
+    from bench.environ import own_warehouse
 
-    root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-marts-"))
-    saved = set_environ(
-        {
-            "DATABASE_URL": base_settings.database_url_for(f"{base_settings.database_name}_marts"),
-            "EVENTS_BUCKET_URL": str(root / "bucket"),
-            "DLT_PIPELINES_DIR": str(root / "dlt"),
-        }
-    )
-    settings = get_settings()
-    ensure_database(settings)
-    try:
+    with own_warehouse("marts", keep=bool(os.environ.get("BENCH_MARTS_KEEP"))) as (settings, root):
         figures = _bench_marts(settings, root, target_events, days)
         if then is not None:
             then(settings)
         return figures
-    finally:
-        if os.environ.get("BENCH_MARTS_KEEP"):  # for profiling: keep the database, say where it is
-            _say(f"kept the database: DATABASE_URL={settings.database_url}")
-        else:
-            drop_database(settings)
-        shutil.rmtree(root, ignore_errors=True)
-        restore_environ(saved)
 
 
 def load_raw_events(settings, root: Path, target_events: int, days: int) -> tuple[int, list[dict], object]:

@@ -14,8 +14,6 @@ loads its own events: about 45 minutes at 10M on 2 cores).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -96,30 +94,13 @@ def bench_scale(settings, root: Path, say: Callable[[str], None]) -> dict:
 
 def bench_scale_alone(say: Callable[[str], None]) -> dict:
     """BENCH_ONLY=scale: a database and events of its own (bench/marts.py's load), dropped afterwards."""
-    from bench.environ import restore_environ, set_environ
+    from bench.environ import own_warehouse
     from bench.marts import load_raw_events
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database, ensure_database
 
-    base = get_settings()
-    root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-scale-"))
-    saved = set_environ(
-        {
-            "DATABASE_URL": base.database_url_for(f"{base.database_name}_scale"),
-            "EVENTS_BUCKET_URL": str(root / "bucket"),
-            "DLT_PIPELINES_DIR": str(root / "dlt"),
-        }
-    )
-    settings = get_settings()
-    ensure_database(settings)
-    try:
+    with own_warehouse("scale") as (settings, root):
         target = int(os.environ.get("BENCH_SCALE_EVENTS", os.environ.get("BENCH_MARTS_EVENTS", "10000000")))
         days = int(os.environ.get("BENCH_MARTS_DAYS", "90"))
         say(f"loading {target:,} generated events over {days} days into raw.events")
         _base, _held_back, connection = load_raw_events(settings, root, target, days)
         connection.close()
         return bench_scale(settings, root, say)
-    finally:
-        drop_database(settings)
-        shutil.rmtree(root, ignore_errors=True)
-        restore_environ(saved)
