@@ -75,7 +75,7 @@ def write_export(
     import psycopg2
 
     from ingestion.locks import advisory_lock
-    from orchestration.archive import _fs
+    from orchestration.archive import bucket_filesystem
 
     tag = tag or (lambda tags: None)
     tag({PHASE_TAG: "queued"})
@@ -98,7 +98,7 @@ def write_export(
     for bucket, group, events, persons, _y2, _groups_total in rows:
         writer.writerow(("" if bucket is None else bucket.isoformat(), "" if group is None else group, events, persons))
     location = export_location(settings, export_id)
-    fs = _fs(settings.base)
+    fs = bucket_filesystem(settings.base)
     parent = location.rsplit("/", 1)[0]
     if "://" not in location:
         fs.makedirs(parent, exist_ok=True)

@@ -105,11 +105,11 @@ def _write(fs: Any, url: str, table: pa.Table) -> None:
 
 def _select_list(columns: list[tuple]) -> tuple[sql.Composable, dict[str, pa.DataType], dict[str, pa.DataType]]:
     """SELECT items that COPY prints unambiguously, the CSV column types to read them as, and the final types."""
-    from orchestration.archive import _arrow_type
+    from orchestration.archive import arrow_type
 
     items, read_types, final_types = [], {}, {}
     for name, data_type, precision, scale in columns:
-        final = _arrow_type(data_type, precision, scale)
+        final = arrow_type(data_type, precision, scale)
         final_types[name] = final
         column = sql.Identifier(name)
         if pa.types.is_timestamp(final):  # exact microseconds since the epoch (UTC)
@@ -173,7 +173,7 @@ def _record_day(cursor, day: date, row_count: int, load_id: str | None, url: str
 
 def _archived_day(settings: Settings, cursor, columns: list[tuple], day: date) -> pa.Table:
     """One archived day's raw rows from the cold tier's Parquet files, in the lake's column order and types."""
-    from orchestration.archive import _fs
+    from orchestration.archive import bucket_filesystem
 
     _select, _read, final_types = _select_list(columns)
     schema = pa.schema([pa.field(name, final_types[name]) for name in final_types])
@@ -182,7 +182,7 @@ def _archived_day(settings: Settings, cursor, columns: list[tuple], day: date) -
         "and restored_at is null order by archived_at",
         (day,),
     )
-    fs = _fs(settings)
+    fs = bucket_filesystem(settings)
     tables = []
     for (url,) in cursor.fetchall():
         with fs.open(url, "rb") as handle:
@@ -195,7 +195,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     """Write every day of raw.events whose rows changed since the lake last got it; remove days that have no rows
     any more (unless archived to the cold tier). Days in the cold tier (their raw rows gone from PostgreSQL) are
     copied from the archive's Parquet, so the lake holds every day. Idempotent: a second run writes nothing."""
-    from orchestration.archive import _columns, archived_dates
+    from orchestration.archive import archived_dates, table_columns
 
     lake = lake_url(lake)
     result = LakeSync(lake=lake)
@@ -217,7 +217,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
             current = {day: (count, load_id) for day, count, load_id in cursor.fetchall()}
             cursor.execute("select event_date, row_count, max_load_id, object_url from ops.lake_days")
             written = {day: (count, load_id, url) for day, count, load_id, url in cursor.fetchall()}
-            columns = _columns(cursor, "raw", "events")
+            columns = table_columns(cursor, "raw", "events")
             fs = _filesystem(lake)
             changed = [
                 day

@@ -72,7 +72,8 @@ class ArchivedFile:
     file_sha256: str
 
 
-def _fs(settings: Settings) -> Any:
+def bucket_filesystem(settings: Settings) -> Any:
+    """The fsspec filesystem of EVENTS_BUCKET_URL (a folder, or s3:// with the AWS variables)."""
     bucket = settings.events_bucket_url
     credentials = aws_credentials_from_env() if bucket.startswith("s3://") else None
     fs, _ = fsspec_filesystem(bucket, credentials)
@@ -89,7 +90,8 @@ def ensure_manifest(connection: psycopg2.extensions.connection) -> None:
     connection.commit()
 
 
-def _columns(cursor, schema: str, table: str) -> list[tuple[str, str, int | None, int | None]]:
+def table_columns(cursor: Any, schema: str, table: str) -> list[tuple[str, str, int | None, int | None]]:
+    """(name, data type, numeric precision, numeric scale) of a table's columns, in order."""
     cursor.execute(
         """
         select column_name, data_type, numeric_precision, numeric_scale
@@ -100,7 +102,8 @@ def _columns(cursor, schema: str, table: str) -> list[tuple[str, str, int | None
     return cursor.fetchall()
 
 
-def _arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.DataType:
+def arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.DataType:
+    """The Arrow type a PostgreSQL column is archived as (the cold tier's and the lake's Parquet)."""
     if data_type in ("text", "character varying", "jsonb", "json", "uuid"):
         return pa.string()
     if data_type == "timestamp with time zone":
@@ -123,7 +126,7 @@ def _arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.
 def _select_list(columns: list[tuple]) -> sql.Composable:
     items = []
     for name, data_type, precision, _scale in columns:
-        if _arrow_type(data_type, precision, _scale) == pa.string() and data_type not in ("text", "character varying"):
+        if arrow_type(data_type, precision, _scale) == pa.string() and data_type not in ("text", "character varying"):
             items.append(sql.SQL("{}::text as {}").format(sql.Identifier(name), sql.Identifier(name)))
         else:
             items.append(sql.Identifier(name))
@@ -131,8 +134,8 @@ def _select_list(columns: list[tuple]) -> sql.Composable:
 
 
 def _fetch_table(cursor, schema: str, table: str, where: sql.Composable, args: tuple) -> pa.Table:
-    columns = _columns(cursor, schema, table)
-    schema_ = pa.schema([pa.field(name, _arrow_type(t, p, s)) for name, t, p, s in columns])
+    columns = table_columns(cursor, schema, table)
+    schema_ = pa.schema([pa.field(name, arrow_type(t, p, s)) for name, t, p, s in columns])
     cursor.execute(
         sql.SQL("select {} from {}.{} where {} order by 1").format(
             _select_list(columns), sql.Identifier(schema), sql.Identifier(table), where
@@ -194,7 +197,7 @@ def _write_verified(
     expected = _rows_md5(cursor, sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)), where, args)
     buffer = io.BytesIO()
     pq.write_table(contents, buffer, compression="zstd")
-    fs = _fs(settings)
+    fs = bucket_filesystem(settings)
     fs.makedirs(url.rsplit("/", 1)[0], exist_ok=True)
     with fs.open(url, "wb") as handle:
         handle.write(buffer.getvalue())
@@ -338,7 +341,7 @@ def archive_date(settings: Settings, connection: psycopg2.extensions.connection,
                 (day, file.table, file.url, file.rows, file.rows_md5, file.file_sha256),
             )
     connection.commit()
-    fs = _fs(settings)
+    fs = bucket_filesystem(settings)
     for url in superseded:
         if fs.exists(url):
             fs.rm(url)
@@ -375,7 +378,7 @@ def restore_dates(settings: Settings, first: date, last: date, say: Callable[[st
             files = cursor.fetchall()
         if not files:
             say(f"no archived day between {first} and {last} to restore")
-        fs = _fs(settings)
+        fs = bucket_filesystem(settings)
         for day, table_name, url, row_count, rows_md5 in files:
             with fs.open(url, "rb") as handle:
                 contents = pq.read_table(io.BytesIO(handle.read()))
@@ -426,7 +429,7 @@ def scrub_archive(settings: Settings, user_id: str, anonymous: list[str], say: C
                 return 0
             cursor.execute("select object_url, table_name from ops.archived_partitions")
             files = cursor.fetchall()
-        fs = _fs(settings)
+        fs = bucket_filesystem(settings)
         people = pa.array([user_id, *anonymous], pa.string())
         for url, table_name in files:
             with fs.open(url, "rb") as handle:
