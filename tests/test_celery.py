@@ -80,6 +80,10 @@ def celery_workers(own_database, settings, tmp_path, monkeypatch):
                 process.wait()
         client = redis.Redis.from_url(settings.redis_url)
         client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        # the steps' results (the result backend is the broker's Redis): those of this test's tasks only
+        tasks = {task for log in logs for task in re.findall(r"Task execute_plan\[([0-9a-f-]+)\]", log.read_text())}
+        if tasks:
+            client.delete(*(f"celery-task-meta-{task}" for task in tasks))
 
 
 def test_materialize_on_two_celery_workers(celery_workers, tmp_path):
