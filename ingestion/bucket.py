@@ -87,10 +87,16 @@ def objects_in_window(
     return [item for item in items if start <= object_date(item, first, last) < end]
 
 
+def filesystem(url: str) -> Any:
+    """The fsspec filesystem of a folder or an s3:// URL (with the AWS variables: keys, region, endpoint)."""
+    credentials = aws_credentials_from_env() if url.startswith("s3://") else None
+    fs, _ = fsspec_filesystem(url, credentials)
+    return fs
+
+
 def list_objects(bucket_url: str) -> list[FileItemDict]:
     """Every batch object under the bucket URL, in key order (Firehose keys sort by arrival time)."""
-    credentials = aws_credentials_from_env() if bucket_url.startswith("s3://") else None
-    fs, _ = fsspec_filesystem(bucket_url, credentials)
+    fs = filesystem(bucket_url)
     items = [FileItemDict(item, fs) for item in glob_files(fs, bucket_url, EVENT_FILE_GLOB)]
     return sorted(items, key=lambda item: item["file_url"])
 

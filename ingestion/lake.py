@@ -30,6 +30,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
+from ingestion.bucket import filesystem
 from ingestion.settings import PROJECT_ROOT, Settings, normalize_bucket_url
 
 DEFAULT_LAKE = PROJECT_ROOT / "data" / "lake"
@@ -72,16 +73,6 @@ class LakeSync:
             f"lake {self.lake}: {self.days_written} day(s) written ({self.rows_written:,} events), "
             f"{self.days_unchanged} unchanged, {self.days_removed} removed"
         )
-
-
-def _filesystem(lake: str) -> Any:
-    from dlt.common.storages.fsspec_filesystem import fsspec_filesystem
-
-    from ingestion.pipeline import aws_credentials_from_env
-
-    credentials = aws_credentials_from_env() if lake.startswith("s3://") else None
-    fs, _ = fsspec_filesystem(lake, credentials)
-    return fs
 
 
 def _write(fs: Any, url: str, table: pa.Table) -> None:
@@ -218,7 +209,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
             cursor.execute("select event_date, row_count, max_load_id, object_url from ops.lake_days")
             written = {day: (count, load_id, url) for day, count, load_id, url in cursor.fetchall()}
             columns = table_columns(cursor, "raw", "events")
-            fs = _filesystem(lake)
+            fs = filesystem(lake)
             changed = [
                 day
                 for day, state in current.items()
@@ -280,7 +271,7 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
     and mart tables a Spark build wrote — that holds rows of the person (by person_id, user_id or anonymous_id)
     without them; returns the rows removed. Archived days' copies in the lake are scrubbed too."""
     lake = lake_url(lake)
-    fs = _filesystem(lake)
+    fs = filesystem(lake)
     if not fs.exists(lake):
         return 0
     people = pa.array([user_id, *anonymous], pa.string())
@@ -312,7 +303,7 @@ def lake_marts(lake: str | None = None) -> dict[str, int]:
     import pyarrow.dataset as ds
 
     lake = lake_url(lake)
-    fs = _filesystem(lake)
+    fs = filesystem(lake)
     root = f"{lake}/marts"
     if not fs.exists(root):
         return {}

@@ -31,10 +31,9 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from dlt.common.storages.fsspec_filesystem import fsspec_filesystem
 from psycopg2 import sql
 
-from ingestion.pipeline import aws_credentials_from_env
+from ingestion.bucket import filesystem
 from ingestion.settings import Settings
 from orchestration.warehouse import table_exists
 
@@ -74,10 +73,7 @@ class ArchivedFile:
 
 def bucket_filesystem(settings: Settings) -> Any:
     """The fsspec filesystem of EVENTS_BUCKET_URL (a folder, or s3:// with the AWS variables)."""
-    bucket = settings.events_bucket_url
-    credentials = aws_credentials_from_env() if bucket.startswith("s3://") else None
-    fs, _ = fsspec_filesystem(bucket, credentials)
-    return fs
+    return filesystem(settings.events_bucket_url)
 
 
 def archive_url(settings: Settings, day: date, table: str, stamp: str) -> str:
