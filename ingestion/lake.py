@@ -221,6 +221,14 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
             if changed:
                 say(f"lake: writing {len(changed)} day(s) of events to {lake}/{EVENTS_FOLDER}/")
 
+            def put_day(day: date, table: pa.Table, row_count: int, load_id: str | None) -> None:
+                url = day_url(lake, day)
+                _write(fs, url, table)
+                _record_day(cursor, day, row_count, load_id, url)
+                connection.commit()
+                result.days_written += 1
+                result.rows_written += table.num_rows
+
             archived = set(archived_dates(connection))
             for index, day in enumerate(changed, 1):
                 table = _fetch_day(cursor, columns, day)
@@ -228,13 +236,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
                     cold = _archived_day(settings, cursor, columns, day)
                     new = pc.invert(pc.is_in(table.column("message_id"), value_set=cold.column("message_id")))
                     table = pa.concat_tables([cold, table.filter(new)]).sort_by("message_id")
-                url = day_url(lake, day)
-                _write(fs, url, table)
-                count, load_id = current[day]
-                _record_day(cursor, day, count, load_id, url)
-                connection.commit()
-                result.days_written += 1
-                result.rows_written += table.num_rows
+                put_day(day, table, *current[day])
                 if index % 10 == 0 or index == len(changed):
                     say(f"lake: {index}/{len(changed)} days, {result.rows_written:,} events")
             # days in the cold tier and not (or no longer) in the lake: their raw rows are only in the archive's
@@ -243,13 +245,8 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
                 if day in written and fs.exists(written[day][2]):
                     continue
                 table = _archived_day(settings, cursor, columns, day)
-                url = day_url(lake, day)
-                _write(fs, url, table)
                 load_id = pc.max(table.column("_dlt_load_id")).as_py() if table.num_rows else None
-                _record_day(cursor, day, table.num_rows, load_id, url)
-                connection.commit()
-                result.days_written += 1
-                result.rows_written += table.num_rows
+                put_day(day, table, table.num_rows, load_id)
                 say(f"lake: {day} copied from the cold tier ({table.num_rows:,} events)")
             for day in sorted(set(written) - set(current) - archived):
                 url = written[day][2]
