@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 
 from bench.dashboard import WRK_DONE, WRK_REQUESTS, wrk_path
-from tests.dashboard_server import free_port
+from testing.dashboard_server import free_port
 
 EVENTS_PER_REQUEST = 100
 TARGET_P99_MS = 100.0

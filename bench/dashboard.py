@@ -147,9 +147,9 @@ def _publish_hot_metrics(settings) -> None:
     import psycopg2
     import redis
 
-    from ingestion.settings import utc_today
-    from orchestration.realtime import HotKeys
-    from orchestration.warehouse import read_daily_metrics
+    from common.redis_keys import HotKeys
+    from common.settings import utc_today
+    from warehouse.summary import read_daily_metrics
 
     keys = HotKeys(settings.redis_key_prefix)
     connection = psycopg2.connect(settings.database_url)
@@ -166,10 +166,10 @@ def _publish_hot_metrics(settings) -> None:
 def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
     """Against the marts benchmark's database (its settings), which must hold the built marts."""
     from bench.environ import restore_environ, set_environ
+    from common.settings import utc_today
     from dashboards.config import get_dashboard_settings
     from dashboards.readonly import drop_readonly_role, ensure_readonly_role
-    from ingestion.settings import utc_today
-    from tests.dashboard_server import dashboard_process
+    from testing.dashboard_server import dashboard_process
 
     seconds = int(os.environ.get("BENCH_DASHBOARD_SECONDS", "30"))
     connections = int(os.environ.get("BENCH_DASHBOARD_CONNECTIONS", "50"))
@@ -275,7 +275,7 @@ def main() -> None:
     BENCH_MARTS_KEEP=1); prints its figures, writes nothing."""
     from datetime import datetime
 
-    from ingestion.settings import get_settings
+    from common.settings import get_settings
 
     figures = bench_dashboard(get_settings(), lambda message: print(f"[bench {datetime.now():%H:%M:%S}] {message}"))
     print(json.dumps(figures, indent=2))

@@ -31,8 +31,8 @@ def own_warehouse(suffix: str, keep: bool = False) -> Iterator[tuple[Any, Path]]
     """A database `<DATABASE_URL's name>_<suffix>`, a bucket and dlt state in a temporary folder, pointed at by this
     process's environment; yields (settings, folder). Dropped afterwards unless `keep` (the database is then
     named on stdout), and the environment put back."""
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database, ensure_database
+    from common.db import drop_database, ensure_database
+    from common.settings import get_settings
 
     base = get_settings()
     root = Path(tempfile.mkdtemp(prefix=f"analyticspro-bench-{suffix}-"))

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import redis
 
-from ingestion.settings import PROJECT_ROOT, Settings
-from orchestration.realtime import HotKeys
+from common.redis_keys import HotKeys
+from common.settings import PROJECT_ROOT, Settings
 
 SAMPLES = int(os.environ.get("BENCH_FRESHNESS_SAMPLES", "5"))
 SAMPLE_EVENTS = 50
@@ -73,14 +73,14 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str, process: sub
 
 
 def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> dict:
-    from orchestration.instance import prepare_dagster_home
+    from common.dagster_home import prepare_dagster_home
 
     home = prepare_dagster_home()
     bucket = Path(settings.events_bucket_url)
     bucket.mkdir(parents=True, exist_ok=True)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     keys = HotKeys(settings.redis_key_prefix)
-    from tests.dashboard_server import free_port
+    from testing.dashboard_server import free_port
 
     port = free_port()
     log = open(home / "dagster-dev.log", "w")  # noqa: SIM115 (closed below)
@@ -130,8 +130,8 @@ def main() -> int:
     import tempfile
 
     from bench.run import _say, _setup_environment, cleanup
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import ensure_database
+    from common.db import ensure_database
+    from common.settings import get_settings
 
     root = Path(tempfile.mkdtemp(prefix="analyticspro-freshness-"))
     _setup_environment(root)

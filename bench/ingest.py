@@ -111,8 +111,8 @@ def checkpoint(database_url: str) -> None:
 
 def run_pipeline(folder: Path, database_url: str, pipelines_dir: Path) -> dict:
     """`load_events` over `folder` into a fresh database, in a child process: its figures and peak memory."""
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database, ensure_database
+    from common.db import drop_database, ensure_database
+    from common.settings import get_settings
 
     env = {**os.environ, "DATABASE_URL": database_url, "DLT_PIPELINES_DIR": str(pipelines_dir)}
     os.environ["DATABASE_URL"] = database_url
@@ -153,8 +153,8 @@ def bench_ingest(database_url: str, say: Callable[[str], None] = print) -> dict:
         small = root / "tenth"
         _generate(small, events // 10)
         copy_db = f"{base}/analyticspro_bench_copy_{os.getpid()}"
-        from ingestion.settings import get_settings
-        from orchestration.warehouse import drop_database, ensure_database
+        from common.db import drop_database, ensure_database
+        from common.settings import get_settings
 
         saved = os.environ.get("DATABASE_URL")
         os.environ["DATABASE_URL"] = copy_db

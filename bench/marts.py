@@ -331,7 +331,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
     _setup_environment(root)
-    from ingestion.settings import get_settings
+    from common.settings import get_settings
 
     events = int(os.environ.get("BENCH_MARTS_EVENTS", "10000000"))
     try:

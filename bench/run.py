@@ -56,7 +56,7 @@ def cleanup(settings, root: Path) -> None:
     """Drop the benchmark's database, delete its Redis keys and its folder."""
     import redis
 
-    from orchestration.warehouse import drop_database
+    from common.db import drop_database
 
     drop_database(settings)
     client = redis.Redis.from_url(settings.redis_url)
@@ -91,7 +91,7 @@ def bench_generate(bucket: Path, users: int, days: int) -> tuple[dict, object]:
 
 
 def bench_materialize(settings) -> dict:
-    from orchestration.cli import run_materialize
+    from orchestration.runs import run_materialize
 
     # The load already ran above; this measures the orchestrated whole: Dagster start, an incremental
     # load that finds nothing new, dbt build (models and tests) and the Redis push.
@@ -121,8 +121,8 @@ def bench_hot_metrics(settings) -> dict:
     import psycopg2
     import redis
 
-    from orchestration.realtime import HotKeys
-    from orchestration.warehouse import HOT_METRIC_NAMES, read_daily_metrics
+    from common.redis_keys import HotKeys
+    from warehouse.summary import HOT_METRIC_NAMES, read_daily_metrics
 
     day = datetime.now(UTC).date()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -166,8 +166,8 @@ def main() -> int:
     days = int(os.environ.get("BENCH_DAYS", "30"))
     root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
     _setup_environment(root)
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import ensure_database, ensure_redis
+    from common.db import ensure_database, ensure_redis
+    from common.settings import get_settings
 
     settings = get_settings()
     ensure_database(settings)

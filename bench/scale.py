@@ -2,7 +2,7 @@
 
 raw.events holds BENCH_SCALE_EVENTS (default 10M) generated events (bench/marts.py's load). Then:
 - postgres_build_s: `dbt run --full-refresh` on the PostgreSQL target (every model from scratch);
-- lake_export_s: raw.events written to the lake as Parquet, a file per day (ingestion/lake.py);
+- lake_export_s: raw.events written to the lake as Parquet, a file per day (warehouse/lake.py);
 - spark_build_s: `dbt run` on the spark target (PySpark in local mode, every core: local[*]);
 - spark_1core_s / spark_2core_s: the same with SPARK_CORES=1 and 2 (local[1], local[2]); on a 2-core machine
   spark_2core_s is spark_build_s's run.
@@ -40,8 +40,8 @@ def bench_scale(settings, root: Path, say: Callable[[str], None]) -> dict:
 
     from bench.environ import restore_environ, set_environ
     from bench.marts import _dbt
-    from ingestion.lake import lake_marts, sync_lake
     from orchestration.engines import spark_environment
+    from warehouse.lake import lake_marts, sync_lake
 
     with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
         cursor.execute("select count(*) from raw.events")

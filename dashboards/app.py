@@ -34,11 +34,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 
+from common.dbt_vars import lookback_days
+from common.settings import utc_today
 from dashboards.config import DashboardSettings
 from dashboards.schema import CachePolicy, schema
 from dashboards.warehouse import Warehouse
-from ingestion.settings import utc_today
-from orchestration.dbt_vars import lookback_days
 
 log = logging.getLogger("analyticspro.dashboards")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from ingestion.settings import (
+from common.settings import (
     DEFAULT_STATE_DIR,
     Settings,
     _non_negative_int_env,
@@ -101,3 +101,12 @@ def get_dashboard_settings() -> DashboardSettings:
         insight_timeout_ms=_positive_int_env("INSIGHT_TIMEOUT_MS", 10_000),
         insight_max_days=_positive_int_env("INSIGHT_MAX_DAYS", 366),
     )
+
+
+def dashboard_url(host: str | None = None, port: int | None = None) -> str:
+    """Where `analyticspro dashboard` serves the page; with the local token in the fragment (never sent to the
+    server, never logged) when no ANALYTICSPRO_API_TOKENS is set."""
+    url = f"http://{host or DEFAULT_HOST}:{port or DEFAULT_PORT}/"
+    if not (os.environ.get("ANALYTICSPRO_API_TOKENS") or "").strip():
+        url += f"#token={local_token()}"
+    return url

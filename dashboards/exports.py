@@ -1,7 +1,7 @@
 """Exports of query-builder questions: the exact (never sampled) answer as CSV in the bucket, written by the
 Dagster job `export_insight` so the run, its logs and its outcome are in the Dagster UI like every other run.
 
-The API starts each export as its own process (`python -m dashboards.exports <id> <question>`), which
+The API starts each export as its own process (`python -m orchestration.defs.exports <id> <question>`), which
 executes the job against the Dagster instance (DAGSTER_HOME) with the tag analyticspro/export_id; exports
 queue on a PostgreSQL advisory lock, one at a time. exportStatus reads the run from the instance: its status,
 and the tags the job sets as it goes (phase, rows, location). The CSV lands at
@@ -22,7 +22,7 @@ from typing import Any
 
 import dagster as dg
 
-from dashboards.config import DashboardSettings, get_dashboard_settings
+from dashboards.config import DashboardSettings
 from dashboards.insight import EXPORT_MAX_DAYS, Filter, Insight, InsightError, compile_insight, to_psycopg
 
 EXPORT_TAG = "analyticspro/export_id"
@@ -74,8 +74,8 @@ def write_export(
     """Run the question exactly as the read-only role and write the CSV; returns (location, rows)."""
     import psycopg2
 
-    from ingestion.locks import advisory_lock
-    from orchestration.archive import bucket_filesystem
+    from common.locks import advisory_lock
+    from common.storage import bucket_filesystem
 
     tag = tag or (lambda tags: None)
     tag({PHASE_TAG: "queued"})
@@ -109,38 +109,6 @@ def write_export(
     return location, len(rows)
 
 
-class ExportConfig(dg.Config):
-    export_id: str
-    """The id the API returned (also the run tag analyticspro/export_id)."""
-    question: str
-    """The query-builder question as JSON (event, filters, group_by, date_from, date_to)."""
-
-
-@dg.op(description="Run a query-builder question exactly and write its answer as CSV to the bucket.")
-def export_insight_op(context: dg.OpExecutionContext, config: ExportConfig) -> dg.Output[str]:
-    settings = get_dashboard_settings()
-
-    def tag(tags: dict[str, str]) -> None:
-        context.instance.add_run_tags(context.run_id, tags)
-
-    location, rows = write_export(
-        settings, config.export_id, question_from_json(config.question), say=context.log.info, tag=tag
-    )
-    return dg.Output(location, metadata={"location": location, "rows": rows})
-
-
-@dg.job(
-    description="Export a query-builder question as CSV (started by the dashboards API's exportInsight).",
-    executor_def=dg.in_process_executor,
-)
-def export_insight() -> None:
-    export_insight_op()
-
-
-def build_export_defs() -> dg.Definitions:
-    return dg.Definitions(jobs=[export_insight])
-
-
 def start_export(settings: DashboardSettings, question: Insight) -> dict[str, Any]:
     """Start the export's process; it creates the Dagster run. Returns the job as exportStatus shows it."""
     with _started_lock:  # poll() reaps the processes of finished exports (no zombies)
@@ -149,7 +117,7 @@ def start_export(settings: DashboardSettings, question: Insight) -> dict[str, An
     export_id = uuid.uuid4().hex
     environment = dict(os.environ)
     process = subprocess.Popen(
-        [sys.executable, "-m", "dashboards.exports", export_id, question_to_json(question)],
+        [sys.executable, "-m", "orchestration.defs.exports", export_id, question_to_json(question)],
         env=environment,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -216,25 +184,3 @@ def _failure(instance: dg.DagsterInstance, run_id: str) -> str | None:
         if error is not None:
             return error.message.strip().splitlines()[-1]
     return None
-
-
-def main(argv: list[str]) -> int:
-    """`python -m dashboards.exports <export id> <question json>`: one export as a Dagster run."""
-    from dashboards import exports  # the job from its module (not __main__), so Dagster can reconstruct it
-    from orchestration.instance import prepare_dagster_home
-
-    export_id, question = argv
-    prepare_dagster_home()
-    with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            dg.reconstructable(exports.export_insight),
-            instance=instance,
-            run_config={"ops": {"export_insight_op": {"config": {"export_id": export_id, "question": question}}}},
-            tags={EXPORT_TAG: export_id},
-            raise_on_error=False,
-        )
-        return 0 if result.success else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -12,7 +12,7 @@ import contextlib
 import psycopg2
 from psycopg2 import errors, sql
 
-from dashboards.config import DashboardSettings
+from dashboards.config import DashboardSettings, get_dashboard_settings
 
 MARTS_SCHEMA = "analytics"
 STATEMENT_TIMEOUT = "60s"
@@ -74,3 +74,10 @@ def drop_readonly_role(settings: DashboardSettings) -> None:
                 cursor.execute(sql.SQL("drop role {}").format(role))
     finally:
         connection.close()
+
+
+def ensure_reader() -> str:
+    """The read-only role of the dashboards API and BI tools, with its grants in this database; returns its name."""
+    dashboard_settings = get_dashboard_settings()
+    ensure_readonly_role(dashboard_settings)
+    return dashboard_settings.readonly_user

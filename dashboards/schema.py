@@ -18,9 +18,9 @@ import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.types import Info
 
+from common.settings import utc_today
 from dashboards.insight import EXPORT_MAX_DAYS, OPERATORS, PERSON_FIELDS, Filter, Insight, InsightError, compile_insight
 from dashboards.warehouse import DAILY_METRICS, Warehouse, day_range
-from ingestion.settings import utc_today
 
 log = logging.getLogger("analyticspro.dashboards")
 

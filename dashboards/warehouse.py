@@ -15,10 +15,10 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from common.redis_keys import HotKeys
+from common.settings import utc_today
 from dashboards.config import DashboardSettings
 from dashboards.insight import Catalogue, Compiled, Insight, InsightError, compile_insight
-from ingestion.settings import utc_today
-from orchestration.realtime import HotKeys
 
 log = logging.getLogger("analyticspro.dashboards")
 

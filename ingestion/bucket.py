@@ -19,11 +19,11 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-from dlt.common.storages.fsspec_filesystem import FileItemDict, fsspec_filesystem, glob_files
+from dlt.common.storages.fsspec_filesystem import FileItemDict, glob_files
 
+from common.storage import filesystem
 from ingestion.batches import PreparedLoad
 from ingestion.chunks import ChunkRunner, process_object
-from ingestion.pipeline import aws_credentials_from_env
 from ingestion.validation import DEFAULT_OPTIONS, Options
 
 EVENT_FILE_GLOB = "**/*.jsonl*"
@@ -85,13 +85,6 @@ def objects_in_window(
     """The objects whose day (object_date, kept within [first, last]) is in [start, end)."""
     start, end = window
     return [item for item in items if start <= object_date(item, first, last) < end]
-
-
-def filesystem(url: str) -> Any:
-    """The fsspec filesystem of a folder or an s3:// URL (with the AWS variables: keys, region, endpoint)."""
-    credentials = aws_credentials_from_env() if url.startswith("s3://") else None
-    fs, _ = fsspec_filesystem(url, credentials)
-    return fs
 
 
 def list_objects(bucket_url: str) -> list[FileItemDict]:

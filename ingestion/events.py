@@ -28,11 +28,12 @@ from pathlib import Path
 
 import dlt
 
+from common.locks import LOAD_LOCK, advisory_lock
+from common.settings import get_settings, normalize_bucket_url, utc_today
 from ingestion.batches import LoadCounts, PreparedLoad
 from ingestion.bucket import check_bucket, list_objects, object_key, objects_in_window, prepare_bucket_loads
 from ingestion.chunks import ChunkRunner
 from ingestion.kinesis import prepare_kinesis_loads
-from ingestion.locks import LOAD_LOCK, advisory_lock
 from ingestion.pipeline import (
     EVENTS_TABLE,
     OBJECTS_TABLE,
@@ -44,7 +45,6 @@ from ingestion.pipeline import (
     new_rows,
     prepared_events,
 )
-from ingestion.settings import get_settings, normalize_bucket_url, utc_today
 from ingestion.suppression import drop_suppressed, load_suppressed
 from ingestion.validation import Options
 

@@ -30,9 +30,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from common.storage import aws_region
 from ingestion.batches import PreparedLoad
 from ingestion.chunks import ChunkRunner, process_records
-from ingestion.pipeline import aws_region
 from ingestion.validation import DEFAULT_OPTIONS, Options
 
 THROTTLED = {"ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException"}

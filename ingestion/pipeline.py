@@ -19,13 +19,12 @@ from typing import Any
 import dlt
 import pyarrow as pa
 from dlt.common.configuration import configspec
-from dlt.common.configuration.specs import AwsCredentials
 from dlt.common.runtime.collector import LogCollector
 from dlt.common.typing import TSecretStrValue
 from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
+from common.settings import Settings, get_settings
 from ingestion.batches import PreparedLoad, write_load_csv
-from ingestion.settings import Settings, get_settings
 from ingestion.validation import EVENT_COLUMNS, REJECTED_COLUMNS
 
 PIPELINE_NAME = "analyticspro_events"
@@ -86,21 +85,6 @@ def postgres_credentials(database_url: str) -> PostgresUrlCredentials:
     credentials.parse_native_representation(database_url)
     credentials.resolve()
     return credentials
-
-
-def aws_credentials_from_env() -> AwsCredentials:
-    """The standard AWS variables, so the same code runs against AWS and a local endpoint."""
-    return AwsCredentials(
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
-        aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
-        region_name=aws_region(),
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-    )
-
-
-def aws_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def apply_table_hints(resource: Any) -> Any:

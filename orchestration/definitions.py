@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dashboards.exports import build_export_defs
 from orchestration.defs.automation import MATERIALIZE_ALL_JOB, REALTIME_JOB, build_automation_defs
+from orchestration.defs.exports import build_export_defs
 from orchestration.defs.ingestion.assets import build_ingestion_defs
 from orchestration.defs.privacy import build_privacy_defs
 from orchestration.defs.quality import build_quality_defs

@@ -2,7 +2,7 @@
 environment, read when the definitions are built.
 
 ANALYTICSPRO_ENGINE   postgres (default): dbt's `dev` target, the marts in PostgreSQL.
-                      spark: the lake is synced from raw.events (ingestion/lake.py), then the same dbt models build
+                      spark: the lake is synced from raw.events (warehouse/lake.py), then the same dbt models build
                       on a `spark` target (DBT_SPARK_TARGET: spark = a local pyspark session, spark_thrift,
                       spark_http) into <EVENTS_LAKE_URL>/marts/<model>/.
 DAGSTER_EXECUTOR      multiprocess (default): each step in its own process on this machine.
@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ingestion.settings import DEFAULT_STATE_DIR, PROJECT_ROOT
+from common.settings import DEFAULT_STATE_DIR, PROJECT_ROOT
 
 ENGINES = ("postgres", "spark")
 EXECUTORS = ("multiprocess", "in_process", "celery", "k8s")
@@ -50,7 +50,7 @@ def dbt_target(engine: str | None = None) -> str:
 
 def spark_environment() -> dict[str, str]:
     """The environment dbt's spark targets read: the lake's URL (absolute), the local metastore, the log config."""
-    from ingestion.lake import lake_url
+    from warehouse.lake import lake_url
 
     metastore = str(Path(os.environ.get("SPARK_METASTORE_DIR") or DEFAULT_STATE_DIR / "spark").resolve())
     return {
@@ -88,7 +88,7 @@ def current_executor() -> str:
 
 def celery_config() -> dict[str, Any]:
     """The celery executor's config: the broker and result backend (Redis by default) and the queue."""
-    from ingestion.settings import get_settings
+    from common.settings import get_settings
 
     broker = os.environ.get("CELERY_BROKER_URL") or get_settings().redis_url
     return {

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-from ingestion.settings import get_settings, utc_today
+from common.settings import get_settings, utc_today
 
 __all__ = ["DAILY", "daily_partitions", "partition_range_tags", "run_windows", "window_label", "window_of"]
 

@@ -41,8 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _saved_env[key] = os.environ.get(key)
         os.environ[key] = value
 
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import ensure_database, ensure_redis
+    from common.db import ensure_database, ensure_redis
+    from common.settings import get_settings
 
     settings = get_settings()
     ensure_database(settings)
@@ -54,8 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database
+    from common.db import drop_database
+    from common.settings import get_settings
 
     settings = get_settings()
     try:
@@ -78,7 +78,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def settings():
-    from ingestion.settings import get_settings
+    from common.settings import get_settings
 
     return get_settings()
 
@@ -95,7 +95,7 @@ def aws_endpoint(monkeypatch):
     """A real moto server (S3 and Kinesis) on a free loopback port, reached through the standard AWS variables."""
     from moto.server import ThreadedMotoServer
 
-    from tests.dashboard_server import free_port
+    from testing.dashboard_server import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -117,8 +117,8 @@ def aws_endpoint(monkeypatch):
 @pytest.fixture
 def own_database(request, monkeypatch, tmp_path):
     """A database and dlt folder of this test's own, so its loads do not touch other tests' counts."""
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database, ensure_database
+    from common.db import drop_database, ensure_database
+    from common.settings import get_settings
 
     base = get_settings().database_url
     monkeypatch.setenv("DATABASE_URL", f"{base}_{request.node.name[:20].lower()}".replace("[", "_").replace("]", ""))

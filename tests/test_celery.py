@@ -17,10 +17,10 @@ import pytest
 import redis
 
 from ingestion.generator import generate
-from orchestration.cli import run_materialize
-from tests import reference_marts as ref
-from tests.db import rows
-from tests.reference import compute
+from orchestration.runs import run_materialize
+from testing import reference_marts as ref
+from testing.db import rows
+from testing.reference import compute
 
 TODAY = datetime.now(UTC).date()
 WORKERS = ("ap-worker-1", "ap-worker-2")
@@ -87,7 +87,7 @@ def celery_workers(own_database, settings, tmp_path, monkeypatch):
 
 
 def test_materialize_on_two_celery_workers(celery_workers, tmp_path):
-    from ingestion.settings import get_settings
+    from common.settings import get_settings
 
     bucket = tmp_path / "bucket"
     generate(bucket, days=21, users=300, seed=23, end_date=TODAY)  # three weeks: some people pay

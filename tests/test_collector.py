@@ -23,8 +23,8 @@ from ingestion.collector.spool import Spool
 from ingestion.collector.writer import BatchWriter
 from ingestion.events import load_events
 from ingestion.sdk import Analytics
-from tests.dashboard_server import collector_process, free_port
-from tests.db import rows as query
+from testing.dashboard_server import collector_process, free_port
+from testing.db import rows as query
 
 KEY = "test-write-key-1"
 OTHER_KEY = "test-write-key-2"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ingestion.settings import get_settings
-from orchestration.cli import main
+from cli import main
+from common.settings import get_settings
 
 
 def test_bad_number_in_env(monkeypatch):
@@ -76,7 +76,7 @@ def test_configured_sources(monkeypatch, tmp_path):
     # the default folder is skipped when only a stream is configured and the folder does not exist
     monkeypatch.delenv("EVENTS_BUCKET_URL")
     monkeypatch.chdir(tmp_path)
-    import ingestion.settings as settings_module
+    import common.settings as settings_module
 
     monkeypatch.setattr(settings_module, "DEFAULT_BUCKET", tmp_path / "absent")
     assert configured_sources() == ["kinesis://product-events"]

@@ -1,5 +1,5 @@
 """The dashboards service, as a real process over a real warehouse: every GraphQL query against an independent
-computation over the generated events (tests/reference_marts.py, pandas), caching, auth, the read-only role,
+computation over the generated events (testing/reference_marts.py, pandas), caching, auth, the read-only role,
 the query builder's injection resistance, sampling, exports, and a Redis outage."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import psycopg2
 import pytest
 import redis
 
+from common.settings import utc_today
 from ingestion.generator import generate
-from ingestion.settings import utc_today
-from tests import reference_marts as ref
-from tests.dashboard_server import RedisServer, dashboard_process
-from tests.db import rows
-from tests.reference import compute
+from testing import reference_marts as ref
+from testing.dashboard_server import RedisServer, dashboard_process
+from testing.db import rows
+from testing.reference import compute
 
 TOKEN = f"test-token-{uuid.uuid4().hex}"
 DAYS = 21
@@ -41,11 +41,11 @@ class Dash:
 
 @pytest.fixture(scope="module")
 def dash(settings, tmp_path_factory):
+    from common.db import drop_database, ensure_database
+    from common.settings import get_settings
     from dashboards.config import get_dashboard_settings
     from dashboards.readonly import drop_readonly_role, ensure_readonly_role
-    from ingestion.settings import get_settings
-    from orchestration.cli import run_materialize
-    from orchestration.warehouse import drop_database, ensure_database
+    from orchestration.runs import run_materialize
 
     root = tmp_path_factory.mktemp("dashboards")
     reader = f"analyticspro_reader_{uuid.uuid4().hex[:8]}"

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from cli import main
+from common.redis_keys import HotKeys
 from ingestion.generator import generate
-from orchestration.cli import main, run_materialize
-from orchestration.realtime import HotKeys
-from tests.dashboard_server import collector_process
-from tests.db import rows as query
-from tests.reference import Expected, compute
+from orchestration.runs import run_materialize
+from testing.dashboard_server import collector_process
+from testing.db import rows as query
+from testing.reference import Expected, compute
 
 TODAY = datetime.now(UTC).date()
 SEGMENT_KEY = "e2e-segment-write-key"

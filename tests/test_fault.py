@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from ingestion.generator import generate
-from tests.reference import compute
+from testing.reference import compute
 
 
 def _cluster() -> tuple[str, str] | None:
@@ -52,7 +52,7 @@ def test_postgres_restart_during_a_run_retries_and_loses_nothing(own_database, t
         "RUN_RETRY_LIMIT": "6",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.cli", "materialize"],
+        [sys.executable, "-m", "cli", "materialize"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -17,9 +17,9 @@ import psycopg2
 import pytest
 from botocore.exceptions import ClientError
 
+from cli import main
 from ingestion.events import load_events
 from ingestion.kinesis import call_with_backoff, read_order
-from orchestration.cli import main
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +131,7 @@ def test_killed_run_resumes_with_every_record_exactly_once(aws_endpoint, own_dat
     total = 20_000
     put_all(client, "busy", [json.dumps(event(n)).encode() for n in range(total)])
     env = {**os.environ, "INGEST_MAX_LINES": "2000", "INGEST_WORKERS": "2", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "orchestration.cli", "load", "kinesis://busy"]
+    command = [sys.executable, "-m", "cli", "load", "kinesis://busy"]
 
     process = subprocess.Popen(
         command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -9,8 +9,8 @@ import pyarrow.dataset as ds
 
 from ingestion.events import load_events
 from ingestion.generator import generate
-from ingestion.lake import day_url, sync_lake
-from tests.db import rows
+from testing.db import rows
+from warehouse.lake import day_url, sync_lake
 
 END = date(2026, 2, 10)
 
@@ -81,7 +81,7 @@ def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from orchestration.privacy import forget
+    from warehouse.erasure import forget
 
     settings = own_database
     bucket = tmp_path / "bucket"

@@ -3,7 +3,7 @@
 The dataset is generated once; the batch files received before a cut-off time are loaded and built
 (a full build), then the rest arrive (late mobile events for earlier days, visitors who come back and
 sign up, so their earlier anonymous events must be re-stitched) and an incremental build runs. The
-marts must then equal tests/reference_marts.py computed over all events, and equal a full refresh.
+marts must then equal testing/reference_marts.py computed over all events, and equal a full refresh.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import pytest
 
 from ingestion.generator import generate
 from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
-from tests import reference_marts as ref
-from tests.db import rows
-from tests.reference import compute
+from testing import reference_marts as ref
+from testing.db import rows
+from testing.reference import compute
 
 END = date(2026, 3, 15)
 DAYS = 75
@@ -85,8 +85,8 @@ def snapshot(settings) -> dict[str, list[tuple]]:
 @pytest.fixture(scope="module")
 def warehouse(settings, tmp_path_factory):
     """Its own database, bucket and dlt state, so the other modules' data cannot mix in."""
-    from ingestion.settings import get_settings
-    from orchestration.warehouse import drop_database, ensure_database
+    from common.db import drop_database, ensure_database
+    from common.settings import get_settings
 
     root = tmp_path_factory.mktemp("marts")
     with pytest.MonkeyPatch.context() as patch:
@@ -127,8 +127,8 @@ def test_spark_builds_the_same_marts(built, monkeypatch):
     """`analyticspro materialize --engine spark` (through Dagster, the default multiprocess executor): the lake is
     written from raw.events and the same dbt models build on Spark; every mart equals the PostgreSQL build
     (incremental, checked against pandas below) row for row, floats within 1e-9."""
-    from orchestration.cli import run_materialize
-    from tests.engines import MARTS, differences, read_lake_mart, read_postgres_mart
+    from orchestration.runs import run_materialize
+    from testing.engines import MARTS, differences, read_lake_mart, read_postgres_mart
 
     settings, root, _frame = built
     lake = root / "lake"

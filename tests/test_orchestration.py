@@ -17,11 +17,11 @@ import dagster as dg
 import pytest
 import redis
 
+from common.redis_keys import HotKeys
 from ingestion.generator import generate
 from orchestration.partitions import partition_range_tags
-from orchestration.realtime import HotKeys
-from tests.db import rows
-from tests.reference import compute
+from testing.db import rows
+from testing.reference import compute
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def isolated(own_database, monkeypatch, tmp_path, settings):
     monkeypatch.setenv("EVENTS_BUCKET_URL", str(tmp_path / "bucket"))
     monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")
     (tmp_path / "bucket").mkdir()
-    from ingestion.settings import get_settings
+    from common.settings import get_settings
     from orchestration.definitions import build_definitions
 
     yield get_settings(), build_definitions(), tmp_path / "bucket"
@@ -205,7 +205,7 @@ def test_the_kinesis_sensor_requests_a_run_only_when_the_stream_has_new_records(
 
 
 def test_rolling_windows_count_the_past_only(settings):
-    from orchestration.realtime import refresh_windows
+    from warehouse.realtime import refresh_windows
 
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     prefix = f"{settings.redis_key_prefix}:windows"

@@ -8,11 +8,11 @@ from datetime import date
 import boto3
 import psycopg2
 
+from cli import main
+from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import generate
-from ingestion.settings import get_settings
-from orchestration.cli import main
-from tests.reference import compute
+from testing.reference import compute
 
 
 def test_load_from_s3_bucket_prefix(aws_endpoint, own_database, tmp_path, capsys):

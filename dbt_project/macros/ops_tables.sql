@@ -1,7 +1,7 @@
 {#- Tables AnalyticsPro writes outside dbt that models read, created before every dbt run so a model can
     always select from them (on-run-start in dbt_project.yml).
     ops.person_archive_history: per person and archive file, the aggregates of their events that were moved
-    to the cold tier (orchestration/archive.py), so dim_users keeps a person's whole history. -#}
+    to the cold tier (warehouse/archive.py), so dim_users keeps a person's whole history. -#}
 {% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
 
 {% macro default__create_ops_tables() -%}

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestion.settings import (
+from common.settings import (
     DEFAULT_STATE_DIR,
     _non_negative_int_env,
     _positive_int_env,

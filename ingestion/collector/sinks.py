@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ingestion.settings import normalize_bucket_url
+from common.settings import normalize_bucket_url
 
 KINESIS_MAX_RECORDS = 500
 KINESIS_MAX_BYTES = 5 * 1024 * 1024
@@ -117,7 +117,7 @@ def _aws_client(service: str, connect_timeout: float, read_timeout: float) -> An
     import boto3
     from botocore.config import Config
 
-    from ingestion.pipeline import aws_region
+    from common.storage import aws_region
 
     endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(

@@ -16,13 +16,13 @@ from pathlib import Path
 import dagster as dg
 import redis
 
+from common.dbt_vars import lookback_days
+from common.settings import get_settings, utc_today
 from ingestion.bucket import object_date, object_key
 from ingestion.events import unloaded_objects
-from ingestion.settings import get_settings, utc_today
-from orchestration.dbt_vars import lookback_days
 from orchestration.engines import pipeline_executor
 from orchestration.partitions import partition_range_tags, run_windows
-from orchestration.realtime import refresh_windows
+from warehouse.realtime import refresh_windows
 
 MATERIALIZE_ALL_JOB = "materialize_all"
 REALTIME_JOB = "realtime_load"

@@ -5,7 +5,7 @@ Partitioned by UTC day: a run of partitions [start, end) loads the not-yet-loade
 (the date in the object's key folders, else its modification date), and the stream's new records when the
 window includes today.
 
-`lake/events` writes the loaded events to the lake (EVENTS_LAKE_URL, ingestion/lake.py) when the marts build on
+`lake/events` writes the loaded events to the lake (EVENTS_LAKE_URL, warehouse/lake.py) when the marts build on
 Spark or EVENTS_LAKE_URL is set."""
 
 import os
@@ -16,14 +16,14 @@ import dagster as dg
 from dagster_dlt import DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 
+from common.settings import get_settings
 from ingestion.batches import PreparedLoad
 from ingestion.events import configured_sources, load_events
-from ingestion.lake import lake_url, sync_lake
 from ingestion.pipeline import RAW_DATASET, events_pipeline, prepared_events
-from ingestion.settings import get_settings
 from orchestration.engines import current_engine
 from orchestration.partitions import DAILY, window_label, window_of
 from orchestration.retries import retry_if_transient
+from warehouse.lake import lake_url, sync_lake
 
 EVENTS_KEY = dg.AssetKey([RAW_DATASET, "events"])
 LAKE_EVENTS_KEY = dg.AssetKey(["lake", "events"])

@@ -1,10 +1,10 @@
 """GDPR erasure from the UI: the job `forget_person` (Launchpad config: user_id, requested_by) runs the same
-erasure as `analyticspro forget --user-id ID` (orchestration/privacy.py)."""
+erasure as `analyticspro forget --user-id ID` (warehouse/erasure.py)."""
 
 import dagster as dg
 
-from ingestion.settings import get_settings
-from orchestration.privacy import forget
+from common.settings import get_settings
+from warehouse.erasure import forget
 
 
 class ForgetConfig(dg.Config):

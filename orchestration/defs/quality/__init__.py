@@ -18,9 +18,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
+from common.db import table_exists
 from orchestration.defs.serving.resources import WarehouseResource
 from orchestration.retries import retry_if_transient
-from orchestration.warehouse import table_exists
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
 FCT_EVENTS = dg.AssetKey(["analytics", "fct_events"])

@@ -1,14 +1,14 @@
-"""`hot_metrics`: Redis kept current from the newest events (orchestration/realtime.py holds the logic and the
+"""`hot_metrics`: Redis kept current from the newest events (warehouse/realtime.py holds the logic and the
 key layout). It runs after every load, on every sensor-triggered run, so an event put in the bucket reaches the
 dashboards within a minute, without waiting for the marts."""
 
 import dagster as dg
 
-from ingestion.locks import HOT_METRICS_LOCK, advisory_lock
-from ingestion.settings import get_settings
+from common.locks import HOT_METRICS_LOCK, advisory_lock
+from common.settings import get_settings
 from orchestration.defs.serving.resources import RedisResource, WarehouseResource
-from orchestration.realtime import update_hot_metrics
 from orchestration.retries import retry_if_transient
+from warehouse.realtime import update_hot_metrics
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
 FUNNEL_STEPS = dg.AssetKey(["analytics", "fct_funnel_steps"])

@@ -1,5 +1,5 @@
 """The cold tier in the UI: `archive_partitions` moves fct_events days older than WARM_DAYS to Parquet in the bucket
-(orchestration/archive.py), daily at 02:00 UTC or on demand; each file it wrote is in the materialization's
+(warehouse/archive.py), daily at 02:00 UTC or on demand; each file it wrote is in the materialization's
 metadata and in ops.archived_partitions. `analyticspro restore --from D --to D` brings days back."""
 
 import json
@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import dagster as dg
 import psycopg2
 
-from ingestion.settings import get_settings
-from orchestration.archive import archivable_dates, archive_date, last_change
+from common.settings import get_settings
 from orchestration.defs.transform.project import analyticspro_dbt_project
+from warehouse.archive import archivable_dates, archive_date, last_change
 
 ARCHIVE_JOB = "archive_cold_partitions"
 MARTS_GROUPS = ("intermediate", "analytics")

@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from ingestion.locks import DBT_LOCK, advisory_lock
-from ingestion.settings import get_settings
+from common.locks import DBT_LOCK, advisory_lock
+from common.settings import get_settings
 from orchestration.defs.transform.project import analyticspro_dbt_project, dbt_executable
 from orchestration.engines import check_spark_installed, current_engine, dbt_target, spark_environment
 from orchestration.partitions import DAILY, window_label, window_of
@@ -48,7 +48,7 @@ class DbtBuildConfig(dg.Config):
 def _archived_days() -> list:
     import psycopg2
 
-    from orchestration.archive import archived_dates
+    from warehouse.archive import archived_dates
 
     connection = psycopg2.connect(get_settings().database_url)
     try:

@@ -34,9 +34,9 @@ from decimal import Decimal
 import psycopg2.extensions
 import redis
 
-from orchestration.warehouse import table_exists
+from common.db import table_exists
+from common.redis_keys import VERSION, HotKeys
 
-VERSION = "v1"
 DAY_METRICS = ("signups", "dau", "events", "revenue")
 HOUR_METRICS = ("signups", "active_people", "events", "revenue")
 ACTIVITY_TYPES = ("track", "page", "screen")
@@ -46,53 +46,6 @@ WINDOW_TTL_SECONDS = 180  # rolling windows vanish soon after refreshes stop, so
 STATE_TTL_SECONDS = 49 * 3600
 MINUTE_TTL_SECONDS = 2 * 3600
 MICROS = Decimal(1_000_000)
-
-
-@dataclass(frozen=True)
-class HotKeys:
-    """Every Redis key of the hot metrics, from the prefix."""
-
-    prefix: str
-
-    def metric(self, name: str, day: date) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:{name}:{day.isoformat()}"
-
-    def last_hour(self, name: str) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:{name}:last_hour"
-
-    @property
-    def active_5m(self) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:active_people:last_5m"
-
-    @property
-    def funnel(self) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:funnel:default"
-
-    @property
-    def updated_at(self) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:updated_at"
-
-    # state
-    @property
-    def cursor(self) -> str:
-        return f"{self.prefix}:hot:{VERSION}:cursor"
-
-    def persons(self, day: date) -> str:
-        return f"{self.prefix}:hot:{VERSION}:persons:{day.isoformat()}"
-
-    def counts(self, day: date) -> str:
-        return f"{self.prefix}:hot:{VERSION}:counts:{day.isoformat()}"
-
-    def minute(self, moment: datetime) -> str:
-        return f"{self.prefix}:hot:{VERSION}:minute:{moment.strftime('%Y%m%d%H%M')}"
-
-    @property
-    def seen(self) -> str:
-        return f"{self.prefix}:hot:{VERSION}:seen"
-
-    @property
-    def identity(self) -> str:
-        return f"{self.prefix}:hot:{VERSION}:identity"
 
 
 @dataclass

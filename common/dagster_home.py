@@ -12,7 +12,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ingestion.settings import PROJECT_ROOT, get_settings
+from common.settings import PROJECT_ROOT, get_settings
 
 DEPLOY_DIR = PROJECT_ROOT / "deploy"
 MANAGED_MARKER = "managed-by: analyticspro"

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import psycopg2
 import pyarrow as pa
@@ -33,9 +32,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
-from ingestion.bucket import filesystem
-from ingestion.settings import Settings
-from orchestration.warehouse import table_exists
+from common.db import table_exists
+from common.settings import Settings, get_settings
+from common.storage import arrow_type, bucket_filesystem, table_columns
 
 ARCHIVE_PREFIX = "archive/events"
 FCT_EVENTS = ("analytics", "fct_events")
@@ -71,11 +70,6 @@ class ArchivedFile:
     file_sha256: str
 
 
-def bucket_filesystem(settings: Settings) -> Any:
-    """The fsspec filesystem of EVENTS_BUCKET_URL (a folder, or s3:// with the AWS variables)."""
-    return filesystem(settings.events_bucket_url)
-
-
 def archive_url(settings: Settings, day: date, table: str, stamp: str) -> str:
     return f"{settings.events_bucket_url.rstrip('/')}/{ARCHIVE_PREFIX}/date={day.isoformat()}/{table}-{stamp}.parquet"
 
@@ -84,39 +78,6 @@ def ensure_manifest(connection: psycopg2.extensions.connection) -> None:
     with connection.cursor() as cursor:
         cursor.execute(MANIFEST_DDL)
     connection.commit()
-
-
-def table_columns(cursor: Any, schema: str, table: str) -> list[tuple[str, str, int | None, int | None]]:
-    """(name, data type, numeric precision, numeric scale) of a table's columns, in order."""
-    cursor.execute(
-        """
-        select column_name, data_type, numeric_precision, numeric_scale
-        from information_schema.columns where table_schema = %s and table_name = %s order by ordinal_position
-        """,
-        (schema, table),
-    )
-    return cursor.fetchall()
-
-
-def arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.DataType:
-    """The Arrow type a PostgreSQL column is archived as (the cold tier's and the lake's Parquet)."""
-    if data_type in ("text", "character varying", "jsonb", "json", "uuid"):
-        return pa.string()
-    if data_type == "timestamp with time zone":
-        return pa.timestamp("us", "UTC")
-    if data_type == "timestamp without time zone":
-        return pa.timestamp("us")
-    if data_type == "date":
-        return pa.date32()
-    if data_type == "boolean":
-        return pa.bool_()
-    if data_type in ("bigint", "integer", "smallint"):
-        return pa.int64()
-    if data_type in ("double precision", "real"):
-        return pa.float64()
-    if data_type == "numeric" and precision is not None:
-        return pa.decimal128(precision, scale or 0)
-    return pa.string()  # unconstrained numeric and anything else: PostgreSQL's text, which round-trips exactly
 
 
 def _select_list(columns: list[tuple]) -> sql.Composable:
@@ -358,7 +319,7 @@ def archived_dates(connection: psycopg2.extensions.connection, restored: bool = 
 
 def restore_dates(settings: Settings, first: date, last: date, say: Callable[[str], None] = print) -> dict[date, int]:
     """Bring the archived days in [first, last] back into PostgreSQL; fct_events rows restored per day."""
-    from orchestration.warehouse import ensure_database
+    from common.db import ensure_database
 
     ensure_database(settings)
     restored: dict[date, int] = {}
@@ -458,3 +419,19 @@ def scrub_archive(settings: Settings, user_id: str, anonymous: list[str], say: C
     finally:
         connection.close()
     return removed_total
+
+
+def refuse_full_refresh_if_archived(settings: Settings | None = None) -> None:
+    """A full rebuild reads raw.events, which no longer holds the archived days: refuse instead of silently
+    rebuilding the marts without them."""
+    settings = settings or get_settings()
+    connection = psycopg2.connect(settings.database_url)
+    try:
+        days = archived_dates(connection)
+    finally:
+        connection.close()
+    if days:
+        raise ValueError(
+            f"--full-refresh would rebuild the marts without the {len(days)} archived day(s) {days[0]} .. {days[-1]} "
+            f"(they are in the cold tier). Restore them first: analyticspro restore --from {days[0]} --to {days[-1]}"
+        )

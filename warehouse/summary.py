@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import psycopg2
 import redis
-from psycopg2 import sql
 
-from ingestion.settings import Settings
+from common.db import table_exists
+from common.settings import Settings
 
 HOT_METRIC_NAMES = ("signups", "dau", "events")
 
@@ -27,56 +27,6 @@ def read_daily_metrics(connection, day: date, names: Iterable[str] = HOT_METRIC_
         )
         found = dict(cursor.fetchall())
     return {name: Decimal(found.get(name, 0)) for name in names}
-
-
-class ServiceUnavailable(RuntimeError):
-    """A service we need is not reachable; the message says what to do."""
-
-
-def ensure_database(settings: Settings) -> bool:
-    """Create the database named in DATABASE_URL if it is missing; True if it was created."""
-    name = settings.database_name
-    try:
-        connection = psycopg2.connect(settings.database_url_for("postgres"), connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        raise ServiceUnavailable(
-            f"cannot reach PostgreSQL at {settings.redacted_database_url}: {str(exc).strip()}\n"
-            "Start it with `scripts/ensure-services.sh` (installs and starts PostgreSQL and Redis on "
-            "Debian/Ubuntu as root), `docker compose up -d`, or point DATABASE_URL at a running server."
-        ) from exc
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("select 1 from pg_database where datname = %s", (name,))
-            if cursor.fetchone():
-                return False
-            cursor.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-            return True
-    finally:
-        connection.close()
-
-
-def ensure_redis(settings: Settings) -> None:
-    try:
-        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5).ping()
-    except redis.RedisError as exc:
-        raise ServiceUnavailable(
-            f"cannot reach Redis at {settings.redis_url}: {exc}\n"
-            "Start it with `scripts/ensure-services.sh`, `docker compose up -d`, or point REDIS_URL at a "
-            "running server."
-        ) from exc
-
-
-def drop_database(settings: Settings) -> None:
-    connection = psycopg2.connect(settings.database_url_for("postgres"))
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.database_name))
-            )
-    finally:
-        connection.close()
 
 
 @dataclass
@@ -100,12 +50,6 @@ def _scalar(cursor, query: str, args: tuple = ()) -> int:
     cursor.execute(query, args)
     row = cursor.fetchone()
     return int(row[0] or 0) if row else 0
-
-
-def table_exists(cursor, qualified: str) -> bool:
-    """True when the table (or view) `schema.name` exists; every read-out checks before it queries."""
-    cursor.execute("select to_regclass(%s) is not null", (qualified,))
-    return bool(cursor.fetchone()[0])
 
 
 def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:

@@ -4,7 +4,7 @@
     <EVENTS_LAKE_URL>/events/event_date=YYYY-MM-DD/events.parquet    every raw.events row of that UTC day
     <EVENTS_LAKE_URL>/marts/<model>/                                 the marts, when built by the spark engine
 
-The events files have the columns and types of the cold tier's archive files (orchestration/archive.py: the
+The events files have the columns and types of the cold tier's archive files (warehouse/archive.py: the
 raw.events columns; jsonb as JSON text, timestamps as UTC microseconds), so Spark, DuckDB, Athena or Trino read
 both the same way. PostgreSQL stays the point where events are deduplicated: `sync_lake` writes each day whose
 rows changed since its last write (new loads, late events, `analyticspro forget`), as one file replaced whole
@@ -30,8 +30,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
-from ingestion.bucket import filesystem
-from ingestion.settings import PROJECT_ROOT, Settings, normalize_bucket_url
+from common.settings import PROJECT_ROOT, Settings, normalize_bucket_url
+from common.storage import filesystem
 
 DEFAULT_LAKE = PROJECT_ROOT / "data" / "lake"
 EVENTS_FOLDER = "events"
@@ -96,7 +96,7 @@ def _write(fs: Any, url: str, table: pa.Table) -> None:
 
 def _select_list(columns: list[tuple]) -> tuple[sql.Composable, dict[str, pa.DataType], dict[str, pa.DataType]]:
     """SELECT items that COPY prints unambiguously, the CSV column types to read them as, and the final types."""
-    from orchestration.archive import arrow_type
+    from common.storage import arrow_type
 
     items, read_types, final_types = [], {}, {}
     for name, data_type, precision, scale in columns:
@@ -164,7 +164,7 @@ def _record_day(cursor, day: date, row_count: int, load_id: str | None, url: str
 
 def _archived_day(settings: Settings, cursor, columns: list[tuple], day: date) -> pa.Table:
     """One archived day's raw rows from the cold tier's Parquet files, in the lake's column order and types."""
-    from orchestration.archive import bucket_filesystem
+    from common.storage import bucket_filesystem
 
     _select, _read, final_types = _select_list(columns)
     schema = pa.schema([pa.field(name, final_types[name]) for name in final_types])
@@ -186,7 +186,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     """Write every day of raw.events whose rows changed since the lake last got it; remove days that have no rows
     any more (unless archived to the cold tier). Days in the cold tier (their raw rows gone from PostgreSQL) are
     copied from the archive's Parquet, so the lake holds every day. Idempotent: a second run writes nothing."""
-    from orchestration.archive import archived_dates, table_columns
+    from warehouse.archive import archived_dates, table_columns
 
     lake = lake_url(lake)
     result = LakeSync(lake=lake)

@@ -1,7 +1,7 @@
 """A second, independent computation of every mart, in pandas, from the deduplicated events.
 
 It shares nothing with the dbt models but the written definitions (docs/metrics.md): it starts from
-the events that tests/reference.py parsed from the batch files, and computes persons, sessions,
+the events that testing/reference.py parsed from the batch files, and computes persons, sessions,
 dim_users, daily_metrics, the default funnel, cohort retention, fct_mrr and revenue_monthly.
 """
 
@@ -14,7 +14,7 @@ from statistics import median
 
 import pandas as pd
 
-from tests.reference import anonymous_id_of, parse_ts
+from testing.reference import anonymous_id_of, parse_ts
 
 ACTIVITY = {"track", "page", "screen"}
 SESSION_TIMEOUT = timedelta(minutes=30)

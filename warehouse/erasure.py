@@ -30,10 +30,10 @@ import psycopg2
 import redis
 from psycopg2 import sql
 
-from ingestion.locks import ERASURE_LOCK, LOAD_LOCK, advisory_lock
-from ingestion.settings import Settings
+from common.db import table_exists
+from common.locks import ERASURE_LOCK, LOAD_LOCK, advisory_lock
+from common.settings import Settings
 from ingestion.suppression import SUPPRESSION_TABLE, identity_hash
-from orchestration.warehouse import table_exists
 
 MART_SCHEMAS = ("staging", "intermediate", "analytics")
 PERSON_COLUMNS = ("person_id", "user_id", "anonymous_id")
@@ -246,8 +246,8 @@ def forget(settings: Settings, user_id: str, requested_by: str, say: Callable[[s
     """Erase one person from every tier and record the request; safe to run again (it finds nothing more)."""
     if not user_id or not user_id.strip():
         raise NothingToForget("give the user id to erase: analyticspro forget --user-id ID")
-    from ingestion.lake import scrub_lake
-    from orchestration.archive import scrub_archive
+    from warehouse.archive import scrub_archive
+    from warehouse.lake import scrub_lake
 
     request_id = str(uuid.uuid4())
     requested_at = datetime.now(UTC)

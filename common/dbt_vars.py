@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from ingestion.settings import PROJECT_ROOT
+from common.settings import PROJECT_ROOT
 
 DBT_PROJECT_FILE = PROJECT_ROOT / "dbt_project" / "dbt_project.yml"
 
