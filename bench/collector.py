@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from bench.dashboard import WRK_DONE, WRK_REQUESTS, wrk_path
+from ingestion.generator import iter_events
 from testing.dashboard_server import free_port
 
 EVENTS_PER_REQUEST = 100
@@ -60,7 +61,6 @@ async def ceiling_app(scope: dict, receive: Callable, send: Callable) -> None:
 
 def _bodies(count: int) -> list[str]:
     """`count` batch bodies of 100 generated events each (as an SDK sends them: no receivedAt)."""
-    from ingestion.generator import iter_events
 
     events = []
     for event in iter_events(days=2, users=3000, seed=2027, end_date=datetime.now(UTC).date()):

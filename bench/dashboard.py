@@ -20,10 +20,20 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import psycopg2
+import redis
+
+from bench.environ import restore_environ, set_environ
+from common.redis_keys import HotKeys
+from common.settings import get_settings, utc_today
+from dashboards.config import get_dashboard_settings
+from dashboards.readonly import drop_readonly_role, ensure_readonly_role
+from testing.dashboard_server import dashboard_process
+from warehouse.summary import read_daily_metrics
 
 OVERVIEW = """query Overview($range: DateRangeInput) {
   dailyMetrics(metrics: ["dau", "wau", "mau"], dateRange: $range) { date metric value }
@@ -142,14 +152,6 @@ def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
 
 def _publish_hot_metrics(settings) -> None:
     """Today's hot metrics in Redis, as the realtime job publishes them (this dataset is bulk-copied, not loaded)."""
-    from datetime import UTC, datetime
-
-    import psycopg2
-    import redis
-
-    from common.redis_keys import HotKeys
-    from common.settings import utc_today
-    from warehouse.summary import read_daily_metrics
 
     keys = HotKeys(settings.redis_key_prefix)
     connection = psycopg2.connect(settings.database_url)
@@ -165,11 +167,6 @@ def _publish_hot_metrics(settings) -> None:
 
 def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
     """Against the marts benchmark's database (its settings), which must hold the built marts."""
-    from bench.environ import restore_environ, set_environ
-    from common.settings import utc_today
-    from dashboards.config import get_dashboard_settings
-    from dashboards.readonly import drop_readonly_role, ensure_readonly_role
-    from testing.dashboard_server import dashboard_process
 
     seconds = int(os.environ.get("BENCH_DASHBOARD_SECONDS", "30"))
     connections = int(os.environ.get("BENCH_DASHBOARD_CONNECTIONS", "50"))
@@ -273,9 +270,6 @@ def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
 def main() -> None:
     """`python -m bench.dashboard`: this benchmark alone, against DATABASE_URL's marts (e.g. a database kept with
     BENCH_MARTS_KEEP=1); prints its figures, writes nothing."""
-    from datetime import datetime
-
-    from common.settings import get_settings
 
     figures = bench_dashboard(get_settings(), lambda message: print(f"[bench {datetime.now():%H:%M:%S}] {message}"))
     print(json.dumps(figures, indent=2))

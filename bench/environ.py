@@ -5,10 +5,43 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import redis
+
+from common.db import drop_database, ensure_database
+from common.settings import get_settings
+
+
+def say(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def setup_environment(root: Path) -> None:
+    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/analytics").rsplit("/", 1)[0]
+    run = uuid.uuid4().hex[:8]
+    os.environ.update(
+        DATABASE_URL=f"{base}/analyticspro_bench_{run}",
+        REDIS_KEY_PREFIX=f"analyticspro_bench_{run}",
+        EVENTS_BUCKET_URL=str(root / "bucket"),
+        DAGSTER_HOME=str(root / "dagster_home"),
+        DLT_PIPELINES_DIR=str(root / "dlt"),
+    )
+
+
+def cleanup(settings, root: Path) -> None:
+    """Drop the benchmark's database, delete its Redis keys and its folder."""
+    drop_database(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    stale = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*"))
+    if stale:
+        client.delete(*stale)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def set_environ(values: dict[str, str]) -> dict[str, str | None]:
@@ -31,8 +64,6 @@ def own_warehouse(suffix: str, keep: bool = False) -> Iterator[tuple[Any, Path]]
     """A database `<DATABASE_URL's name>_<suffix>`, a bucket and dlt state in a temporary folder, pointed at by this
     process's environment; yields (settings, folder). Dropped afterwards unless `keep` (the database is then
     named on stdout), and the environment put back."""
-    from common.db import drop_database, ensure_database
-    from common.settings import get_settings
 
     base = get_settings()
     root = Path(tempfile.mkdtemp(prefix=f"analyticspro-bench-{suffix}-"))

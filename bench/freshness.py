@@ -17,6 +17,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -25,8 +26,12 @@ from pathlib import Path
 
 import redis
 
+from bench.environ import cleanup, say, setup_environment
+from common.dagster_home import prepare_dagster_home
+from common.db import ensure_database
 from common.redis_keys import HotKeys
-from common.settings import PROJECT_ROOT, Settings
+from common.settings import PROJECT_ROOT, Settings, get_settings
+from testing.dashboard_server import free_port
 
 SAMPLES = int(os.environ.get("BENCH_FRESHNESS_SAMPLES", "5"))
 SAMPLE_EVENTS = 50
@@ -73,14 +78,12 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str, process: sub
 
 
 def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> dict:
-    from common.dagster_home import prepare_dagster_home
 
     home = prepare_dagster_home()
     bucket = Path(settings.events_bucket_url)
     bucket.mkdir(parents=True, exist_ok=True)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     keys = HotKeys(settings.redis_key_prefix)
-    from testing.dashboard_server import free_port
 
     port = free_port()
     log = open(home / "dagster-dev.log", "w")  # noqa: SIM115 (closed below)
@@ -127,18 +130,13 @@ def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> d
 
 
 def main() -> int:
-    import tempfile
-
-    from bench.run import _say, _setup_environment, cleanup
-    from common.db import ensure_database
-    from common.settings import get_settings
 
     root = Path(tempfile.mkdtemp(prefix="analyticspro-freshness-"))
-    _setup_environment(root)
+    setup_environment(root)
     settings = get_settings()
     ensure_database(settings)
     try:
-        print(json.dumps(bench_freshness(settings, _say), indent=2))
+        print(json.dumps(bench_freshness(settings, say), indent=2))
     finally:
         cleanup(settings, root)
     return 0

@@ -28,6 +28,11 @@ from datetime import date
 from pathlib import Path
 
 import orjson
+import psycopg2
+
+from common.db import drop_database, ensure_database
+from common.settings import get_settings
+from ingestion.generator import generate
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +50,6 @@ def _json(value: object) -> str | None:
 
 def copy_baseline(database_url: str, files: list[Path], table: str = "public.bench_copy_baseline") -> tuple[float, int]:
     """Plain psycopg COPY of every line, parsed into typed columns and jsonb: (seconds, rows)."""
-    import psycopg2
 
     connection = psycopg2.connect(database_url)
     with connection, connection.cursor() as cursor:
@@ -100,7 +104,6 @@ print(json.dumps({
 
 def checkpoint(database_url: str) -> None:
     """Flush the previous step's writes first, so one measurement does not pay for another's checkpoint."""
-    import psycopg2
 
     connection = psycopg2.connect(database_url)
     connection.autocommit = True
@@ -111,8 +114,6 @@ def checkpoint(database_url: str) -> None:
 
 def run_pipeline(folder: Path, database_url: str, pipelines_dir: Path) -> dict:
     """`load_events` over `folder` into a fresh database, in a child process: its figures and peak memory."""
-    from common.db import drop_database, ensure_database
-    from common.settings import get_settings
 
     env = {**os.environ, "DATABASE_URL": database_url, "DLT_PIPELINES_DIR": str(pipelines_dir)}
     os.environ["DATABASE_URL"] = database_url
@@ -136,7 +137,6 @@ def run_pipeline(folder: Path, database_url: str, pipelines_dir: Path) -> dict:
 
 
 def _generate(folder: Path, events: int) -> list[Path]:
-    from ingestion.generator import generate
 
     # about 8 events per visitor over 30 days with this generator
     dataset = generate(folder, days=30, users=max(100, events // 8), seed=11, end_date=date(2026, 11, 20))
@@ -153,8 +153,6 @@ def bench_ingest(database_url: str, say: Callable[[str], None] = print) -> dict:
         small = root / "tenth"
         _generate(small, events // 10)
         copy_db = f"{base}/analyticspro_bench_copy_{os.getpid()}"
-        from common.db import drop_database, ensure_database
-        from common.settings import get_settings
 
         saved = os.environ.get("DATABASE_URL")
         os.environ["DATABASE_URL"] = copy_db

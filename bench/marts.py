@@ -12,6 +12,7 @@ earlier days included). BENCH_MARTS_KEEP=1 keeps the benchmark's database afterw
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
@@ -25,6 +26,16 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
+
+import psycopg2
+
+from bench.environ import own_warehouse, setup_environment
+from common.settings import get_settings
+from ingestion.events import load_events
+from ingestion.generator import iter_events
+from ingestion.pipeline import ensure_raw_indexes, events_pipeline
+from ingestion.validation import validate_event
+from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 
 RAW_COLUMNS = [
     "message_id", "type", "event", "name", "user_id", "anonymous_id", "timestamp", "sent_at", "received_at",
@@ -78,7 +89,6 @@ def _say(message: str) -> None:
 
 
 def _dbt(*args: str) -> float:
-    from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 
     started = time.perf_counter()
     result = subprocess.run(
@@ -101,7 +111,6 @@ def _dbt(*args: str) -> float:
 
 
 def _rows(events: Iterable[dict], load_id: str) -> Iterable[list]:
-    from ingestion.validation import validate_event
 
     for position, event in enumerate(events):
         row = validate_event(event)
@@ -145,9 +154,6 @@ def _copy(connection, rows: Iterable[list], progress: Callable[[int], None] | No
 
 def _create_raw_table(settings, root: Path, sample: list[dict]) -> None:
     """Let the real loader create raw.events (and its dlt state) from a few events."""
-    import gzip
-
-    from ingestion.events import load_events
 
     path = Path(settings.events_bucket_url) / "events" / "seed" / "seed.jsonl.gz"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +175,6 @@ def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
 def bench_marts(base_settings, target_events: int, days: int, then: Callable[[object], None] | None = None) -> dict:
     """Runs in a database, bucket and dlt state of its own (removed afterwards); `then(settings)` runs against the
     built marts before they are dropped (the dashboard benchmark)."""
-    from bench.environ import own_warehouse
 
     with own_warehouse("marts", keep=bool(os.environ.get("BENCH_MARTS_KEEP"))) as (settings, root):
         figures = _bench_marts(settings, root, target_events, days)
@@ -182,10 +187,6 @@ def load_raw_events(settings, root: Path, target_events: int, days: int) -> tupl
     """Generate `target_events` events over `days` days ending at 15:00 UTC yesterday and bulk-copy them into
     raw.events (indexed and analyzed); returns how many were copied, the held-back last hour (not copied) and the
     open connection."""
-    import psycopg2
-
-    from ingestion.generator import iter_events
-    from ingestion.pipeline import ensure_raw_indexes, events_pipeline
 
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     now = datetime.combine(last_day, clock(15), UTC)
@@ -232,9 +233,7 @@ def load_raw_events(settings, root: Path, target_events: int, days: int) -> tupl
 
 
 def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
-    import duckdb
-
-    from ingestion.pipeline import ensure_raw_indexes, events_pipeline
+    import duckdb  # optional: the dev group's embedded engine, only for this comparison figure
 
     base, held_back, connection = load_raw_events(settings, root, target_events, days)
     _say("full dbt build")
@@ -327,11 +326,9 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
 
 def main() -> None:
     """`python -m bench.marts`: this benchmark alone (prints its figures, writes nothing)."""
-    from bench.run import _setup_environment
 
     root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
-    _setup_environment(root)
-    from common.settings import get_settings
+    setup_environment(root)
 
     events = int(os.environ.get("BENCH_MARTS_EVENTS", "10000000"))
     try:

@@ -24,50 +24,37 @@ BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset; BENCH_
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg2
+import redis
+
+from bench.collector import bench_collector
+from bench.dashboard import bench_dashboard
+from bench.environ import cleanup, say, setup_environment
+from bench.freshness import bench_freshness
+from bench.ingest import bench_ingest
+from bench.marts import bench_marts
+from bench.scale import bench_scale
+from common.db import ensure_database, ensure_redis
+from common.redis_keys import HotKeys
+from common.settings import get_settings
+from ingestion.events import load_events
+from ingestion.generator import generate
+from orchestration.runs import run_materialize
+from warehouse.summary import HOT_METRIC_NAMES, read_daily_metrics
+
 RESULTS = Path(__file__).resolve().parent / "results.json"
-
-
-def _setup_environment(root: Path) -> None:
-    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/analytics").rsplit("/", 1)[0]
-    run = uuid.uuid4().hex[:8]
-    os.environ.update(
-        DATABASE_URL=f"{base}/analyticspro_bench_{run}",
-        REDIS_KEY_PREFIX=f"analyticspro_bench_{run}",
-        EVENTS_BUCKET_URL=str(root / "bucket"),
-        DAGSTER_HOME=str(root / "dagster_home"),
-        DLT_PIPELINES_DIR=str(root / "dlt"),
-    )
-
-
-def cleanup(settings, root: Path) -> None:
-    """Drop the benchmark's database, delete its Redis keys and its folder."""
-    import redis
-
-    from common.db import drop_database
-
-    drop_database(settings)
-    client = redis.Redis.from_url(settings.redis_url)
-    stale = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*"))
-    if stale:
-        client.delete(*stale)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def _say(message: str) -> None:
-    print(f"[bench {datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
 def _timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -77,7 +64,6 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def bench_generate(bucket: Path, users: int, days: int) -> tuple[dict, object]:
-    from ingestion.generator import generate
 
     seconds, dataset = _timed(
         lambda: generate(bucket, days=days, users=users, seed=2026, end_date=datetime.now(UTC).date())
@@ -91,14 +77,12 @@ def bench_generate(bucket: Path, users: int, days: int) -> tuple[dict, object]:
 
 
 def bench_materialize(settings) -> dict:
-    from orchestration.runs import run_materialize
 
     # The load already ran above; this measures the orchestrated whole: Dagster start, an incremental
     # load that finds nothing new, dbt build (models and tests) and the Redis push.
     seconds, ok = _timed(lambda: run_materialize(log_level="WARNING"))
     if not ok:
         raise SystemExit("materialize failed; run `analyticspro materialize` to see why")
-    import psycopg2
 
     with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
         cursor.execute("select count(*) from analytics.fct_events")
@@ -118,11 +102,6 @@ def _latencies(fn: Callable[[], object], n: int = 2000) -> tuple[float, float]:
 
 
 def bench_hot_metrics(settings) -> dict:
-    import psycopg2
-    import redis
-
-    from common.redis_keys import HotKeys
-    from warehouse.summary import HOT_METRIC_NAMES, read_daily_metrics
 
     day = datetime.now(UTC).date()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
@@ -165,57 +144,43 @@ def main() -> int:
     users = int(os.environ.get("BENCH_USERS", "20000"))
     days = int(os.environ.get("BENCH_DAYS", "30"))
     root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
-    _setup_environment(root)
-    from common.db import ensure_database, ensure_redis
-    from common.settings import get_settings
+    setup_environment(root)
 
     settings = get_settings()
     ensure_database(settings)
     ensure_redis(settings)
     results: dict[str, dict] = {}
     try:
-        from bench.collector import bench_collector
-
-        _say("collector: /v1/batch requests of 100 events at rising concurrency (wrk on loopback)")
-        results["collector"] = bench_collector(_say)
-        _say(f"generate: {days} days, {users:,} visitors")
+        say("collector: /v1/batch requests of 100 events at rising concurrency (wrk on loopback)")
+        results["collector"] = bench_collector(say)
+        say(f"generate: {days} days, {users:,} visitors")
         results["generate"], dataset = bench_generate(Path(settings.events_bucket_url), users, days)
-        from ingestion.events import load_events
-
-        _say(f"loading the {dataset.events_written:,} generated events for the next two benchmarks")
-        load_events(progress=False, say=_say)
-        _say("materialize: the whole job through Dagster")
+        say(f"loading the {dataset.events_written:,} generated events for the next two benchmarks")
+        load_events(progress=False, say=say)
+        say("materialize: the whole job through Dagster")
         results["materialize"] = bench_materialize(settings)
-        _say("hot_metrics: dashboard reads, Redis against PostgreSQL")
+        say("hot_metrics: dashboard reads, Redis against PostgreSQL")
         results["hot_metrics"] = bench_hot_metrics(settings)
-        from bench.freshness import bench_freshness
-
-        _say("freshness: a new batch file in the bucket -> Redis, with `dagster dev` running")
-        results["freshness"] = bench_freshness(settings, _say)
-        from bench.ingest import bench_ingest
-        from bench.marts import bench_marts
-
-        results["ingest"] = bench_ingest(settings.database_url, say=_say)
+        say("freshness: a new batch file in the bucket -> Redis, with `dagster dev` running")
+        results["freshness"] = bench_freshness(settings, say)
+        results["ingest"] = bench_ingest(settings.database_url, say=say)
 
         marts_events = int(os.environ.get("BENCH_MARTS_EVENTS", "10000000"))
         marts_days = int(os.environ.get("BENCH_MARTS_DAYS", "90"))
-        _say(f"marts: {marts_events:,} events over {marts_days} days, full build then one new hour")
-        from bench.dashboard import bench_dashboard
+        say(f"marts: {marts_events:,} events over {marts_days} days, full build then one new hour")
 
         def dashboard(marts_settings) -> None:
-            _say("dashboard: the API over the marts of those events, 50 clients, then query-builder questions")
+            say("dashboard: the API over the marts of those events, 50 clients, then query-builder questions")
             try:
-                results["dashboard"] = bench_dashboard(marts_settings, _say)
+                results["dashboard"] = bench_dashboard(marts_settings, say)
             except (Exception, SystemExit) as exc:  # keep the other figures of a 40-minute run
-                _say(f"dashboard benchmark failed: {exc}")
+                say(f"dashboard benchmark failed: {exc}")
                 results["dashboard"] = {"error": str(exc)[:500]}
 
         def dashboard_then_scale(marts_settings) -> None:
             dashboard(marts_settings)
-            from bench.scale import bench_scale
-
-            _say("scale: the same events built in full on PostgreSQL and on Spark (2 cores, 1 core)")
-            results["scale"] = bench_scale(marts_settings, root / "scale", _say)
+            say("scale: the same events built in full on PostgreSQL and on Spark (2 cores, 1 core)")
+            results["scale"] = bench_scale(marts_settings, root / "scale", say)
 
         results["marts"] = bench_marts(settings, marts_events, marts_days, then=dashboard_then_scale)
     finally:
@@ -233,12 +198,11 @@ def run_only(names: list[str]) -> int:
             f"BENCH_ONLY can select {', '.join(INDEPENDENT)}; {', '.join(unknown)} share the generated dataset: run "
             f"`make bench` for them"
         )
-    import importlib
 
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for name in names:
         module, function = INDEPENDENT[name].split(":")
-        results[name] = getattr(importlib.import_module(module), function)(_say)
+        results[name] = getattr(importlib.import_module(module), function)(say)
     write_results(results, shown=names)
     return 0
 

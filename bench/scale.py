@@ -18,11 +18,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg2
+
+from bench.environ import own_warehouse, restore_environ, set_environ
+from bench.marts import _dbt, load_raw_events
+from orchestration.engines import dbt_target, spark_environment
+from warehouse.lake import lake_marts, sync_lake
+
 
 def _spark_build(say: Callable[[str], None], cores: int | None) -> float:
-    from bench.environ import restore_environ, set_environ
-    from bench.marts import _dbt
-    from orchestration.engines import dbt_target
 
     saved = set_environ({"SPARK_CORES": str(cores) if cores else "*"})
     try:
@@ -36,12 +40,6 @@ def _spark_build(say: Callable[[str], None], cores: int | None) -> float:
 
 def bench_scale(settings, root: Path, say: Callable[[str], None]) -> dict:
     """Over the events in settings' raw.events; Spark's lake and metastore go under `root`."""
-    import psycopg2
-
-    from bench.environ import restore_environ, set_environ
-    from bench.marts import _dbt
-    from orchestration.engines import spark_environment
-    from warehouse.lake import lake_marts, sync_lake
 
     with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
         cursor.execute("select count(*) from raw.events")
@@ -94,8 +92,6 @@ def bench_scale(settings, root: Path, say: Callable[[str], None]) -> dict:
 
 def bench_scale_alone(say: Callable[[str], None]) -> dict:
     """BENCH_ONLY=scale: a database and events of its own (bench/marts.py's load), dropped afterwards."""
-    from bench.environ import own_warehouse
-    from bench.marts import load_raw_events
 
     with own_warehouse("scale") as (settings, root):
         target = int(os.environ.get("BENCH_SCALE_EVENTS", os.environ.get("BENCH_MARTS_EVENTS", "10000000")))

@@ -36,7 +36,7 @@ from strawberry.asgi import GraphQL
 
 from common.dbt_vars import lookback_days
 from common.settings import utc_today
-from dashboards.config import DashboardSettings
+from dashboards.config import DashboardSettings, get_dashboard_settings
 from dashboards.schema import CachePolicy, schema
 from dashboards.warehouse import Warehouse
 
@@ -336,7 +336,6 @@ def create_app(settings: DashboardSettings) -> Starlette:
 
 def app_from_env() -> Starlette:
     """The app from the environment (uvicorn's factory; each worker process builds its own)."""
-    from dashboards.config import get_dashboard_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return create_app(get_dashboard_settings())

@@ -21,9 +21,13 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
+import psycopg2
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from common.locks import advisory_lock
+from common.storage import bucket_filesystem
 from dashboards.config import DashboardSettings
-from dashboards.insight import EXPORT_MAX_DAYS, Filter, Insight, InsightError, compile_insight, to_psycopg
+from dashboards.insight import EXPORT_MAX_DAYS, Catalogue, Filter, Insight, InsightError, compile_insight, to_psycopg
 
 EXPORT_TAG = "analyticspro/export_id"
 PHASE_TAG = "analyticspro/export_phase"
@@ -60,7 +64,6 @@ def export_location(settings: DashboardSettings, export_id: str) -> str:
 
 
 def read_catalogue(connection) -> Any:
-    from dashboards.insight import Catalogue
 
     with connection.cursor() as cursor:
         cursor.execute("select event_name, property_key, value_types from analytics.dim_event_properties")
@@ -72,10 +75,6 @@ def write_export(
     settings: DashboardSettings, export_id: str, question: Insight, say=print, tag=None
 ) -> tuple[str, int]:
     """Run the question exactly as the read-only role and write the CSV; returns (location, rows)."""
-    import psycopg2
-
-    from common.locks import advisory_lock
-    from common.storage import bucket_filesystem
 
     tag = tag or (lambda tags: None)
     tag({PHASE_TAG: "queued"})
@@ -130,7 +129,6 @@ def start_export(settings: DashboardSettings, question: Insight) -> dict[str, An
 
 
 def export_status(settings: DashboardSettings, export_id: str) -> dict[str, Any]:
-    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
     if not export_id.isalnum() or len(export_id) > 64:
         raise InsightError(f"{export_id!r} is not an export id")

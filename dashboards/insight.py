@@ -8,6 +8,8 @@ chosen from a fixed list. So no input can change the statement's shape, let alon
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -97,7 +99,6 @@ class _Params:
 
 
 def _closest(name: str, known: list[str]) -> str:
-    import difflib
 
     near = difflib.get_close_matches(name, known, n=3)
     if near:
@@ -307,7 +308,6 @@ order by {order}
 
 def to_psycopg(compiled: Compiled) -> tuple[str, dict[str, object]]:
     """The same statement for psycopg2: $n placeholders become named %(pn)s ones."""
-    import re
 
     statement = re.sub(r"\$(\d+)", r"%(p\1)s", compiled.sql)
     return statement, {f"p{n}": value for n, value in enumerate(compiled.params, start=1)}

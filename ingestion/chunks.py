@@ -145,7 +145,7 @@ def _exit_with_parent(parent: int) -> None:
     """Worker start-up: end this worker when the process that started it ends, even by SIGKILL (a killed
     load must not leave validation workers behind). Linux does it at once; elsewhere a watchdog polls."""
     try:
-        import ctypes
+        import ctypes  # only in worker processes, on Linux
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -19,7 +19,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from common.settings import DEFAULT_STATE_DIR, PROJECT_ROOT
+import dagster as dg
+
+from common.settings import DEFAULT_STATE_DIR, PROJECT_ROOT, get_settings
+from warehouse.lake import lake_url
 
 ENGINES = ("postgres", "spark")
 EXECUTORS = ("multiprocess", "in_process", "celery", "k8s")
@@ -50,7 +53,6 @@ def dbt_target(engine: str | None = None) -> str:
 
 def spark_environment() -> dict[str, str]:
     """The environment dbt's spark targets read: the lake's URL (absolute), the local metastore, the log config."""
-    from warehouse.lake import lake_url
 
     metastore = str(Path(os.environ.get("SPARK_METASTORE_DIR") or DEFAULT_STATE_DIR / "spark").resolve())
     return {
@@ -65,6 +67,7 @@ def check_spark_installed() -> None:
     if (os.environ.get("DBT_SPARK_TARGET") or "spark") != "spark":
         return  # a cluster: nothing local to check
     try:
+        # optional dependencies: the `spark` extra
         import pyspark  # noqa: F401
         from dbt.adapters import spark  # noqa: F401
     except ImportError:
@@ -88,7 +91,6 @@ def current_executor() -> str:
 
 def celery_config() -> dict[str, Any]:
     """The celery executor's config: the broker and result backend (Redis by default) and the queue."""
-    from common.settings import get_settings
 
     broker = os.environ.get("CELERY_BROKER_URL") or get_settings().redis_url
     return {
@@ -104,7 +106,6 @@ def celery_config() -> dict[str, Any]:
 
 def pipeline_executor() -> Any:
     """The Dagster executor of the marts job, by DAGSTER_EXECUTOR."""
-    import dagster as dg
 
     name = current_executor()
     if name == "in_process":
@@ -116,7 +117,7 @@ def pipeline_executor() -> Any:
         return dg.multiprocess_executor.configured({"max_concurrent": int(limit)}, name="multiprocess_executor")
     if name == "celery":
         try:
-            from dagster_celery import celery_executor
+            from dagster_celery import celery_executor  # optional: the `celery` extra
         except ImportError:
             raise EngineError(
                 "DAGSTER_EXECUTOR=celery needs dagster-celery, the `celery` extra: run `uv sync --extra celery` "
@@ -124,7 +125,7 @@ def pipeline_executor() -> Any:
             ) from None
         return celery_executor.configured(celery_config(), name="celery_executor")
     try:
-        from dagster_k8s import k8s_job_executor
+        from dagster_k8s import k8s_job_executor  # optional: the `k8s` extra
     except ImportError:
         raise EngineError(
             "DAGSTER_EXECUTOR=k8s needs dagster-k8s, the `k8s` extra: run `uv sync --extra k8s` or "

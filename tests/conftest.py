@@ -14,6 +14,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+import redis
+from moto.server import ThreadedMotoServer
+
+from common.db import drop_database, ensure_database, ensure_redis
+from common.settings import get_settings
+from orchestration.defs.transform.project import analyticspro_dbt_project
+from testing.dashboard_server import free_port
 
 RUN_ID = uuid.uuid4().hex[:10]
 _saved_env: dict[str, str | None] = {}
@@ -41,27 +48,19 @@ def pytest_configure(config: pytest.Config) -> None:
         _saved_env[key] = os.environ.get(key)
         os.environ[key] = value
 
-    from common.db import ensure_database, ensure_redis
-    from common.settings import get_settings
-
     settings = get_settings()
     ensure_database(settings)
     ensure_redis(settings)
     # the Dagster definitions read dbt's manifest: build it now if any model changed since (dbt parse)
-    from orchestration.defs.transform.project import analyticspro_dbt_project
 
     analyticspro_dbt_project(refresh=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from common.db import drop_database
-    from common.settings import get_settings
 
     settings = get_settings()
     try:
         drop_database(settings)
-        import redis
-
         client = redis.Redis.from_url(settings.redis_url)
         keys = list(client.scan_iter(match=f"{settings.redis_key_prefix}:*", count=1000))
         if keys:
@@ -78,7 +77,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def settings():
-    from common.settings import get_settings
 
     return get_settings()
 
@@ -93,9 +91,6 @@ def bucket(settings) -> Path:
 @pytest.fixture
 def aws_endpoint(monkeypatch):
     """A real moto server (S3 and Kinesis) on a free loopback port, reached through the standard AWS variables."""
-    from moto.server import ThreadedMotoServer
-
-    from testing.dashboard_server import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
@@ -117,8 +112,6 @@ def aws_endpoint(monkeypatch):
 @pytest.fixture
 def own_database(request, monkeypatch, tmp_path):
     """A database and dlt folder of this test's own, so its loads do not touch other tests' counts."""
-    from common.db import drop_database, ensure_database
-    from common.settings import get_settings
 
     base = get_settings().database_url
     monkeypatch.setenv("DATABASE_URL", f"{base}_{request.node.name[:20].lower()}".replace("[", "_").replace("]", ""))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from common.settings import get_settings
 from ingestion.generator import generate
 from orchestration.runs import run_materialize
 from testing import reference_marts as ref
@@ -87,7 +88,6 @@ def celery_workers(own_database, settings, tmp_path, monkeypatch):
 
 
 def test_materialize_on_two_celery_workers(celery_workers, tmp_path):
-    from common.settings import get_settings
 
     bucket = tmp_path / "bucket"
     generate(bucket, days=21, users=300, seed=23, end_date=TODAY)  # three weeks: some people pay

@@ -11,14 +11,18 @@ import asyncio
 import gzip
 import json
 import random
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
+from segment.analytics import Client
 
-from ingestion.collector.sinks import FolderSink, KinesisSink, SinkError
+from ingestion.collector.sinks import FolderSink, KinesisSink, SinkError, batch_name
 from ingestion.collector.spool import Spool
 from ingestion.collector.writer import BatchWriter
 from ingestion.events import load_events
@@ -61,7 +65,6 @@ def post(collector: dict, path: str, body: bytes | dict, key: str | None = KEY, 
 
 
 def test_segment_library_and_our_sdk_events_load_with_their_fields(collector, own_database):
-    from segment.analytics import Client
 
     sent_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     segment = Client(KEY, host=collector["url"], gzip=True, sync_mode=False, max_retries=2)
@@ -287,7 +290,6 @@ def test_kinesis_sink_resends_only_the_failed_records():
 
 
 def test_sdk_never_blocks_or_raises_and_counts_what_it_drops():
-    import socket
 
     black_hole = socket.socket()  # takes connections, never answers: the SDK's one sending thread hangs in a request
     black_hole.bind(("127.0.0.1", 0))
@@ -316,7 +318,6 @@ def test_sdk_never_blocks_or_raises_and_counts_what_it_drops():
 
 
 def _moto(port: int):
-    from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -324,7 +325,6 @@ def _moto(port: int):
 
 
 def _s3_lines(bucket: str, prefix: str) -> list[dict]:
-    import boto3
 
     s3 = boto3.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
@@ -337,7 +337,6 @@ def _s3_lines(bucket: str, prefix: str) -> list[dict]:
 
 
 def test_sink_down_spools_then_every_event_arrives(monkeypatch, tmp_path, own_database):
-    import boto3
 
     port = free_port()
     for key, value in {
@@ -393,7 +392,6 @@ def test_sink_down_spools_then_every_event_arrives(monkeypatch, tmp_path, own_da
 
 
 def test_sdk_writes_straight_to_kinesis_and_s3(aws_endpoint, own_database):
-    import boto3
 
     boto3.client("kinesis").create_stream(StreamName="sdk-events", ShardCount=2)
     boto3.client("s3").create_bucket(Bucket="sdk-bucket")
@@ -415,7 +413,6 @@ def test_sdk_writes_straight_to_kinesis_and_s3(aws_endpoint, own_database):
 
 
 def test_unique_names_for_batches():
-    from ingestion.collector.sinks import batch_name
 
     now = datetime.now(UTC)
     names = {batch_name(now) for _ in range(1000)}

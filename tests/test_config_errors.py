@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+import common.settings as settings_module
 from cli import main
 from common.settings import get_settings
+from ingestion.events import configured_sources
 
 
 def test_bad_number_in_env(monkeypatch):
@@ -66,7 +68,6 @@ def test_unknown_kinesis_stream(aws_endpoint, monkeypatch, capsys):
 
 
 def test_configured_sources(monkeypatch, tmp_path):
-    from ingestion.events import configured_sources
 
     monkeypatch.setenv("EVENTS_BUCKET_URL", str(tmp_path))
     monkeypatch.delenv("KINESIS_STREAM_NAME", raising=False)
@@ -76,7 +77,6 @@ def test_configured_sources(monkeypatch, tmp_path):
     # the default folder is skipped when only a stream is configured and the folder does not exist
     monkeypatch.delenv("EVENTS_BUCKET_URL")
     monkeypatch.chdir(tmp_path)
-    import common.settings as settings_module
 
     monkeypatch.setattr(settings_module, "DEFAULT_BUCKET", tmp_path / "absent")
     assert configured_sources() == ["kinesis://product-events"]

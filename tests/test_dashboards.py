@@ -15,9 +15,15 @@ import httpx
 import psycopg2
 import pytest
 import redis
+from dagster import DagsterInstance, DagsterRunStatus
+from playwright.sync_api import sync_playwright
 
-from common.settings import utc_today
+from common.db import drop_database, ensure_database
+from common.settings import get_settings, utc_today
+from dashboards.config import get_dashboard_settings, readonly_url
+from dashboards.readonly import drop_readonly_role, ensure_readonly_role
 from ingestion.generator import generate
+from orchestration.runs import run_materialize
 from testing import reference_marts as ref
 from testing.dashboard_server import RedisServer, dashboard_process
 from testing.db import rows
@@ -41,11 +47,6 @@ class Dash:
 
 @pytest.fixture(scope="module")
 def dash(settings, tmp_path_factory):
-    from common.db import drop_database, ensure_database
-    from common.settings import get_settings
-    from dashboards.config import get_dashboard_settings
-    from dashboards.readonly import drop_readonly_role, ensure_readonly_role
-    from orchestration.runs import run_materialize
 
     root = tmp_path_factory.mktemp("dashboards")
     reader = f"analyticspro_reader_{uuid.uuid4().hex[:8]}"
@@ -116,7 +117,6 @@ def test_requests_without_the_right_token_get_401(dash):
 
 
 def test_the_readonly_role_reads_the_marts_and_nothing_else(dash):
-    from dashboards.config import readonly_url
 
     connection = psycopg2.connect(readonly_url(dash.settings.database_url, dash.reader, None))
     connection.autocommit = True
@@ -574,7 +574,6 @@ def test_an_export_job_writes_the_exact_answer_as_csv(dash):
     ]
     assert status["rows"] == len(written) > 0
     # the run is a Dagster run like any other
-    from dagster import DagsterInstance, DagsterRunStatus
 
     with DagsterInstance.get() as instance:
         run = instance.get_run_by_id(status["runId"])
@@ -589,7 +588,6 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 def test_the_web_dashboard_renders_every_chart_and_runs_a_question_in_chromium(dash):
-    from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Chromium is missing: scripts/bootstrap.sh installs Debian's chromium package"
     api = data(gql(dash.url, "{ hotMetrics { dau } }"))["hotMetrics"]

@@ -14,14 +14,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from orchestration import definitions
+from orchestration.definitions import build_definitions, resolved_materialize_all_job
+from orchestration.engines import EngineError, celery_config
+
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 
 
 @pytest.fixture(scope="module")
 def defs() -> dg.Definitions:
-    from orchestration.definitions import defs
-
-    return defs
+    return definitions.defs
 
 
 def key(path: str) -> dg.AssetKey:
@@ -168,14 +170,12 @@ def test_materialize_all_job_covers_every_asset(defs):
     [("multiprocess", "multiprocess"), ("in_process", "in_process"), ("celery", "celery_executor"), ("k8s", "k8s")],
 )
 def test_dagster_executor_selects_the_marts_jobs_executor(monkeypatch, name, executor):
-    from orchestration.definitions import resolved_materialize_all_job
 
     monkeypatch.setenv("DAGSTER_EXECUTOR", name)
     assert resolved_materialize_all_job().executor_def.name == executor
 
 
 def test_celery_broker_and_queue_come_from_the_environment(monkeypatch):
-    from orchestration.engines import celery_config
 
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     monkeypatch.delenv("DAGSTER_CELERY_QUEUE", raising=False)
@@ -191,8 +191,6 @@ def test_celery_broker_and_queue_come_from_the_environment(monkeypatch):
 
 
 def test_an_unknown_executor_says_which_exist(monkeypatch):
-    from orchestration.definitions import resolved_materialize_all_job
-    from orchestration.engines import EngineError
 
     monkeypatch.setenv("DAGSTER_EXECUTOR", "dask")
     with pytest.raises(EngineError, match="multiprocess, in_process, celery, k8s"):
@@ -201,7 +199,6 @@ def test_an_unknown_executor_says_which_exist(monkeypatch):
 
 def test_on_spark_dbt_reads_the_lake(monkeypatch, tmp_path):
     """ANALYTICSPRO_ENGINE=spark: the lake copy of raw.events sits between the load and the dbt models."""
-    from orchestration.definitions import build_definitions
 
     monkeypatch.setenv("ANALYTICSPRO_ENGINE", "spark")
     monkeypatch.setenv("EVENTS_LAKE_URL", str(tmp_path / "lake"))

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from segment.analytics import Client
 
 from cli import main
 from common.redis_keys import HotKeys
+from ingestion.events import load_events
 from ingestion.generator import generate
 from orchestration.runs import run_materialize
 from testing.dashboard_server import collector_process
@@ -44,7 +46,6 @@ def table_counts(settings) -> tuple[int, int]:
 def send_with_segment_client(bucket: Path) -> None:
     """The official Segment library, its host set to our collector (which writes into the bucket): a visitor
     views a page anonymously, signs up, is aliased and identified."""
-    from segment.analytics import Client
 
     env = {"ANALYTICSPRO_WRITE_KEYS": SEGMENT_KEY, "COLLECTOR_SINK": str(bucket)}
     with collector_process(
@@ -159,7 +160,6 @@ def test_redis_holds_todays_numbers_from_postgres(pipeline_run, settings):
 
 
 def test_loading_again_changes_nothing(pipeline_run, settings):
-    from ingestion.events import load_events
 
     before = table_counts(settings)
     assert run_materialize()  # incremental: no new objects

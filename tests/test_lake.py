@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import date
 
 import psycopg2
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from ingestion.events import load_events
 from ingestion.generator import generate
 from testing.db import rows
+from warehouse.erasure import forget
 from warehouse.lake import day_url, sync_lake
 
 END = date(2026, 2, 10)
@@ -78,10 +81,6 @@ def test_lake_holds_raw_events_by_day_and_follows_changes(own_database, tmp_path
 def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
     """`analyticspro forget` rewrites the lake's files that hold the person: the events and any table a Spark build
     wrote (here a hand-made dim_users file); other people's rows stay, and the next sync writes nothing more."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from warehouse.erasure import forget
 
     settings = own_database
     bucket = tmp_path / "bucket"

@@ -20,10 +20,15 @@ import pandas as pd
 import psycopg2
 import pytest
 
+from common.db import drop_database, ensure_database
+from common.settings import get_settings
+from ingestion.events import load_events
 from ingestion.generator import generate
 from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
+from orchestration.runs import run_materialize
 from testing import reference_marts as ref
 from testing.db import rows
+from testing.engines import MARTS, differences, read_lake_mart, read_postgres_mart
 from testing.reference import compute
 
 END = date(2026, 3, 15)
@@ -85,8 +90,6 @@ def snapshot(settings) -> dict[str, list[tuple]]:
 @pytest.fixture(scope="module")
 def warehouse(settings, tmp_path_factory):
     """Its own database, bucket and dlt state, so the other modules' data cannot mix in."""
-    from common.db import drop_database, ensure_database
-    from common.settings import get_settings
 
     root = tmp_path_factory.mktemp("marts")
     with pytest.MonkeyPatch.context() as patch:
@@ -103,7 +106,6 @@ def warehouse(settings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(warehouse):
-    from ingestion.events import load_events
 
     settings, root = warehouse
     generated = generate(root / "generated", days=DAYS, users=1500, seed=5, end_date=END)
@@ -127,8 +129,6 @@ def test_spark_builds_the_same_marts(built, monkeypatch):
     """`analyticspro materialize --engine spark` (through Dagster, the default multiprocess executor): the lake is
     written from raw.events and the same dbt models build on Spark; every mart equals the PostgreSQL build
     (incremental, checked against pandas below) row for row, floats within 1e-9."""
-    from orchestration.runs import run_materialize
-    from testing.engines import MARTS, differences, read_lake_mart, read_postgres_mart
 
     settings, root, _frame = built
     lake = root / "lake"

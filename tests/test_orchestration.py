@@ -13,15 +13,19 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import boto3
 import dagster as dg
 import pytest
 import redis
 
 from common.redis_keys import HotKeys
+from common.settings import get_settings
 from ingestion.generator import generate
+from orchestration.definitions import build_definitions
 from orchestration.partitions import partition_range_tags
 from testing.db import rows
 from testing.reference import compute
+from warehouse.realtime import refresh_windows
 
 
 @pytest.fixture
@@ -30,8 +34,6 @@ def isolated(own_database, monkeypatch, tmp_path, settings):
     monkeypatch.setenv("EVENTS_BUCKET_URL", str(tmp_path / "bucket"))
     monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")
     (tmp_path / "bucket").mkdir()
-    from common.settings import get_settings
-    from orchestration.definitions import build_definitions
 
     yield get_settings(), build_definitions(), tmp_path / "bucket"
 
@@ -170,11 +172,9 @@ def test_the_bucket_sensor_loads_a_new_file_and_redis_follows(isolated):
 
 
 def test_the_kinesis_sensor_requests_a_run_only_when_the_stream_has_new_records(isolated, aws_endpoint, monkeypatch):
-    import boto3
 
     settings, _, bucket = isolated
     monkeypatch.setenv("KINESIS_STREAM_NAME", "live")
-    from orchestration.definitions import build_definitions
 
     defs = build_definitions()
     client = boto3.client("kinesis", endpoint_url=aws_endpoint, region_name="us-east-1")
@@ -205,7 +205,6 @@ def test_the_kinesis_sensor_requests_a_run_only_when_the_stream_has_new_records(
 
 
 def test_rolling_windows_count_the_past_only(settings):
-    from warehouse.realtime import refresh_windows
 
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     prefix = f"{settings.redis_key_prefix}:windows"

@@ -8,15 +8,23 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import dagster as dg
 import psycopg2
 import pyarrow.parquet as pq
 import pytest
 import redis
 
+from cli import main
+from common.settings import get_settings
+from ingestion.events import load_events
 from ingestion.generator import generate
+from orchestration.definitions import build_definitions
 from orchestration.partitions import partition_range_tags
 from testing.db import rows
+from warehouse.archive import partition_dates, refuse_full_refresh_if_archived, restore_dates
+from warehouse.erasure import NothingToForget, forget
+from warehouse.lake import sync_lake
 
 TODAY = datetime.now(UTC).date()
 FCT_COLUMNS = "message_id, person_id, user_id, anonymous_id, event_name, event_at, revenue::text, properties::text"
@@ -27,8 +35,6 @@ def tiers(own_database, monkeypatch, tmp_path, settings):
     monkeypatch.setenv("EVENTS_BUCKET_URL", str(tmp_path / "bucket"))
     monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")
     monkeypatch.setenv("WARM_DAYS", "3")
-    from common.settings import get_settings
-    from orchestration.definitions import build_definitions
 
     generate(tmp_path / "bucket", days=6, users=150, seed=31, end_date=TODAY)
     defs = build_definitions()
@@ -69,8 +75,6 @@ def test_archive_moves_old_days_to_parquet_and_restore_brings_them_back(tiers):
     }
     archive(defs, instance)
 
-    from warehouse.archive import partition_dates
-
     connection = psycopg2.connect(settings.database_url)
     remaining = partition_dates(connection)
     connection.close()
@@ -106,7 +110,6 @@ def test_archive_moves_old_days_to_parquet_and_restore_brings_them_back(tiers):
     assert rows(settings, "select * from analytics.daily_metrics order by date, metric_name") == metrics_before
 
     # the lake Spark builds from holds every day: the archived ones copied from the cold tier's files
-    from warehouse.lake import sync_lake
 
     lake = Path(settings.events_bucket_url).parent / "lake"
     synced = sync_lake(settings, str(lake), say=lambda _: None)
@@ -138,11 +141,8 @@ def test_archive_moves_old_days_to_parquet_and_restore_brings_them_back(tiers):
     assert rows(settings, "select count(*) from ops.person_archive_history")[0][0] > 0
 
     # a full rebuild would lose the archived days: it refuses and says what to do
-    from cli import main
 
     with pytest.raises(ValueError, match="restore --from"):
-        from warehouse.archive import refuse_full_refresh_if_archived
-
         refuse_full_refresh_if_archived()
 
     assert main(["restore", "--from", old_days[0].isoformat(), "--to", old_days[-1].isoformat()]) == 0
@@ -194,8 +194,6 @@ def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
     in_bucket = [e for e in _bucket_lines(bucket) if e.get("userId") == user_id or e.get("anonymousId") in anonymous]
     assert in_bucket
 
-    from cli import main
-
     assert main(["forget", "--user-id", user_id, "--requested-by", "dpo@example.com"]) == 0
 
     # PostgreSQL: raw and every table with person columns
@@ -244,7 +242,6 @@ def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
         )
         + "\n"
     )
-    from ingestion.events import load_events
 
     summary = load_events(rescan=True, progress=False)
     assert summary.suppressed == 2
@@ -261,7 +258,6 @@ def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
 
 
 def test_forget_needs_a_user_id(settings):
-    from warehouse.erasure import NothingToForget, forget
 
     with pytest.raises(NothingToForget, match="--user-id"):
         forget(settings, " ", "test")
@@ -270,13 +266,10 @@ def test_forget_needs_a_user_id(settings):
 def test_archive_restore_and_erasure_on_s3(aws_endpoint, own_database, monkeypatch, tmp_path, settings):
     """The same tiers with EVENTS_BUCKET_URL=s3://…: Parquet written to and read back from S3, landing objects
     rewritten in S3."""
-    import boto3
 
     monkeypatch.setenv("EVENTS_BUCKET_URL", "s3://lake/segment")
     monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")
     monkeypatch.setenv("WARM_DAYS", "2")
-    from common.settings import get_settings
-    from orchestration.definitions import build_definitions
 
     dataset = generate(tmp_path / "gen", days=4, users=80, seed=9, end_date=TODAY)
     s3 = boto3.client("s3", endpoint_url=aws_endpoint)
@@ -308,8 +301,6 @@ def test_archive_restore_and_erasure_on_s3(aws_endpoint, own_database, monkeypat
     assert sorted(k.rsplit("/", 1)[1].split("-")[0] for k in keys) == ["fct_events", "raw_events"]
     assert rows(own, "select count(*) from analytics.fct_events where event_date = %s", (old,)) == [(0,)]
 
-    from warehouse.erasure import forget
-
     report = forget(own, user_id, "test")
     assert report.rows["bucket_lines"] > 0 and report.rows["archive"] > 0
     for key in (o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="segment/events/")["Contents"]):
@@ -318,8 +309,6 @@ def test_archive_restore_and_erasure_on_s3(aws_endpoint, own_database, monkeypat
         for line in text.splitlines():
             event = json.loads(line)
             assert event.get("userId") != user_id and event.get("anonymousId") not in anonymous
-
-    from warehouse.archive import restore_dates
 
     assert restore_dates(own, old, old) == {
         old: len([r for r in before if r[1] != user_id and r[2] != user_id and r[3] not in anonymous])

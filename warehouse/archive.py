@@ -32,7 +32,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
-from common.db import table_exists
+from common.db import ensure_database, table_exists
 from common.settings import Settings, get_settings
 from common.storage import arrow_type, bucket_filesystem, table_columns
 
@@ -319,7 +319,6 @@ def archived_dates(connection: psycopg2.extensions.connection, restored: bool = 
 
 def restore_dates(settings: Settings, first: date, last: date, say: Callable[[str], None] = print) -> dict[date, int]:
     """Bring the archived days in [first, last] back into PostgreSQL; fct_events rows restored per day."""
-    from common.db import ensure_database
 
     ensure_database(settings)
     restored: dict[date, int] = {}

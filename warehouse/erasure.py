@@ -33,7 +33,10 @@ from psycopg2 import sql
 from common.db import table_exists
 from common.locks import ERASURE_LOCK, LOAD_LOCK, advisory_lock
 from common.settings import Settings
+from ingestion.bucket import list_objects, object_key
 from ingestion.suppression import SUPPRESSION_TABLE, identity_hash
+from warehouse.archive import scrub_archive
+from warehouse.lake import scrub_lake
 
 MART_SCHEMAS = ("staging", "intermediate", "analytics")
 PERSON_COLUMNS = ("person_id", "user_id", "anonymous_id")
@@ -201,7 +204,6 @@ def scrub_bucket(
     settings: Settings, connection: psycopg2.extensions.connection, user_id: str, anonymous: list[str], say
 ) -> tuple[int, int]:
     """Rewrite every landing object that holds a line of the person's without those lines; (objects, lines)."""
-    from ingestion.bucket import list_objects, object_key
 
     needles = [json.dumps(value).encode() for value in [user_id, *anonymous]]
     anonymous_set = set(anonymous)
@@ -246,8 +248,6 @@ def forget(settings: Settings, user_id: str, requested_by: str, say: Callable[[s
     """Erase one person from every tier and record the request; safe to run again (it finds nothing more)."""
     if not user_id or not user_id.strip():
         raise NothingToForget("give the user id to erase: analyticspro forget --user-id ID")
-    from warehouse.archive import scrub_archive
-    from warehouse.lake import scrub_lake
 
     request_id = str(uuid.uuid4())
     requested_at = datetime.now(UTC)

@@ -27,11 +27,13 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
 from common.settings import PROJECT_ROOT, Settings, normalize_bucket_url
-from common.storage import filesystem
+from common.storage import arrow_type, bucket_filesystem, filesystem
+from warehouse.archive import archived_dates, table_columns
 
 DEFAULT_LAKE = PROJECT_ROOT / "data" / "lake"
 EVENTS_FOLDER = "events"
@@ -96,7 +98,6 @@ def _write(fs: Any, url: str, table: pa.Table) -> None:
 
 def _select_list(columns: list[tuple]) -> tuple[sql.Composable, dict[str, pa.DataType], dict[str, pa.DataType]]:
     """SELECT items that COPY prints unambiguously, the CSV column types to read them as, and the final types."""
-    from common.storage import arrow_type
 
     items, read_types, final_types = [], {}, {}
     for name, data_type, precision, scale in columns:
@@ -164,7 +165,6 @@ def _record_day(cursor, day: date, row_count: int, load_id: str | None, url: str
 
 def _archived_day(settings: Settings, cursor, columns: list[tuple], day: date) -> pa.Table:
     """One archived day's raw rows from the cold tier's Parquet files, in the lake's column order and types."""
-    from common.storage import bucket_filesystem
 
     _select, _read, final_types = _select_list(columns)
     schema = pa.schema([pa.field(name, final_types[name]) for name in final_types])
@@ -186,7 +186,6 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     """Write every day of raw.events whose rows changed since the lake last got it; remove days that have no rows
     any more (unless archived to the cold tier). Days in the cold tier (their raw rows gone from PostgreSQL) are
     copied from the archive's Parquet, so the lake holds every day. Idempotent: a second run writes nothing."""
-    from warehouse.archive import archived_dates, table_columns
 
     lake = lake_url(lake)
     result = LakeSync(lake=lake)
@@ -297,7 +296,6 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
 
 def lake_marts(lake: str | None = None) -> dict[str, int]:
     """The marts a Spark build wrote to the lake, with their row counts (from the Parquet footers)."""
-    import pyarrow.dataset as ds
 
     lake = lake_url(lake)
     fs = filesystem(lake)

@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+import boto3
 import orjson
+from botocore.config import Config
 
 from common.settings import normalize_bucket_url
+from common.storage import aws_region
 
 KINESIS_MAX_RECORDS = 500
 KINESIS_MAX_BYTES = 5 * 1024 * 1024
@@ -114,10 +117,6 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _aws_client(service: str, connect_timeout: float, read_timeout: float) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    from common.storage import aws_region
 
     endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(

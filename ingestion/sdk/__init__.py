@@ -23,9 +23,6 @@ and `on_error(exception, events)` is called.
 from __future__ import annotations
 
 import atexit
-import base64
-import gzip
-import http.client
 import logging
 import queue
 import random
@@ -34,30 +31,21 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
+from ingestion.sdk.transport import VERSION, HttpTransport, SendError, SinkTransport, iso_utc
+
 __all__ = ["Analytics", "SendError"]
 
-VERSION = "0.1.0"
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 475_000  # under the collector's 500 KB, with room for the envelope
 LIBRARY = {"name": "analyticspro-python", "version": VERSION}
 
 log = logging.getLogger("analyticspro.sdk")
-
-
-class SendError(Exception):
-    """A batch was not accepted: `status` is the HTTP status (None for a network error or a sink failure)."""
-
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -79,103 +67,6 @@ def _default(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _iso(value: datetime | date | str | None) -> str:
-    if value is None:
-        value = datetime.now(UTC)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return datetime(value.year, value.month, value.day, tzinfo=UTC).isoformat().replace("+00:00", "Z")
-
-
-class _HttpTransport:
-    """POST /v1/batch to a Segment-API host over one kept-alive connection, the write key as Basic username."""
-
-    def __init__(self, write_key: str, host: str, timeout: float, gzip_body: bool) -> None:
-        parts = urlsplit(host if "://" in host else f"http://{host}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"host {host!r} is not an http(s) URL; use e.g. http://127.0.0.1:8060")
-        self._scheme, self._netloc = parts.scheme, parts.netloc
-        self._path = parts.path.rstrip("/") + "/v1/batch"
-        self._auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
-        self._timeout = timeout
-        self._gzip = gzip_body
-        self._connection: http.client.HTTPConnection | None = None
-
-    def _connect(self) -> http.client.HTTPConnection:
-        if self._connection is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            self._connection = cls(self._netloc, timeout=self._timeout)
-        return self._connection
-
-    def send(self, events: list[bytes]) -> None:
-        sent_at = _iso(None).encode()
-        body = b'{"batch":[' + b",".join(events) + b'],"sentAt":"' + sent_at + b'"}'
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": self._auth,
-            "User-Agent": f"analyticspro-python/{VERSION}",
-        }
-        if self._gzip:
-            body = gzip.compress(body, compresslevel=6)
-            headers["Content-Encoding"] = "gzip"
-        try:
-            connection = self._connect()
-            connection.request("POST", self._path, body=body, headers=headers)
-            response = connection.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise SendError(f"could not reach {self._scheme}://{self._netloc}: {exc}") from None
-        if 200 <= response.status < 300:
-            return
-        try:
-            message = orjson.loads(payload).get("message") or payload[:300].decode("utf-8", "replace")
-        except (orjson.JSONDecodeError, AttributeError):
-            message = payload[:300].decode("utf-8", "replace")
-        retry_after = response.getheader("Retry-After")
-        raise SendError(
-            f"HTTP {response.status}: {message}",
-            status=response.status,
-            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
-        )
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-
-
-class _SinkTransport:
-    """Straight to a sink (Kinesis, S3 or a folder) in the collector's format, stamping receivedAt itself."""
-
-    def __init__(self, url: str) -> None:
-        from ingestion.collector.sinks import sink_from_url
-
-        self.sink = sink_from_url(url)
-        self._pending: list[bytes] | None = None
-
-    def send(self, events: list[bytes]) -> None:
-        from ingestion.collector.sinks import SinkError, batch_name
-
-        now = datetime.now(UTC)
-        stamp = _iso(now).encode()
-        tail = b',"sentAt":"' + stamp + b'","receivedAt":"' + stamp + b'"}'
-        lines = self._pending or [event[:-1] + tail for event in events]
-        try:
-            self.sink.write(lines, batch_name(now), now)
-        except SinkError as exc:
-            self._pending = exc.remaining  # a retry sends only what the sink did not take
-            raise SendError(str(exc)) from None
-        self._pending = None
-
-    def close(self) -> None:
-        self._pending = None
 
 
 class Analytics:
@@ -207,8 +98,8 @@ class Analytics:
         self.send = send
         # one transport per sending thread (a connection is not shared between threads); made now, so a bad host
         # or sink URL fails here, in the caller's hands
-        self._transports: list[_HttpTransport | _SinkTransport] = [
-            _SinkTransport(sink) if sink is not None else _HttpTransport(write_key or "", host, timeout, gzip)
+        self._transports: list[HttpTransport | SinkTransport] = [
+            SinkTransport(sink) if sink is not None else HttpTransport(write_key or "", host, timeout, gzip)
             for _ in range(max(1, threads))
         ]
         self._queue: queue.Queue[bytes] = queue.Queue(max_queue_size)
@@ -390,7 +281,7 @@ class Analytics:
             if kind == "alias" and user_id in (None, ""):
                 return self._invalid("alias needs a user_id")
             message_id = message_id or str(uuid.uuid4())
-            message: dict[str, Any] = {"type": kind, "messageId": message_id, "timestamp": _iso(timestamp)}
+            message: dict[str, Any] = {"type": kind, "messageId": message_id, "timestamp": iso_utc(timestamp)}
             if user_id not in (None, ""):
                 message["userId"] = user_id
             if anonymous_id not in (None, ""):
@@ -462,7 +353,7 @@ class Analytics:
             self._flush_now.clear()
         return batch, carry
 
-    def _run(self, transport: _HttpTransport | _SinkTransport) -> None:
+    def _run(self, transport: HttpTransport | SinkTransport) -> None:
         carry: bytes | None = None
         while not (self._stopping.is_set() and self._queue.empty() and carry is None):
             try:
@@ -474,7 +365,7 @@ class Analytics:
             except Exception:  # noqa: BLE001 - the thread must outlive any bug in one batch
                 log.exception("analyticspro: unexpected error in the sending thread")
 
-    def _deliver(self, transport: _HttpTransport | _SinkTransport, batch: list[bytes]) -> None:
+    def _deliver(self, transport: HttpTransport | SinkTransport, batch: list[bytes]) -> None:
         attempt = 0
         while True:
             try:

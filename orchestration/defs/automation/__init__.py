@@ -20,6 +20,8 @@ from common.dbt_vars import lookback_days
 from common.settings import get_settings, utc_today
 from ingestion.bucket import object_date, object_key
 from ingestion.events import unloaded_objects
+from ingestion.kinesis import has_new_records
+from ingestion.pipeline import committed_positions, events_pipeline
 from orchestration.engines import pipeline_executor
 from orchestration.partitions import partition_range_tags, run_windows
 from warehouse.realtime import refresh_windows
@@ -136,8 +138,6 @@ def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
 )
 def kinesis_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """Records after the committed positions on KINESIS_STREAM_NAME -> a realtime_load run for today."""
-    from ingestion.kinesis import has_new_records
-    from ingestion.pipeline import committed_positions, events_pipeline
 
     _refresh_windows()
     settings = get_settings()

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
+import psycopg2
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from common.locks import DBT_LOCK, advisory_lock
@@ -15,6 +16,7 @@ from orchestration.defs.transform.project import analyticspro_dbt_project, dbt_e
 from orchestration.engines import check_spark_installed, current_engine, dbt_target, spark_environment
 from orchestration.partitions import DAILY, window_label, window_of
 from orchestration.retries import retry_if_transient
+from warehouse.archive import archived_dates
 
 LAKE_EVENTS = dg.AssetKey(["lake", "events"])
 
@@ -46,9 +48,6 @@ class DbtBuildConfig(dg.Config):
 
 
 def _archived_days() -> list:
-    import psycopg2
-
-    from warehouse.archive import archived_dates
 
     connection = psycopg2.connect(get_settings().database_url)
     try:
