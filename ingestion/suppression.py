@@ -14,7 +14,7 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SUPPRESSION_TABLE = "ops.suppressed_identities"
+from common.ops import SUPPRESSION_TABLE
 
 
 def identity_hash(identity: str) -> str:

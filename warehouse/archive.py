@@ -33,28 +33,13 @@ import pyarrow.parquet as pq
 from psycopg2 import sql
 
 from common.db import ensure_database, table_exists
+from common.ops import ensure_ops_tables
 from common.settings import Settings, get_settings
 from common.storage import arrow_type, bucket_filesystem, table_columns
 
 ARCHIVE_PREFIX = "archive/events"
 FCT_EVENTS = ("analytics", "fct_events")
 RAW_EVENTS = ("raw", "events")
-MANIFEST_DDL = """
-create schema if not exists ops;
-create table if not exists ops.archived_partitions (
-    event_date date not null,
-    table_name text not null,
-    object_url text not null,
-    row_count bigint not null,
-    rows_md5 text not null,
-    file_sha256 text not null,
-    archived_at timestamptz not null,
-    restored_at timestamptz,
-    primary key (object_url)
-);
-comment on table ops.archived_partitions is
-    'Days moved to the cold tier (Parquet in the bucket): one row per file, with its verified row count and checksums.';
-"""
 
 
 class ArchiveError(RuntimeError):
@@ -72,12 +57,6 @@ class ArchivedFile:
 
 def archive_url(settings: Settings, day: date, table: str, stamp: str) -> str:
     return f"{settings.events_bucket_url.rstrip('/')}/{ARCHIVE_PREFIX}/date={day.isoformat()}/{table}-{stamp}.parquet"
-
-
-def ensure_manifest(connection: psycopg2.extensions.connection) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(MANIFEST_DDL)
-    connection.commit()
 
 
 def _select_list(columns: list[tuple]) -> sql.Composable:
@@ -172,45 +151,19 @@ def _write_verified(
     return ArchivedFile(label, url, expected[0], expected[1], hashlib.sha256(written).hexdigest())
 
 
-# The per-person aggregates of an archived file's events, as dim_users computes them from events (keep the two
-# alike; tests/test_tiers.py checks a returning person's row). One row per person and archive file: writing the
-# same file again replaces its rows, a restore deletes them, late rows archived later add a file of their own.
+# One row per person and archive file: writing the same file again replaces its rows, a restore deletes them, late
+# rows archived later add a file of their own. The aggregates are dim_users' own (dbt_project/macros/
+# person_aggregates.sql), computed by the function ops.person_aggregates(day) that dim_users' build creates.
 REMEMBER_PEOPLE = """
-with day_traits as (
-    select person_id, jsonb_object_agg(key, value order by event_at, message_id) as traits,
-           max(event_at) as last_identified_at
-    from (
-        select events.person_id, trait.key, trait.value, events.event_at, events.message_id
-        from {relation} as events cross join lateral jsonb_each(events.traits) as trait
-        where events.event_type = 'identify' and jsonb_typeof(events.traits) = 'object'
-    ) as trait_values
-    group by person_id
-),
-day_people as (
-    select
-        person_id,
-        max(user_id) as user_id,
-        min(event_at) as first_seen_at,
-        max(event_at) as last_seen_at,
-        min(event_at) filter (where is_activity) as first_activity_at,
-        max(event_at) filter (where is_activity) as last_activity_at,
-        min(event_at) filter (where event_type = 'track' and event_name = 'user_signed_up') as signed_up_at,
-        count(*) filter (where is_activity) as activity_events,
-        count(distinct event_date) filter (where is_activity) as active_days,
-        coalesce(sum(revenue) filter (where event_type = 'track' and event_name = 'purchase_completed'), 0)
-            as total_revenue
-    from {relation}
-    group by person_id
-)
 insert into ops.person_archive_history (
     person_id, archive_file, user_id, first_seen_at, last_seen_at, first_activity_at, last_activity_at,
     signed_up_at, activity_events, active_days, total_revenue, traits, last_identified_at
 )
 select
-    p.person_id, {archive_file}, p.user_id, p.first_seen_at, p.last_seen_at, p.first_activity_at,
-    p.last_activity_at, p.signed_up_at, p.activity_events, p.active_days, p.total_revenue, t.traits,
-    t.last_identified_at
-from day_people as p left join day_traits as t on t.person_id = p.person_id
+    p.person_id, %(archive_file)s, p.user_id, p.first_seen_at, p.last_seen_at, p.first_activity_at,
+    p.last_activity_at, p.signed_up_at, p.activity_events, p.active_days, p.total_revenue, p.traits,
+    p.last_identified_at
+from ops.person_aggregates(%(day)s) as p
 on conflict (person_id, archive_file) do update set
     user_id = excluded.user_id,
     first_seen_at = excluded.first_seen_at,
@@ -226,9 +179,9 @@ on conflict (person_id, archive_file) do update set
 """
 
 
-def remember_people(cursor, relation: sql.Composable, archive_file: str) -> None:
-    """Record the per-person aggregates of the fct_events rows in `relation`, archived as `archive_file`."""
-    cursor.execute(sql.SQL(REMEMBER_PEOPLE).format(relation=relation, archive_file=sql.Literal(archive_file)))
+def remember_people(cursor, day: date, archive_file: str) -> None:
+    """Record the per-person aggregates of the day's fct_events rows, archived as `archive_file`."""
+    cursor.execute(REMEMBER_PEOPLE, {"archive_file": archive_file, "day": day})
 
 
 def partition_dates(connection: psycopg2.extensions.connection) -> list[date]:
@@ -267,10 +220,16 @@ def _raw_day(day: date) -> tuple[sql.Composable, tuple]:
 
 def archive_date(settings: Settings, connection: psycopg2.extensions.connection, day: date) -> list[ArchivedFile]:
     """Export, verify, then drop one day from PostgreSQL (see the module docstring); the files written."""
-    ensure_manifest(connection)
+    ensure_ops_tables(connection)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     partition = f"fct_events_p{day:%Y%m%d}"
     with connection.cursor() as cursor:
+        cursor.execute("select to_regprocedure('ops.person_aggregates(date)') is not null")
+        if not cursor.fetchone()[0]:
+            raise ArchiveError(
+                "ops.person_aggregates(date) is missing: dim_users' build creates it. Run `analyticspro materialize` "
+                "once, then archive again."
+            )
         fct_url = archive_url(settings, day, "fct_events", stamp)
         fct = _write_verified(settings, cursor, "fct_events", "analytics", partition, sql.SQL("true"), (), fct_url)
         where, args = _raw_day(day)
@@ -282,7 +241,7 @@ def archive_date(settings: Settings, connection: psycopg2.extensions.connection,
         )
         superseded = [row[0] for row in cursor.fetchall()]
         # the marts keep the day's people: dim_users adds these aggregates to the warm events
-        remember_people(cursor, sql.SQL("analytics.{}").format(sql.Identifier(partition)), fct.url)
+        remember_people(cursor, day, fct.url)
         cursor.execute(
             sql.SQL("alter table analytics.fct_events detach partition analytics.{}").format(sql.Identifier(partition))
         )
@@ -324,7 +283,7 @@ def restore_dates(settings: Settings, first: date, last: date, say: Callable[[st
     restored: dict[date, int] = {}
     connection = psycopg2.connect(settings.database_url)
     try:
-        ensure_manifest(connection)
+        ensure_ops_tables(connection)
         with connection.cursor() as cursor:
             cursor.execute(
                 "select event_date, table_name, object_url, row_count, rows_md5 from ops.archived_partitions "

@@ -32,36 +32,15 @@ from psycopg2 import sql
 
 from common.db import table_exists
 from common.locks import ERASURE_LOCK, LOAD_LOCK, advisory_lock
+from common.ops import SUPPRESSION_TABLE, ensure_ops_tables
 from common.settings import Settings
 from ingestion.bucket import list_objects, object_key
-from ingestion.suppression import SUPPRESSION_TABLE, identity_hash
+from ingestion.suppression import identity_hash
 from warehouse.archive import scrub_archive
 from warehouse.lake import scrub_lake
 
 MART_SCHEMAS = ("staging", "intermediate", "analytics")
 PERSON_COLUMNS = ("person_id", "user_id", "anonymous_id")
-
-OPS_DDL = f"""
-create schema if not exists ops;
-create table if not exists {SUPPRESSION_TABLE} (
-    identity_hash text primary key,
-    kind text not null,
-    request_id uuid not null,
-    added_at timestamptz not null default now()
-);
-comment on table {SUPPRESSION_TABLE} is
-    'SHA-256 of the user and anonymous ids of erased people: loads drop their events (GDPR).';
-create table if not exists ops.erasure_requests (
-    request_id uuid primary key,
-    requested_at timestamptz not null,
-    completed_at timestamptz,
-    requested_by text not null,
-    identities integer not null,
-    rows_deleted jsonb not null default '{{}}'::jsonb
-);
-comment on table ops.erasure_requests is
-    'One row per GDPR erasure (analyticspro forget): when, who asked, rows removed per tier; never the erased ids.';
-"""
 
 
 class NothingToForget(ValueError):
@@ -77,12 +56,6 @@ class ErasureReport:
     def describe(self) -> str:
         parts = ", ".join(f"{tier} {count:,}" for tier, count in self.rows.items() if count)
         return f"erasure {self.request_id}: {self.identities} identities; removed {parts or 'nothing (no data held)'}"
-
-
-def ensure_ops_tables(connection: psycopg2.extensions.connection) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(OPS_DDL)
-    connection.commit()
 
 
 def resolve_identities(connection: psycopg2.extensions.connection, user_id: str) -> list[str]:

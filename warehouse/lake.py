@@ -31,6 +31,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
+from common.ops import ensure_ops_tables
 from common.settings import PROJECT_ROOT, Settings, normalize_bucket_url
 from common.storage import arrow_type, bucket_filesystem, filesystem
 from warehouse.archive import archived_dates, table_columns
@@ -38,18 +39,6 @@ from warehouse.archive import archived_dates, table_columns
 DEFAULT_LAKE = PROJECT_ROOT / "data" / "lake"
 EVENTS_FOLDER = "events"
 FILE_NAME = "events.parquet"
-MANIFEST_DDL = """
-create schema if not exists ops;
-create table if not exists ops.lake_days (
-    event_date date primary key,
-    row_count bigint not null,
-    max_load_id text not null,
-    object_url text not null,
-    written_at timestamptz not null
-);
-comment on table ops.lake_days is
-    'Days of raw.events written to the lake (EVENTS_LAKE_URL/events/event_date=YYYY-MM-DD/events.parquet).';
-"""
 
 
 def lake_url(explicit: str | None = None) -> str:
@@ -192,8 +181,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     connection = psycopg2.connect(settings.database_url)
     try:
         with connection.cursor() as cursor:
-            cursor.execute(MANIFEST_DDL)
-            connection.commit()
+            ensure_ops_tables(connection)
             cursor.execute("select to_regclass('raw.events') is not null")
             if not cursor.fetchone()[0]:
                 say("lake: raw.events does not exist yet (nothing loaded); nothing to write")

@@ -35,13 +35,15 @@ import psycopg2.extensions
 import redis
 
 from common.db import table_exists
+from common.dbt_vars import activity_event_types, metric_events
 from common.redis_keys import VERSION, HotKeys
 
 DAY_METRICS = ("signups", "dau", "events", "revenue")
 HOUR_METRICS = ("signups", "active_people", "events", "revenue")
-ACTIVITY_TYPES = ("track", "page", "screen")
-SIGNUP_EVENT = "user_signed_up"
-PURCHASE_EVENT = "purchase_completed"
+# the marts' definitions, from dbt_project.yml's vars
+ACTIVITY_TYPES = activity_event_types()
+SIGNUP_EVENT = metric_events()["signup"]
+PURCHASE_EVENT = metric_events()["purchase"]
 WINDOW_TTL_SECONDS = 180  # rolling windows vanish soon after refreshes stop, so they are never stale
 STATE_TTL_SECONDS = 49 * 3600
 MINUTE_TTL_SECONDS = 2 * 3600

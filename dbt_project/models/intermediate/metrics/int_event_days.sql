@@ -24,9 +24,9 @@ select
     event_date,
     cast(count(*) as bigint) as all_events,
     cast(count(*) filter (where is_activity) as bigint) as activity_events,
-    cast(count(*) filter (where event_type = 'track' and event_name = 'user_signed_up') as bigint) as signups,
+    cast(count(*) filter (where {{ is_metric_event('signup') }}) as bigint) as signups,
     cast(
-        coalesce(sum(revenue) filter (where event_type = 'track' and event_name = 'purchase_completed'), 0)
+        coalesce(sum(revenue) filter (where {{ is_metric_event('purchase') }}), 0)
         as numeric(20, 6)
     ) as revenue,
     {{ built_at() }} as _built_at

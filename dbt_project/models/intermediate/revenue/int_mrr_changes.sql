@@ -38,15 +38,18 @@ changes as (
         event_at as changed_at,
         event_name as source,
         case
-            when event_name = 'subscription_canceled' then 0
+            when event_name = {{ metric_event('subscription_canceled') }} then 0
             else cast({{ json_text('properties', 'mrr') }} as {{ numeric_type() }})
         end as mrr
     from events
     where
         event_type = 'track'
         and (
-            event_name = 'subscription_canceled'
-            or (event_name = 'subscription_changed' and {{ json_kind('properties', 'mrr') }} = 'number')
+            event_name = {{ metric_event('subscription_canceled') }}
+            or (
+                event_name = {{ metric_event('subscription_changed') }}
+                and {{ json_kind('properties', 'mrr') }} = 'number'
+            )
         )
 
 )

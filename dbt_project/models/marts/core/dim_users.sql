@@ -2,13 +2,15 @@
 -- activity, their signup (first user_signed_up), and their latest traits from identify calls.
 -- Incremental: the rows of persons with changed events are deleted (pre-hook) and recomputed from
 -- their whole history (index on fct_events (person_id, event_at)): their events in the warm tier plus
--- the aggregates of their archived days (ops.person_archive_history), so archiving changes nobody.
+-- the aggregates of their archived days (ops.person_archive_history), so archiving changes nobody. The
+-- aggregates are macros/person_aggregates.sql, which the archive uses too (ops.person_aggregates, post-hook).
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     on_schema_change='fail',
     pre_hook=["{{ rebuild_changed_persons() }}"],
+    post_hook=["{{ create_person_aggregates_function() }}"],
     indexes=[{'columns': ['person_id'], 'unique': true}],
 ) }}
 
@@ -39,20 +41,7 @@ archived as (
 
 warm_people as (
 
-    select
-        person_id,
-        max(user_id) as user_id,
-        min(event_at) as first_seen_at,
-        max(event_at) as last_seen_at,
-        min(event_at) filter (where is_activity) as first_activity_at,
-        max(event_at) filter (where is_activity) as last_activity_at,
-        min(event_at) filter (where event_type = 'track' and event_name = 'user_signed_up') as signed_up_at,
-        count(*) filter (where is_activity) as activity_events,
-        count(distinct event_date) filter (where is_activity) as active_days,
-        coalesce(sum(revenue) filter (where event_type = 'track' and event_name = 'purchase_completed'), 0)
-            as total_revenue
-    from events
-    group by person_id
+    {{ person_aggregates('events') }}
 
 ),
 
@@ -103,15 +92,7 @@ people as (
 
 trait_values as (
 
-    select
-        events.person_id,
-        trait.key,
-        trait.value,
-        events.event_at,
-        events.message_id
-    from events
-    cross join lateral {{ json_each('events.traits', 'trait') }}
-    where events.event_type = 'identify' and {{ json_kind('events.traits') }} = 'object'
+    {{ identify_trait_values('events') }}
     union all
     -- the latest traits of the archived days count as identified when those days last were
     select
@@ -126,27 +107,9 @@ trait_values as (
 
 ),
 
-latest_trait_values as (
-
-    -- each trait's latest value
-    select
-        person_id,
-        key,
-        {{ last_by('value', 'event_at, message_id') }} as value,
-        max(event_at) as last_identified_at
-    from trait_values
-    group by person_id, key
-
-),
-
 traits as (
 
-    select
-        person_id,
-        {{ json_object_agg('key', 'value') }} as traits,
-        max(last_identified_at) as last_identified_at
-    from latest_trait_values
-    group by person_id
+    {{ latest_traits('trait_values') }}
 
 )
 

@@ -1,0 +1,102 @@
+{#- A person's aggregates, written once. dim_users computes them over a person's warm events and adds the
+    aggregates of their archived days; the archive (warehouse/archive.py) records a day's aggregates before the
+    day leaves PostgreSQL, through the function ops.person_aggregates(day) that dim_users' post-hook creates from
+    these same macros. Archived and warm days never overlap, so counts and sums add up. -#}
+
+{#- One row per person of `events` (fct_events rows): first/last seen, first/last activity, signup, activity
+    events, active days, revenue (docs/metrics.md, People). -#}
+{% macro person_aggregates(events) -%}
+    select
+        person_id,
+        max(user_id) as user_id,
+        min(event_at) as first_seen_at,
+        max(event_at) as last_seen_at,
+        min(event_at) filter (where is_activity) as first_activity_at,
+        max(event_at) filter (where is_activity) as last_activity_at,
+        min(event_at) filter (where {{ is_metric_event('signup') }}) as signed_up_at,
+        count(*) filter (where is_activity) as activity_events,
+        count(distinct event_date) filter (where is_activity) as active_days,
+        coalesce(sum(revenue) filter (where {{ is_metric_event('purchase') }}), 0) as total_revenue
+    from {{ events }}
+    group by person_id
+{%- endmacro %}
+
+{#- Every trait key and value sent in the identify calls of `events`, with when. -#}
+{% macro identify_trait_values(events) -%}
+    select
+        events.person_id,
+        trait.key,
+        trait.value,
+        events.event_at,
+        events.message_id
+    from {{ events }} as events
+    cross join lateral {{ json_each('events.traits', 'trait') }}
+    where events.event_type = 'identify' and {{ json_kind('events.traits') }} = 'object'
+{%- endmacro %}
+
+{#- One row per person of `trait_values` (person_id, key, value, event_at, message_id): the latest value of every
+    key as one object, and when the person was last identified. -#}
+{% macro latest_traits(trait_values) -%}
+    select
+        person_id,
+        {{ json_object_agg('key', 'value') }} as traits,
+        max(last_identified_at) as last_identified_at
+    from (
+        select
+            person_id,
+            key,
+            {{ last_by('value', 'event_at, message_id') }} as value,
+            max(event_at) as last_identified_at
+        from {{ trait_values }}
+        group by person_id, key
+    ) as latest_trait_values
+    group by person_id
+{%- endmacro %}
+
+{#- ops.person_aggregates(day): the aggregates and latest traits of each person over the fct_events rows of one
+    day (PostgreSQL only: the cold tier is PostgreSQL's). -#}
+{% macro create_person_aggregates_function() %}
+  {{ return(adapter.dispatch('create_person_aggregates_function')()) }}
+{% endmacro %}
+
+{% macro default__create_person_aggregates_function() -%}
+create or replace function ops.person_aggregates(day date)
+returns table (
+    person_id text,
+    user_id text,
+    first_seen_at timestamptz,
+    last_seen_at timestamptz,
+    first_activity_at timestamptz,
+    last_activity_at timestamptz,
+    signed_up_at timestamptz,
+    activity_events bigint,
+    active_days bigint,
+    total_revenue numeric,
+    traits jsonb,
+    last_identified_at timestamptz
+)
+language sql stable as $function$
+    with
+    day_events as (select * from {{ ref('fct_events') }} where event_date = day),
+    people as ({{ person_aggregates('day_events') }}),
+    trait_values as ({{ identify_trait_values('day_events') }}),
+    traits as ({{ latest_traits('trait_values') }})
+    select
+        people.person_id,
+        people.user_id,
+        people.first_seen_at,
+        people.last_seen_at,
+        people.first_activity_at,
+        people.last_activity_at,
+        people.signed_up_at,
+        people.activity_events,
+        people.active_days,
+        people.total_revenue,
+        traits.traits,
+        traits.last_identified_at
+    from people
+    left join traits on people.person_id = traits.person_id
+$function$
+{%- endmacro %}
+
+{% macro spark__create_person_aggregates_function() %}{% endmacro %}
