@@ -21,6 +21,25 @@
 {%- endmacro %}
 
 
+{#- The funnel's name as a SQL string literal. -#}
+{% macro funnel_name_literal(funnel) -%}
+  '{{ funnel["name"] | replace("'", "''") }}'
+{%- endmacro %}
+
+{#- The columns that say which funnel, and which version of its definition, a row belongs to. -#}
+{% macro funnel_key_columns(funnel) -%}
+  cast({{ funnel_name_literal(funnel) }} as {{ text_type() }}) as funnel_name,
+  cast('{{ funnel_hash(funnel) }}' as {{ text_type() }}) as definition_hash
+{%- endmacro %}
+
+{#- A select of no rows with these (name, SQL type) columns: a model's shape when no funnel is configured. -#}
+{% macro no_rows(columns) -%}
+  select
+  {%- for name, type in columns %} cast(null as {{ type }}) as {{ name }}{{ ',' if not loop.last }}{% endfor %}
+  where false
+{%- endmacro %}
+
+
 {#- A fingerprint of a funnel's definition: rows built under another definition are rebuilt. -#}
 {% macro funnel_hash(funnel) -%}
   {{ return(local_md5(tojson(funnel, sort_keys=true))) }}
@@ -75,6 +94,11 @@
   {%- endif -%}
 {%- endmacro %}
 
+
+{#- Every configured step: a select of (funnel_name, step_index, step_name). -#}
+{% macro configured_funnel_steps() -%}
+  select * from {{ funnel_steps_values() }} as configured (funnel_name, step_index, step_name)
+{%- endmacro %}
 
 {#- (funnel_name, step_index, step_name) of every configured step, as a VALUES list. -#}
 {% macro funnel_steps_values() -%}

@@ -7,17 +7,10 @@
 {% macro default__create_ops_tables() -%}
 create schema if not exists ops;
 create table if not exists ops.person_archive_history (
-    person_id text not null,
     archive_file text not null,
-    user_id text,
-    first_seen_at timestamptz,
-    last_seen_at timestamptz,
-    first_activity_at timestamptz,
-    last_activity_at timestamptz,
-    signed_up_at timestamptz,
-    activity_events bigint not null default 0,
-    active_days integer not null default 0,
-    total_revenue numeric(20, 6) not null default 0,
+    {%- for name, type, constraints in person_aggregate_columns() %}
+    {{ name }} {{ type }} {{ constraints }},
+    {%- endfor %}
     traits jsonb,
     last_identified_at timestamptz,
     primary key (person_id, archive_file)

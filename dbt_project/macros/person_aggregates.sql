@@ -3,6 +3,29 @@
     day leaves PostgreSQL, through the function ops.person_aggregates(day) that dim_users' post-hook creates from
     these same macros. Archived and warm days never overlap, so counts and sums add up. -#}
 
+{#- The columns of a person's aggregates, in order, with their PostgreSQL types and the constraints of the
+    table that keeps them (ops.person_archive_history): the one list dim_users, the archive's function and
+    that table share. -#}
+{% macro person_aggregate_columns() -%}
+  {{ return([
+      ('person_id', 'text', 'not null'),
+      ('user_id', 'text', ''),
+      ('first_seen_at', 'timestamptz', ''),
+      ('last_seen_at', 'timestamptz', ''),
+      ('first_activity_at', 'timestamptz', ''),
+      ('last_activity_at', 'timestamptz', ''),
+      ('signed_up_at', 'timestamptz', ''),
+      ('activity_events', 'bigint', 'not null default 0'),
+      ('active_days', 'integer', 'not null default 0'),
+      ('total_revenue', 'numeric(20, 6)', 'not null default 0'),
+  ]) }}
+{%- endmacro %}
+
+{#- The same names, comma-separated (a select list). -#}
+{% macro person_aggregate_names() -%}
+  {%- for column in person_aggregate_columns() %}{{ column[0] }}{{ ', ' if not loop.last }}{% endfor -%}
+{%- endmacro %}
+
 {#- One row per person of `events` (fct_events rows): first/last seen, first/last activity, signup, activity
     events, active days, revenue (docs/metrics.md, People). -#}
 {% macro person_aggregates(events) -%}
@@ -62,16 +85,9 @@
 {% macro default__create_person_aggregates_function() -%}
 create or replace function ops.person_aggregates(day date)
 returns table (
-    person_id text,
-    user_id text,
-    first_seen_at timestamptz,
-    last_seen_at timestamptz,
-    first_activity_at timestamptz,
-    last_activity_at timestamptz,
-    signed_up_at timestamptz,
-    activity_events bigint,
-    active_days bigint,
-    total_revenue numeric,
+    {%- for name, type, _ in person_aggregate_columns() %}
+    {{ name }} {{ type }},
+    {%- endfor %}
     traits jsonb,
     last_identified_at timestamptz
 )
@@ -82,16 +98,9 @@ language sql stable as $function$
     trait_values as ({{ identify_trait_values('day_events') }}),
     traits as ({{ latest_traits('trait_values') }})
     select
-        people.person_id,
-        people.user_id,
-        people.first_seen_at,
-        people.last_seen_at,
-        people.first_activity_at,
-        people.last_activity_at,
-        people.signed_up_at,
-        people.activity_events,
-        people.active_days,
-        people.total_revenue,
+        {%- for name, type, _ in person_aggregate_columns() %}
+        cast(people.{{ name }} as {{ type }}),
+        {%- endfor %}
         traits.traits,
         traits.last_identified_at
     from people

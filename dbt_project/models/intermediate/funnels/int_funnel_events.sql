@@ -5,10 +5,7 @@
 -- events; a funnel whose definition changed is rebuilt from all events. The vacuum post-hook sets the
 -- visibility map, so funnel queries read the (funnel, step, person, time) index alone.
 {{ config(
-    materialized='incremental',
     unique_key=['funnel_name', 'step_index', 'message_id'],
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
     pre_hook=["{{ delete_changed_funnels() }}"],
     indexes=[{'columns': ['funnel_name', 'step_index', 'person_id', 'event_at']}],
     post_hook=[{'sql': '{{ vacuum_table(this, analyze=true) }}', 'transaction': false}],
@@ -24,8 +21,7 @@ matched as (
     {%- for funnel in funnels() %}
         {%- for step in funnel['steps'] %}
             select
-                cast('{{ funnel["name"] | replace("'", "''") }}' as {{ text_type() }}) as funnel_name,
-                cast('{{ funnel_hash(funnel) }}' as {{ text_type() }}) as definition_hash,
+                {{ funnel_key_columns(funnel) }},
                 {{ loop.index }} as step_index,
                 message_id,
                 person_id,
@@ -49,15 +45,11 @@ matched as (
         {{ "union all" if not loop.last }}
     {%- endfor %}
     {%- if not funnels() %}
-        select
-            cast(null as {{ text_type() }}) as funnel_name,
-            cast(null as {{ text_type() }}) as definition_hash,
-            0 as step_index,
-            cast(null as {{ text_type() }}) as message_id,
-            cast(null as {{ text_type() }}) as person_id,
-            cast(null as {{ timestamptz_type() }}) as event_at,
-            cast(null as {{ json_type() }}) as attributes
-        where false
+        {{ no_rows([
+            ('funnel_name', text_type()), ('definition_hash', text_type()), ('step_index', 'integer'),
+            ('message_id', text_type()), ('person_id', text_type()), ('event_at', timestamptz_type()),
+            ('attributes', json_type()),
+        ]) }}
     {%- endif %}
 
 )

@@ -5,9 +5,7 @@
 -- definition changed is recomputed for everyone.
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
-    materialized='incremental',
     incremental_strategy='append',
-    on_schema_change='fail',
     pre_hook=["{{ delete_changed_funnels() }}", "{{ rebuild_changed_persons() }}"],
     indexes=[{'columns': ['funnel_name', 'cohort_date']}],
 ) }}
@@ -34,7 +32,7 @@ with
             {{ first_by('attributes', 'event_at, message_id') }} as entry_attributes
         from {{ ref('int_funnel_events') }}
         where
-            funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
+            funnel_name = {{ funnel_name_literal(funnel) }}
             and step_index = 1
         {%- if funnel['name'] in unchanged %}
                 and person_id in (select scope.person_id from {{ scope }} as scope)
@@ -57,7 +55,7 @@ with
             from f{{ f }}_step_{{ k - 1 }} as previous
             inner join {{ ref('int_funnel_events') }} as step
                 on
-                    step.funnel_name = '{{ funnel["name"] | replace("'", "''") }}'
+                    step.funnel_name = {{ funnel_name_literal(funnel) }}
                     and step.step_index = {{ k }}
                     and previous.person_id = step.person_id
                     and previous.reached_at <= step.event_at
@@ -71,8 +69,7 @@ with
 
         {%- for step in funnel['steps'] %}
             select
-                cast('{{ funnel["name"] | replace("'", "''") }}' as {{ text_type() }}) as funnel_name,
-                cast('{{ funnel_hash(funnel) }}' as {{ text_type() }}) as definition_hash,
+                {{ funnel_key_columns(funnel) }},
                 {{ loop.index }} as step_index,
                 cast('{{ funnel_step_name(step, loop.index) | replace("'", "''") }}' as {{ text_type() }}) as step_name,
                 person_id,
@@ -99,18 +96,12 @@ reached as (
         {{ "union all" if not loop.last }}
     {%- endfor %}
     {%- if not funnels() %}
-        select
-            cast(null as {{ text_type() }}) as funnel_name,
-            cast(null as {{ text_type() }}) as definition_hash,
-            0 as step_index,
-            cast(null as {{ text_type() }}) as step_name,
-            cast(null as {{ text_type() }}) as person_id,
-            cast(null as {{ timestamptz_type() }}) as entry_at,
-            cast(null as {{ text_type() }}) as entry_message_id,
-            cast(null as {{ json_type() }}) as entry_attributes,
-            cast(null as {{ timestamptz_type() }}) as reached_at,
-            cast(null as {{ timestamptz_type() }}) as previous_reached_at
-        where false
+        {{ no_rows([
+            ('funnel_name', text_type()), ('definition_hash', text_type()), ('step_index', 'integer'),
+            ('step_name', text_type()), ('person_id', text_type()), ('entry_at', timestamptz_type()),
+            ('entry_message_id', text_type()), ('entry_attributes', json_type()),
+            ('reached_at', timestamptz_type()), ('previous_reached_at', timestamptz_type()),
+        ]) }}
     {%- endif %}
 
 )

@@ -3,12 +3,7 @@
 -- person: stitching is retroactive (fct_events re-reads the events of every re-mapped anonymous id).
 -- Incremental: only raw rows loaded since the last build are read; a row is written only when an
 -- anonymous id is new or its mapping moved to an earlier pair (previous_user_id keeps the old one).
-{{ config(
-    materialized='incremental',
-    unique_key='anonymous_id',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-) }}
+{{ config(unique_key='anonymous_id') }}
 
 {%- set last_load_id = high_water_mark('load_id') %}
 

@@ -1,11 +1,6 @@
 -- Per UTC date: activity events, signups and purchase revenue. Incremental: the dates of changed
 -- events are recounted in full from their fct_events partitions and replace the old rows.
-{{ config(
-    materialized='incremental',
-    unique_key='event_date',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-) }}
+{{ config(unique_key='event_date') }}
 
 {%- set since = high_water_mark('_built_at') %}
 

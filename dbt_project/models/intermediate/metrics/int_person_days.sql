@@ -1,10 +1,7 @@
 -- One row per (UTC date, person) with at least one activity event: the base of DAU/WAU/MAU and of
 -- cohort retention. Incremental: the dates of changed events are recomputed in full.
 {{ config(
-    materialized='incremental',
     unique_key='activity_date',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
     indexes=[{'columns': ['activity_date']}, {'columns': ['person_id']}],
 ) }}
 

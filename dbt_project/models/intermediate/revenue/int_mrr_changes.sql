@@ -1,12 +1,7 @@
 -- Every event that sets a person's MRR: an identify carrying a numeric traits.mrr, a
 -- subscription_changed event (new MRR in properties.mrr) or a subscription_canceled event (MRR 0).
 -- Incremental on message_id from the changed events.
-{{ config(
-    materialized='incremental',
-    unique_key='message_id',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
-) }}
+{{ config(unique_key='message_id') }}
 
 {%- set since = high_water_mark('_built_at') %}
 

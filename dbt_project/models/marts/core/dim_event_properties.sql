@@ -5,9 +5,7 @@
 -- the last build are read, merged with the catalogue rows they touch.
 {{ config(
     materialized='incremental',
-    incremental_strategy='delete+insert',
     unique_key=['event_name', 'property_key'],
-    on_schema_change='fail',
 ) }}
 
 {%- set last_built_at = high_water_mark('_built_at') %}

@@ -8,7 +8,6 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    on_schema_change='fail',
     pre_hook=["{{ rebuild_changed_persons() }}"],
     post_hook=["{{ create_person_aggregates_function() }}"],
     indexes=[{'columns': ['person_id'], 'unique': true}],
@@ -60,31 +59,9 @@ people as (
         sum(active_days) as active_days,
         sum(total_revenue) as total_revenue
     from (
-        select
-            person_id,
-            user_id,
-            first_seen_at,
-            last_seen_at,
-            first_activity_at,
-            last_activity_at,
-            signed_up_at,
-            activity_events,
-            active_days,
-            total_revenue
-        from warm_people
+        select {{ person_aggregate_names() }} from warm_people
         union all
-        select
-            person_id,
-            user_id,
-            first_seen_at,
-            last_seen_at,
-            first_activity_at,
-            last_activity_at,
-            signed_up_at,
-            activity_events,
-            active_days,
-            total_revenue
-        from archived
+        select {{ person_aggregate_names() }} from archived
     ) as both_tiers
     group by person_id
 

@@ -13,7 +13,6 @@
     unique_key=['message_id', 'event_date'],
     partition_by={'column': 'event_date'},
     change_ignore_columns=['load_id', 'received_at', '_built_at'],
-    on_schema_change='fail',
     indexes=[
         {'columns': ['person_id', 'event_at']},
         {'columns': ['event_name', 'event_at', 'person_id', 'event_date']},

@@ -7,7 +7,6 @@
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    on_schema_change='fail',
     pre_hook=["{{ rebuild_changed_sessions() }}"],
     indexes=[
         {'columns': ['person_id', 'session_start']},

@@ -12,8 +12,7 @@ reached as (
 
 steps as (
 
-    select *
-    from {{ funnel_steps_values() }} as configured (funnel_name, step_index, step_name)
+    {{ configured_funnel_steps() }}
 
 ),
 

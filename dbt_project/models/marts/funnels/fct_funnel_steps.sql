@@ -10,20 +10,13 @@ reached as (
 
 steps as (
 
-    select *
-    from {{ funnel_steps_values() }} as configured (funnel_name, step_index, step_name)
+    {{ configured_funnel_steps() }}
 
 ),
 
 calendar as (
 
-    select cast(calendar_day as date) as cohort_date
-    from {{ series(
-        "(select min(event_date) from " ~ ref('int_event_days') ~ ")",
-        "(select max(event_date) from " ~ ref('int_event_days') ~ ")",
-        'calendar_day',
-        step="interval '1 day'",
-    ) }}
+    {{ event_calendar('day', 'cohort_date') }}
 
 ),
 

@@ -6,8 +6,6 @@
 {{ config(
     materialized='incremental',
     unique_key='date',
-    incremental_strategy='delete+insert',
-    on_schema_change='fail',
 ) }}
 
 {#- the unpivot's rows: (metric name, its value) from each date's wide row -#}

@@ -5,13 +5,7 @@ with
 
 months as (
 
-    select cast(month as date) as month
-    from {{ series(
-        "(select date_trunc('month', cast(min(event_date) as timestamp)) from " ~ ref('int_event_days') ~ ")",
-        "(select date_trunc('month', cast(max(event_date) as timestamp)) from " ~ ref('int_event_days') ~ ")",
-        'month',
-        step="interval '1 month'",
-    ) }}
+    {{ event_calendar('month', 'month') }}
 
 ),
 

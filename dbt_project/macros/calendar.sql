@@ -1,0 +1,7 @@
+{#- Every day (grain 'day') or first day of a month (grain 'month') from the first event's to the last event's
+    (int_event_days), as a select of one date column `alias`: the rows of the date-based marts, zeros included. -#}
+{% macro event_calendar(grain, alias) -%}
+  {%- set bound = "(select date_trunc('" ~ grain ~ "', cast({}(event_date) as timestamp)) from " ~ ref('int_event_days') ~ ")" -%}
+  select cast({{ alias }} as date) as {{ alias }}
+  from {{ series(bound.replace('{}', 'min'), bound.replace('{}', 'max'), alias, step="interval '1 " ~ grain ~ "'") }}
+{%- endmacro %}
