@@ -119,11 +119,18 @@ class MetricPoint:
 class FunnelStep:
     index: int
     name: str
-    persons: int
-    conversion_from_previous: float | None
-    conversion_from_start: float | None
-    drop_off: int
-    drop_off_rate: float | None
+    persons: int = strawberry.field(description="persons who entered in the date range (in the group) and reached it")
+    conversion_from_previous: float | None = strawberry.field(
+        description="persons / persons at the previous step (1 at step 1; null when the previous step has none)"
+    )
+    conversion_from_start: float | None = strawberry.field(description="persons / persons at step 1")
+    drop_off: int = strawberry.field(
+        description="persons who reached the previous step but not this one: persons at the previous step - persons "
+        "(0 at step 1); the marts' drop_off (docs/metrics.md, Funnel drop-off)"
+    )
+    drop_off_rate: float | None = strawberry.field(
+        description="dropOff / persons at the previous step (null at step 1, or when the previous step has none)"
+    )
 
 
 @strawberry.type

@@ -37,13 +37,15 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, Decimal) else float(value or 0)
 
 
-def funnel_steps(rows: list[tuple[int, str, int]]) -> list[dict[str, Any]]:
-    """Conversion and drop-off between consecutive steps, from (index, name, persons) in step order."""
+def funnel_steps(rows: list[tuple[int, str, int, int]]) -> list[dict[str, Any]]:
+    """Conversion and drop-off of each step, from (index, name, persons, drop_off) in step order.
+
+    drop_off is the marts' (docs/metrics.md, "Funnel drop-off": persons at the previous step - persons, 0 at
+    step 1), summed over the cohorts asked for; the rate divides it by the persons at the previous step."""
     steps: list[dict[str, Any]] = []
     first = rows[0][2] if rows else 0
-    for position, (index, name, persons) in enumerate(rows):
+    for position, (index, name, persons, drop_off) in enumerate(rows):
         previous = rows[position - 1][2] if position else None
-        next_persons = rows[position + 1][2] if position + 1 < len(rows) else persons
         steps.append(
             {
                 "index": index,
@@ -53,8 +55,8 @@ def funnel_steps(rows: list[tuple[int, str, int]]) -> list[dict[str, Any]]:
                     round(persons / previous, 6) if previous else (1.0 if position == 0 else None)
                 ),
                 "conversion_from_start": round(persons / first, 6) if first else None,
-                "drop_off": persons - next_persons,
-                "drop_off_rate": round((persons - next_persons) / persons, 6) if persons else None,
+                "drop_off": drop_off,
+                "drop_off_rate": round(drop_off / previous, 6) if previous else None,
             }
         )
     return steps
@@ -212,7 +214,8 @@ class Warehouse:
     async def funnel(self, name: str, first: date, last: date, breakdown_by: str | None) -> dict[str, Any]:
         """The funnel of the persons who entered between `first` and `last` (entry cohorts), with drop-off."""
         rows = await self.fetch(
-            "select step_index, step_name, sum(persons)::bigint as persons from analytics.fct_funnel_steps "
+            "select step_index, step_name, sum(persons)::bigint as persons, sum(drop_off)::bigint as drop_off "
+            "from analytics.fct_funnel_steps "
             "where funnel_name = $1 and cohort_date between $2 and $3 group by 1, 2 order by 1",
             name,
             first,
@@ -223,7 +226,7 @@ class Warehouse:
             raise InsightError(f"unknown funnel {name!r}; configured funnels: {known}")
         result: dict[str, Any] = {
             "name": name,
-            "steps": funnel_steps([(r["step_index"], r["step_name"], r["persons"]) for r in rows]),
+            "steps": funnel_steps([(r["step_index"], r["step_name"], r["persons"], r["drop_off"]) for r in rows]),
             "breakdown_by": breakdown_by,
             "breakdown": [],
         }
@@ -238,8 +241,8 @@ class Warehouse:
                     "(add it under vars.funnels in dbt_project.yml)"
                 )
             groups = await self.fetch(
-                "select breakdown_value, step_index, step_name, sum(persons)::bigint as persons "
-                "from analytics.fct_funnel_breakdown "
+                "select breakdown_value, step_index, step_name, sum(persons)::bigint as persons, "
+                "sum(drop_off)::bigint as drop_off from analytics.fct_funnel_breakdown "
                 "where funnel_name = $1 and breakdown_by = $2 and cohort_date between $3 and $4 "
                 "group by 1, 2, 3 order by 1, 2",
                 name,
@@ -247,10 +250,10 @@ class Warehouse:
                 first,
                 last,
             )
-            by_value: dict[str, list[tuple[int, str, int]]] = {}
+            by_value: dict[str, list[tuple[int, str, int, int]]] = {}
             for row in groups:
                 by_value.setdefault(row["breakdown_value"], []).append(
-                    (row["step_index"], row["step_name"], row["persons"])
+                    (row["step_index"], row["step_name"], row["persons"], row["drop_off"])
                 )
             ordered = sorted(by_value.items(), key=lambda item: (-item[1][0][2], item[0]))
             result["breakdown"] = [{"value": value, "steps": funnel_steps(steps)} for value, steps in ordered]

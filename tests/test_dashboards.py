@@ -175,7 +175,7 @@ def test_funnel_equals_the_reference_with_drop_off_and_breakdown(dash):
             """query($r: DateRangeInput) {
         funnel(name: "default", dateRange: $r, breakdownBy: "person.plan")
         { steps { index name persons conversionFromPrevious conversionFromStart dropOff dropOffRate }
-          breakdown { value steps { index persons } } } }""",
+          breakdown { value steps { index persons dropOff } } } }""",
             {"r": custom(first, last)},
         )
     )["funnel"]
@@ -189,11 +189,19 @@ def test_funnel_equals_the_reference_with_drop_off_and_breakdown(dash):
         if position:
             assert step["conversionFromPrevious"] == pytest.approx(persons[position] / persons[position - 1], abs=1e-6)
         assert step["conversionFromStart"] == pytest.approx(persons[position] / persons[0], abs=1e-6)
-        following = persons[position + 1] if position < 3 else persons[position]
-        assert step["dropOff"] == persons[position] - following
+        # drop-off (docs/metrics.md): reached the previous step but not this one; its rate is over the previous step
+        dropped = persons[position - 1] - persons[position] if position else 0
+        assert step["dropOff"] == dropped
+        if position:
+            assert step["dropOffRate"] == pytest.approx(dropped / persons[position - 1], abs=1e-6)
+        else:
+            assert step["dropOffRate"] is None
     # the breakdown's groups add up to the funnel, step by step, and equal the mart's rows
     for index in range(4):
         assert sum(group["steps"][index]["persons"] for group in answer["breakdown"]) == persons[index]
+        assert sum(group["steps"][index]["dropOff"] for group in answer["breakdown"]) == (
+            persons[index - 1] - persons[index] if index else 0
+        )
     mart = dict(
         rows(
             dash.settings,

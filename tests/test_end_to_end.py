@@ -20,6 +20,7 @@ from cli import main
 from common.redis_keys import HotKeys
 from ingestion.events import load_events
 from ingestion.generator import generate
+from orchestration.defs.transform.project import analyticspro_dbt_project
 from orchestration.runs import run_materialize
 from testing.dashboard_server import collector_process
 from testing.db import rows as query
@@ -144,6 +145,40 @@ def test_people_are_stitched_identities(pipeline_run, settings):
         where user_id is null and person_id <> anonymous_id""",
     )[0][0]
     assert stitched > 0
+
+
+def test_every_column_bi_tools_read_carries_its_dbt_description(pipeline_run, settings):
+    """BI tools show the column comments of schema analytics; dbt writes them from the models' YAML (persist_docs).
+    Every column must have one, equal to the description in dbt's manifest: a column added without one fails."""
+    manifest = json.loads(analyticspro_dbt_project().manifest_path.read_text())
+    described = {
+        node["alias"]: {name: column["description"] for name, column in node["columns"].items()}
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["schema"] == "analytics"
+    }
+    # fct_events' daily partitions are its storage, not tables of their own: BI tools read the parent
+    comments = query(
+        settings,
+        """
+        select relation.relname, attribute.attname, col_description(relation.oid, attribute.attnum)
+        from pg_class as relation
+        join pg_namespace as namespace on namespace.oid = relation.relnamespace
+        join pg_attribute as attribute
+            on attribute.attrelid = relation.oid and attribute.attnum > 0 and not attribute.attisdropped
+        where namespace.nspname = 'analytics' and relation.relkind in ('r', 'p', 'v', 'm', 'f')
+            and not relation.relispartition""",
+    )
+    columns: dict[str, set[str]] = {}
+    for table, column, _comment in comments:
+        columns.setdefault(table, set()).add(column)
+    assert {"daily_metrics", "fct_funnel_steps", "fct_funnel_breakdown", "fct_events"} <= set(columns)
+    assert columns == {table: set(names) for table, names in described.items()}
+    uncommented = sorted(f"{table}.{column}" for table, column, comment in comments if not (comment or "").strip())
+    assert not uncommented, f"columns without a comment (add a description in the model's YAML): {uncommented}"
+    differing = sorted(
+        f"{table}.{column}" for table, column, comment in comments if comment != described[table][column]
+    )
+    assert not differing, f"column comments that differ from dbt's manifest: {differing}"
 
 
 def test_redis_holds_todays_numbers_from_postgres(pipeline_run, settings):

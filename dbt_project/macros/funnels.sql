@@ -132,7 +132,8 @@
 
 
 {#- conversion_from_previous, conversion_from_start and drop_off, from the columns persons,
-    previous_persons (lag over the steps) and start_persons (step 1's persons). -#}
+    previous_persons (lag over the steps) and start_persons (step 1's persons). drop_off is the one
+    definition of funnel drop-off (docs/metrics.md, "Funnel drop-off"); the API sums it. -#}
 {% macro funnel_conversions() -%}
     cast(case
         when step_index = 1 then case when persons > 0 then 1 end

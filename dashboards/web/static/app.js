@@ -120,8 +120,11 @@ function drawFunnel(funnel) {
         trigger: "axis",
         formatter: (items) => {
           const step = steps[items[0].dataIndex];
+          // drop-off (docs/metrics.md): persons who reached the previous step but not this one
+          const dropOff = items[0].dataIndex === 0 ? "" :
+            `<br>drop-off from previous: ${fmt.format(step.dropOff)} (${pct(step.dropOffRate)})`;
           return `${step.name}<br>${fmt.format(step.persons)} persons<br>from previous: ${pct(step.conversionFromPrevious)}` +
-            `<br>drop-off to next: ${pct(step.dropOffRate)}`;
+            dropOff;
         },
       },
       grid: { left: 60, right: 20, top: 30, bottom: 30 },
