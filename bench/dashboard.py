@@ -27,7 +27,7 @@ import httpx
 import psycopg2
 import redis
 
-from bench.environ import restore_environ, set_environ
+from bench.environ import restore_environ, set_environ, timings
 from common.redis_keys import HotKeys
 from common.settings import get_settings, utc_today
 from dashboards.config import get_dashboard_settings
@@ -142,12 +142,7 @@ def _drain(client: httpx.Client, url: str) -> None:
 
 
 def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+    return statistics.median(timings(fn, runs))
 
 
 def _publish_hot_metrics(settings) -> None:

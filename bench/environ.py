@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -85,3 +86,13 @@ def own_warehouse(suffix: str, keep: bool = False) -> Iterator[tuple[Any, Path]]
             drop_database(settings)
         shutil.rmtree(root, ignore_errors=True)
         restore_environ(saved)
+
+
+def timings(fn: Callable[[], object], runs: int, unit: float = 1000.0) -> list[float]:
+    """`fn` timed `runs` times, sorted, in seconds × `unit` (1000: milliseconds, 1e6: microseconds)."""
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * unit)
+    return sorted(samples)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.environ import own_warehouse, setup_environment
+from bench.environ import own_warehouse, setup_environment, timings
 from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import iter_events
@@ -163,12 +163,7 @@ def _create_raw_table(settings, root: Path, sample: list[dict]) -> None:
 
 def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
     fn()  # warm
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    samples.sort()
+    samples = timings(fn, runs)
     return samples[len(samples) // 2]
 
 

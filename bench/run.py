@@ -41,7 +41,7 @@ import redis
 
 from bench.collector import bench_collector
 from bench.dashboard import bench_dashboard
-from bench.environ import cleanup, say, setup_environment
+from bench.environ import cleanup, say, setup_environment, timings
 from bench.freshness import bench_freshness
 from bench.ingest import bench_ingest
 from bench.marts import bench_marts
@@ -92,12 +92,7 @@ def bench_materialize(settings) -> dict:
 
 
 def _latencies(fn: Callable[[], object], n: int = 2000) -> tuple[float, float]:
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1e6)
-    samples.sort()
+    samples = timings(fn, n, unit=1e6)
     return statistics.median(samples), samples[int(0.99 * len(samples)) - 1]
 
 

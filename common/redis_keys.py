@@ -16,42 +16,33 @@ class HotKeys:
 
     prefix: str
 
+    def _published(self, *parts: str) -> str:
+        return ":".join((self.prefix, "metrics", VERSION, *parts))
+
+    def _state(self, *parts: str) -> str:
+        return ":".join((self.prefix, "hot", VERSION, *parts))
+
+    # published: what the dashboards read
     def metric(self, name: str, day: date) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:{name}:{day.isoformat()}"
+        return self._published(name, day.isoformat())
 
     def last_hour(self, name: str) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:{name}:last_hour"
+        return self._published(name, "last_hour")
 
-    @property
-    def active_5m(self) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:active_people:last_5m"
+    active_5m = property(lambda self: self._published("active_people", "last_5m"))
+    funnel = property(lambda self: self._published("funnel", "default"))
+    updated_at = property(lambda self: self._published("updated_at"))
 
-    @property
-    def funnel(self) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:funnel:default"
-
-    @property
-    def updated_at(self) -> str:
-        return f"{self.prefix}:metrics:{VERSION}:updated_at"
-
-    # state
-    @property
-    def cursor(self) -> str:
-        return f"{self.prefix}:hot:{VERSION}:cursor"
+    # state: what the real-time fold keeps between runs
+    cursor = property(lambda self: self._state("cursor"))
+    seen = property(lambda self: self._state("seen"))
+    identity = property(lambda self: self._state("identity"))
 
     def persons(self, day: date) -> str:
-        return f"{self.prefix}:hot:{VERSION}:persons:{day.isoformat()}"
+        return self._state("persons", day.isoformat())
 
     def counts(self, day: date) -> str:
-        return f"{self.prefix}:hot:{VERSION}:counts:{day.isoformat()}"
+        return self._state("counts", day.isoformat())
 
     def minute(self, moment: datetime) -> str:
-        return f"{self.prefix}:hot:{VERSION}:minute:{moment.strftime('%Y%m%d%H%M')}"
-
-    @property
-    def seen(self) -> str:
-        return f"{self.prefix}:hot:{VERSION}:seen"
-
-    @property
-    def identity(self) -> str:
-        return f"{self.prefix}:hot:{VERSION}:identity"
+        return self._state("minute", moment.strftime("%Y%m%d%H%M"))

@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from strawberry.asgi import GraphQL
 
+from common.asgi import send_json_body
 from common.dbt_vars import lookback_days
 from common.settings import utc_today
 from dashboards.config import DashboardSettings, get_dashboard_settings
@@ -104,19 +105,7 @@ class StrawberryApp(GraphQL):
 
 
 async def _send_json(send: Send, status: int, payload: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = orjson.dumps(payload)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json_body(send, status, orjson.dumps(payload), headers)
 
 
 class GraphQLEndpoint:

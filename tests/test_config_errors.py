@@ -26,19 +26,19 @@ def test_missing_bucket_folder(command, monkeypatch, tmp_path, capsys):
     assert "analyticspro generate --out" in err
 
 
-def test_postgres_unreachable(monkeypatch, capsys):
-    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/analytics")
+@pytest.mark.parametrize(
+    ("variable", "url", "message"),
+    [
+        ("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/analytics", "cannot reach PostgreSQL at {url}"),
+        ("REDIS_URL", "redis://127.0.0.1:1/0", "cannot reach Redis at {url}"),
+    ],
+)
+def test_service_unreachable(variable, url, message, monkeypatch, capsys):
+    monkeypatch.setenv(variable, url)
     assert main(["setup"]) == 2
     err = capsys.readouterr().err
-    assert "cannot reach PostgreSQL at postgresql://postgres@127.0.0.1:1/analytics" in err
+    assert message.format(url=url) in err
     assert "scripts/ensure-services.sh" in err
-
-
-def test_redis_unreachable(monkeypatch, capsys):
-    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    assert main(["setup"]) == 2
-    err = capsys.readouterr().err
-    assert "cannot reach Redis at redis://127.0.0.1:1/0" in err
 
 
 def test_password_is_not_printed(monkeypatch):

@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from common.asgi import send_json_body
 from ingestion.collector.config import CollectorSettings, get_collector_settings
 from ingestion.collector.openapi import openapi_document
 from ingestion.collector.sinks import sink_from_url
@@ -390,19 +391,7 @@ async def _json(send: Send, status: int, payload: dict, headers: list[tuple[byte
 
 
 async def _raw(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"access-control-allow-origin", b"*"),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json_body(send, status, body, [(b"access-control-allow-origin", b"*"), *headers])
 
 
 def app_from_env() -> Collector:

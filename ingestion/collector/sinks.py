@@ -128,6 +128,22 @@ def _aws_client(service: str, connect_timeout: float, read_timeout: float) -> An
     return boto3.client(service, region_name=aws_region(), endpoint_url=endpoint, config=config)
 
 
+class _LazyClient:
+    """A sink's boto3 client, made on first use (a sink is built, and checks its URL, without reaching AWS)."""
+
+    def __init__(self, service: str, client: Any, connect_timeout: float, read_timeout: float) -> None:
+        self._service = service
+        self._client = client
+        self._timeouts = (connect_timeout, read_timeout)
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = _aws_client(self._service, *self._timeouts)
+            return self._client
+
+
 class S3Sink:
     """`s3://bucket/prefix`: one object per batch under the prefix (the AWS endpoint and credentials come from the
     standard AWS variables, `AWS_ENDPOINT_URL` included)."""
@@ -139,16 +155,11 @@ class S3Sink:
         self.url = url
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
-        self._client = client
-        self._timeouts = (connect_timeout, read_timeout)
-        self._lock = threading.Lock()
+        self._client = _LazyClient("s3", client, connect_timeout, read_timeout)
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = _aws_client("s3", *self._timeouts)
-            return self._client
+        return self._client.get()
 
     def key(self, name: str, received: datetime) -> str:
         key = object_key(name, received)
@@ -189,18 +200,13 @@ class KinesisSink:
         self.stream = url.removeprefix("kinesis://").strip("/")
         if not self.stream:
             raise ValueError(f"{url!r} names no stream; use kinesis://STREAM")
-        self._client = client
-        self._timeouts = (connect_timeout, read_timeout)
-        self._lock = threading.Lock()
+        self._client = _LazyClient("kinesis", client, connect_timeout, read_timeout)
         self._sleep = sleep
         self.attempts = attempts
 
     @property
     def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = _aws_client("kinesis", *self._timeouts)
-            return self._client
+        return self._client.get()
 
     def write(self, lines: Sequence[bytes], name: str, received: datetime) -> None:
         records = [{"Data": line, "PartitionKey": _partition_key(line)} for line in lines]

@@ -24,6 +24,7 @@ from ingestion.kinesis import has_new_records
 from ingestion.pipeline import committed_positions, events_pipeline
 from orchestration.engines import pipeline_executor
 from orchestration.partitions import partition_range_tags, run_windows
+from orchestration.triggers import running_sensor, utc_schedule
 from warehouse.realtime import refresh_windows
 
 MATERIALIZE_ALL_JOB = "materialize_all"
@@ -59,24 +60,14 @@ realtime_load = dg.define_asset_job(
 )
 
 
-@dg.schedule(
-    job_name=MATERIALIZE_ALL_JOB,
-    cron_schedule="5 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+@utc_schedule("5 * * * *", job_name=MATERIALIZE_ALL_JOB)
 def hourly_marts(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Every hour: load what is new for today and build the incremental marts."""
     at = context.scheduled_execution_time
     return dg.RunRequest(run_key=f"hourly-{at.isoformat()}", partition_key=at.astimezone(UTC).date().isoformat())
 
 
-@dg.schedule(
-    job_name=MATERIALIZE_ALL_JOB,
-    cron_schedule="30 0 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+@utc_schedule("30 0 * * *", job_name=MATERIALIZE_ALL_JOB)
 def daily_marts(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """After each UTC day closes: the day and the lookback days before it, loaded and rebuilt in one run (late
     objects under their folders, late events by their timestamps)."""
@@ -101,11 +92,7 @@ def _waiting_run(instance: dg.DagsterInstance) -> str | None:
     return waiting[0].dagster_run.run_id if waiting else None
 
 
-@dg.sensor(
-    job_name=REALTIME_JOB,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
+@running_sensor(REALTIME_JOB, SENSOR_INTERVAL_SECONDS)
 def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """New objects under EVENTS_BUCKET_URL -> one realtime_load run over the days they belong to."""
     _refresh_windows()
@@ -131,11 +118,7 @@ def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     )
 
 
-@dg.sensor(
-    job_name=REALTIME_JOB,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
+@running_sensor(REALTIME_JOB, SENSOR_INTERVAL_SECONDS)
 def kinesis_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """Records after the committed positions on KINESIS_STREAM_NAME -> a realtime_load run for today."""
 

@@ -10,6 +10,7 @@ import psycopg2
 
 from common.settings import get_settings
 from orchestration.defs.transform.project import analyticspro_dbt_project
+from orchestration.triggers import utc_schedule
 from warehouse.archive import archivable_dates, archive_date, last_change
 
 ARCHIVE_JOB = "archive_cold_partitions"
@@ -92,12 +93,7 @@ archive_job = dg.define_asset_job(
 )
 
 
-@dg.schedule(
-    job=archive_job,
-    cron_schedule="0 2 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
+@utc_schedule("0 2 * * *", job=archive_job)
 def daily_archive(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"archive-{context.scheduled_execution_time:%Y-%m-%d}")
 

@@ -18,6 +18,13 @@ with
 
 matched as (
 
+    {%- if not funnels() %}
+        {{ no_rows([
+            ('funnel_name', text_type()), ('definition_hash', text_type()), ('step_index', 'integer'),
+            ('message_id', text_type()), ('person_id', text_type()), ('event_at', timestamptz_type()),
+            ('attributes', json_type()),
+        ]) }}
+    {%- endif %}
     {%- for funnel in funnels() %}
         {%- for step in funnel['steps'] %}
             select
@@ -44,13 +51,6 @@ matched as (
         {%- endfor %}
         {{ "union all" if not loop.last }}
     {%- endfor %}
-    {%- if not funnels() %}
-        {{ no_rows([
-            ('funnel_name', text_type()), ('definition_hash', text_type()), ('step_index', 'integer'),
-            ('message_id', text_type()), ('person_id', text_type()), ('event_at', timestamptz_type()),
-            ('attributes', json_type()),
-        ]) }}
-    {%- endif %}
 
 )
 

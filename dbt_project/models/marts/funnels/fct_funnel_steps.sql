@@ -2,15 +2,15 @@
 -- every funnel on every date from the first event to the last, zeros included.
 with
 
-reached as (
-
-    select * from {{ ref('int_funnel_persons') }}
-
-),
-
 steps as (
 
     {{ configured_funnel_steps() }}
+
+),
+
+reached as (
+
+    select * from {{ ref('int_funnel_persons') }}
 
 ),
 
