@@ -15,6 +15,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from common.ratios import ratio
 from common.redis_keys import HotKeys
 from common.settings import utc_today
 from dashboards.config import DashboardSettings
@@ -51,12 +52,10 @@ def funnel_steps(rows: list[tuple[int, str, int, int]]) -> list[dict[str, Any]]:
                 "index": index,
                 "name": name,
                 "persons": persons,
-                "conversion_from_previous": (
-                    round(persons / previous, 6) if previous else (1.0 if position == 0 else None)
-                ),
-                "conversion_from_start": round(persons / first, 6) if first else None,
+                "conversion_from_previous": 1.0 if position == 0 else ratio(persons, previous),
+                "conversion_from_start": ratio(persons, first),
                 "drop_off": drop_off,
-                "drop_off_rate": round(drop_off / previous, 6) if previous else None,
+                "drop_off_rate": ratio(drop_off, previous),
             }
         )
     return steps

@@ -36,6 +36,7 @@ import redis
 
 from common.db import table_exists
 from common.dbt_vars import activity_event_types, metric_events
+from common.ratios import ratio
 from common.redis_keys import VERSION, HotKeys
 
 DAY_METRICS = ("signups", "dau", "events", "revenue")
@@ -296,5 +297,5 @@ def default_funnel(connection: psycopg2.extensions.connection, days: int = 30) -
     return {
         "cohorts": [rows[0][3].isoformat(), rows[0][4].isoformat()],
         "steps": [{"name": name, "persons": persons} for _index, name, persons, _first, _last in rows],
-        "conversion": round(rows[-1][2] / entered, 6) if entered else None,
+        "conversion": ratio(rows[-1][2], entered),
     }
