@@ -408,6 +408,11 @@ class DashboardSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-# one request cannot ask for unbounded work: nesting, aliases (each a query) and document size are capped
-LIMITS = [QueryDepthLimiter(max_depth=8), MaxAliasesLimiter(max_alias_count=20), MaxTokensLimiter(max_token_count=3000)]
+# one request cannot ask for unbounded work: nesting, aliases (each a query) and document size are capped (factories:
+# strawberry builds fresh extensions for each request)
+LIMITS = [
+    lambda: QueryDepthLimiter(max_depth=8),
+    lambda: MaxAliasesLimiter(max_alias_count=20),
+    lambda: MaxTokensLimiter(max_token_count=3000),
+]
 schema = DashboardSchema(query=Query, mutation=Mutation, extensions=LIMITS)
