@@ -67,14 +67,6 @@ with
 
     f{{ f }}_reached as (
 
-    {%- if not funnels() %}
-        {{ no_rows([
-            ('funnel_name', text_type()), ('definition_hash', text_type()), ('step_index', 'integer'),
-            ('step_name', text_type()), ('person_id', text_type()), ('entry_at', timestamptz_type()),
-            ('entry_message_id', text_type()), ('entry_attributes', json_type()),
-            ('reached_at', timestamptz_type()), ('previous_reached_at', timestamptz_type()),
-        ]) }}
-    {%- endif %}
         {%- for step in funnel['steps'] %}
             select
                 {{ funnel_key_columns(funnel) }},
@@ -99,6 +91,14 @@ with
 
 reached as (
 
+    {%- if not funnels() %}
+        {{ no_rows([
+            ('funnel_name', text_type()), ('definition_hash', text_type()), ('step_index', 'integer'),
+            ('step_name', text_type()), ('person_id', text_type()), ('entry_at', timestamptz_type()),
+            ('entry_message_id', text_type()), ('entry_attributes', json_type()),
+            ('reached_at', timestamptz_type()), ('previous_reached_at', timestamptz_type()),
+        ]) }}
+    {%- endif %}
     {%- for funnel in funnels() %}
         select * from f{{ loop.index }}_reached
         {{ "union all" if not loop.last }}
