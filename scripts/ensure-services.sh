@@ -37,13 +37,22 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-ensure_postgres() {
-  if listening "$PG_HOST" "$PG_PORT"; then say "PostgreSQL is up at $PG_HOST:$PG_PORT"; return; fi
-  if ! is_local "$PG_HOST" || ! can_install; then
-    say "PostgreSQL is not answering at $PG_HOST:$PG_PORT. Start it (e.g. 'docker compose up -d postgres',"
-    say "or 'sudo apt-get install postgresql && sudo pg_ctlcluster <version> main start'), or set DATABASE_URL."
+# Returns 0 when NAME answers at HOST:PORT, 1 when this script may install and start it here; otherwise says what
+# to start (HINT) or which variable (VARIABLE) to point elsewhere, and exits.
+already_up() {
+  local name=$1 host=$2 port=$3 hint=$4 variable=$5
+  if listening "$host" "$port"; then say "$name is up at $host:$port"; return 0; fi
+  if ! is_local "$host" || ! can_install; then
+    say "$name is not answering at $host:$port. Start it ($hint), or set $variable."
     exit 1
   fi
+  return 1
+}
+
+ensure_postgres() {
+  already_up PostgreSQL "$PG_HOST" "$PG_PORT" \
+    "e.g. 'docker compose up -d postgres', or 'sudo apt-get install postgresql && sudo pg_ctlcluster <version> main start'" \
+    DATABASE_URL && return
   if ! ls /etc/postgresql/*/main/postgresql.conf >/dev/null 2>&1; then
     say "installing PostgreSQL from the distribution's packages"
     apt_install postgresql
@@ -64,12 +73,9 @@ ensure_postgres() {
 }
 
 ensure_redis() {
-  if listening "$REDIS_HOST" "$REDIS_PORT"; then say "Redis is up at $REDIS_HOST:$REDIS_PORT"; return; fi
-  if ! is_local "$REDIS_HOST" || ! can_install; then
-    say "Redis is not answering at $REDIS_HOST:$REDIS_PORT. Start it (e.g. 'docker compose up -d redis',"
-    say "or 'sudo apt-get install redis-server && sudo systemctl start redis-server'), or set REDIS_URL."
-    exit 1
-  fi
+  already_up Redis "$REDIS_HOST" "$REDIS_PORT" \
+    "e.g. 'docker compose up -d redis', or 'sudo apt-get install redis-server && sudo systemctl start redis-server'" \
+    REDIS_URL && return
   if ! command -v redis-server >/dev/null 2>&1; then
     say "installing Redis from the distribution's packages"
     apt_install redis-server
