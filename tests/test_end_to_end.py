@@ -156,18 +156,22 @@ def test_every_column_bi_tools_read_carries_its_dbt_description(pipeline_run, se
         for node in manifest["nodes"].values()
         if node["resource_type"] == "model" and node["schema"] == "analytics"
     }
-    # fct_events' daily partitions are its storage, not tables of their own: BI tools read the parent
+    # fct_events' daily partitions are tables too in a BI tool's list: they carry their parent's comments
     comments = query(
         settings,
         """
-        select relation.relname, attribute.attname, col_description(relation.oid, attribute.attnum)
+        select coalesce(parent.relname, relation.relname), attribute.attname,
+               col_description(relation.oid, attribute.attnum), relation.relispartition
         from pg_class as relation
         join pg_namespace as namespace on namespace.oid = relation.relnamespace
         join pg_attribute as attribute
             on attribute.attrelid = relation.oid and attribute.attnum > 0 and not attribute.attisdropped
-        where namespace.nspname = 'analytics' and relation.relkind in ('r', 'p', 'v', 'm', 'f')
-            and not relation.relispartition""",
+        left join pg_inherits on pg_inherits.inhrelid = relation.oid
+        left join pg_class as parent on parent.oid = pg_inherits.inhparent
+        where namespace.nspname = 'analytics' and relation.relkind in ('r', 'p', 'v', 'm', 'f')""",
     )
+    assert any(is_partition for *_, is_partition in comments), "fct_events has no partitions to check"
+    comments = [(table, column, comment) for table, column, comment, _ in comments]
     columns: dict[str, set[str]] = {}
     for table, column, _comment in comments:
         columns.setdefault(table, set()).add(column)

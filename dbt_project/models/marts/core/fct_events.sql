@@ -21,6 +21,7 @@
     ],
     post_hook=[
         {'sql': '{{ rename_partitions(this) }}', 'transaction': false},
+        {'sql': '{{ comment_partitions(this) }}', 'transaction': false},
         {'sql': '{{ vacuum_table(this) }}', 'transaction': false},
     ],
 ) }}
