@@ -43,7 +43,7 @@ bench: services  ## run every benchmark, print a table, write bench/results.json
 	@$(BIN)/python -m bench.run
 
 dev: services  ## open the Dagster UI on http://127.0.0.1:3000
-	@DAGSTER_HOME=$$($(BIN)/python -m common.dagster_home) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	@DAGSTER_HOME=$$($(BIN)/python -m orchestration.instance) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 dashboard: services  ## serve the web dashboard and GraphQL API on http://127.0.0.1:8050
 	@$(BIN)/analyticspro dashboard

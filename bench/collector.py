@@ -61,7 +61,6 @@ async def ceiling_app(scope: dict, receive: Callable, send: Callable) -> None:
 
 def _bodies(count: int) -> list[str]:
     """`count` batch bodies of 100 generated events each (as an SDK sends them: no receivedAt)."""
-
     events = []
     for event in iter_events(days=2, users=3000, seed=2027, end_date=datetime.now(UTC).date()):
         event.pop("receivedAt", None)

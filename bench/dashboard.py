@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -27,7 +26,7 @@ import httpx
 import psycopg2
 import redis
 
-from bench.environ import restore_environ, set_environ, timings
+from bench.environ import median_ms, restore_environ, set_environ
 from common.redis_keys import HotKeys
 from common.settings import get_settings, utc_today
 from dashboards.config import get_dashboard_settings
@@ -141,13 +140,8 @@ def _drain(client: httpx.Client, url: str) -> None:
         time.sleep(1)
 
 
-def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
-    return statistics.median(timings(fn, runs))
-
-
 def _publish_hot_metrics(settings) -> None:
     """Today's hot metrics in Redis, as the realtime job publishes them (this dataset is bulk-copied, not loaded)."""
-
     keys = HotKeys(settings.redis_key_prefix)
     connection = psycopg2.connect(settings.database_url)
     try:
@@ -162,7 +156,6 @@ def _publish_hot_metrics(settings) -> None:
 
 def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
     """Against the marts benchmark's database (its settings), which must hold the built marts."""
-
     seconds = int(os.environ.get("BENCH_DASHBOARD_SECONDS", "30"))
     connections = int(os.environ.get("BENCH_DASHBOARD_CONNECTIONS", "50"))
     workers = int(os.environ.get("BENCH_DASHBOARD_WORKERS", "2"))
@@ -225,13 +218,13 @@ def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
             }  # fmt: skip
             answer = ask(INSIGHT, seed_question)["data"]["insight"]
             assert answer["rows"], "the seed question found no purchases"
-            insight_ms = _median_ms(lambda: ask(INSIGHT, seed_question))
+            insight_ms = median_ms(lambda: ask(INSIGHT, seed_question))
             pages = {"e": "page", "f": [], "g": "week", "r": window}
-            pages_ms = _median_ms(lambda: ask(INSIGHT, pages), runs=3)
-            pages_sampled_ms = _median_ms(lambda: ask(INSIGHT, {**pages, "s": 0.1}), runs=3)
+            pages_ms = median_ms(lambda: ask(INSIGHT, pages), runs=3)
+            pages_sampled_ms = median_ms(lambda: ask(INSIGHT, {**pages, "s": 0.1}), runs=3)
             by_property = {"e": "purchase_completed", "f": [{"field": "event.revenue", "op": ">", "value": "100"}],
                            "g": "event.billing_period", "r": window}  # fmt: skip
-            property_ms = _median_ms(lambda: ask(INSIGHT, by_property), runs=3)
+            property_ms = median_ms(lambda: ask(INSIGHT, by_property), runs=3)
             say(
                 f"  query builder, uncached: seed question {insight_ms:.0f} ms, all page views by week "
                 f"{pages_ms:.0f} ms ({pages_sampled_ms:.0f} ms on a 10% sample), purchases over 100 by billing period "
@@ -265,7 +258,6 @@ def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
 def main() -> None:
     """`python -m bench.dashboard`: this benchmark alone, against DATABASE_URL's marts (e.g. a database kept with
     BENCH_MARTS_KEEP=1); prints its figures, writes nothing."""
-
     figures = bench_dashboard(get_settings(), lambda message: print(f"[bench {datetime.now():%H:%M:%S}] {message}"))
     print(json.dumps(figures, indent=2))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import tempfile
 import time
 import uuid
@@ -65,7 +66,6 @@ def own_warehouse(suffix: str, keep: bool = False) -> Iterator[tuple[Any, Path]]
     """A database `<DATABASE_URL's name>_<suffix>`, a bucket and dlt state in a temporary folder, pointed at by this
     process's environment; yields (settings, folder). Dropped afterwards unless `keep` (the database is then
     named on stdout), and the environment put back."""
-
     base = get_settings()
     root = Path(tempfile.mkdtemp(prefix=f"analyticspro-bench-{suffix}-"))
     saved = set_environ(
@@ -96,3 +96,15 @@ def timings(fn: Callable[[], object], runs: int, unit: float = 1000.0) -> list[f
         fn()
         samples.append((time.perf_counter() - started) * unit)
     return sorted(samples)
+
+
+def median_ms(fn: Callable[[], object], runs: int = 5, warm: bool = False) -> float:
+    """The median of `runs` timings of `fn`, in milliseconds (after one untimed call when `warm`)."""
+    if warm:
+        fn()
+    return statistics.median(timings(fn, runs))
+
+
+def say_for(benchmark: str) -> Callable[[str], None]:
+    """`say`, each line marked with the benchmark's name."""
+    return lambda message: say(f"{benchmark}: {message}")

@@ -27,10 +27,10 @@ from pathlib import Path
 import redis
 
 from bench.environ import cleanup, say, setup_environment
-from common.dagster_home import prepare_dagster_home
 from common.db import ensure_database
 from common.redis_keys import HotKeys
 from common.settings import PROJECT_ROOT, Settings, get_settings
+from orchestration.instance import prepare_dagster_home
 from testing.dashboard_server import free_port
 
 SAMPLES = int(os.environ.get("BENCH_FRESHNESS_SAMPLES", "5"))
@@ -78,7 +78,6 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str, process: sub
 
 
 def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> dict:
-
     home = prepare_dagster_home()
     bucket = Path(settings.events_bucket_url)
     bucket.mkdir(parents=True, exist_ok=True)
@@ -130,7 +129,6 @@ def bench_freshness(settings: Settings, say: Callable[[str], None] = print) -> d
 
 
 def main() -> int:
-
     root = Path(tempfile.mkdtemp(prefix="analyticspro-freshness-"))
     setup_environment(root)
     settings = get_settings()

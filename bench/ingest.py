@@ -50,7 +50,6 @@ def _json(value: object) -> str | None:
 
 def copy_baseline(database_url: str, files: list[Path], table: str = "public.bench_copy_baseline") -> tuple[float, int]:
     """Plain psycopg COPY of every line, parsed into typed columns and jsonb: (seconds, rows)."""
-
     connection = psycopg2.connect(database_url)
     with connection, connection.cursor() as cursor:
         cursor.execute(f"drop table if exists {table}")
@@ -104,7 +103,6 @@ print(json.dumps({
 
 def checkpoint(database_url: str) -> None:
     """Flush the previous step's writes first, so one measurement does not pay for another's checkpoint."""
-
     connection = psycopg2.connect(database_url)
     connection.autocommit = True
     with connection.cursor() as cursor:
@@ -114,7 +112,6 @@ def checkpoint(database_url: str) -> None:
 
 def run_pipeline(folder: Path, database_url: str, pipelines_dir: Path) -> dict:
     """`load_events` over `folder` into a fresh database, in a child process: its figures and peak memory."""
-
     env = {**os.environ, "DATABASE_URL": database_url, "DLT_PIPELINES_DIR": str(pipelines_dir)}
     os.environ["DATABASE_URL"] = database_url
     settings = get_settings()

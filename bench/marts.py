@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.environ import own_warehouse, setup_environment, timings
+from bench.environ import median_ms, own_warehouse, say_for, setup_environment
 from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import iter_events
@@ -84,12 +84,10 @@ FCT_STEPS = """(
 )"""
 
 
-def _say(message: str) -> None:
-    print(f"[bench {datetime.now():%H:%M:%S}] marts: {message}", flush=True)
+_say = say_for("marts")
 
 
 def _dbt(*args: str) -> float:
-
     started = time.perf_counter()
     result = subprocess.run(
         [dbt_executable(), *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)],
@@ -111,7 +109,6 @@ def _dbt(*args: str) -> float:
 
 
 def _rows(events: Iterable[dict], load_id: str) -> Iterable[list]:
-
     for position, event in enumerate(events):
         row = validate_event(event)
         yield [
@@ -154,23 +151,15 @@ def _copy(connection, rows: Iterable[list], progress: Callable[[int], None] | No
 
 def _create_raw_table(settings, root: Path, sample: list[dict]) -> None:
     """Let the real loader create raw.events (and its dlt state) from a few events."""
-
     path = Path(settings.events_bucket_url) / "events" / "seed" / "seed.jsonl.gz"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in sample).encode()))
     load_events(progress=False)
 
 
-def _median_ms(fn: Callable[[], object], runs: int = 5) -> float:
-    fn()  # warm
-    samples = timings(fn, runs)
-    return samples[len(samples) // 2]
-
-
 def bench_marts(base_settings, target_events: int, days: int, then: Callable[[object], None] | None = None) -> dict:
     """Runs in a database, bucket and dlt state of its own (removed afterwards); `then(settings)` runs against the
     built marts before they are dropped (the dashboard benchmark)."""
-
     with own_warehouse("marts", keep=bool(os.environ.get("BENCH_MARTS_KEEP"))) as (settings, root):
         figures = _bench_marts(settings, root, target_events, days)
         if then is not None:
@@ -182,7 +171,6 @@ def load_raw_events(settings, root: Path, target_events: int, days: int) -> tupl
     """Generate `target_events` events over `days` days ending at 15:00 UTC yesterday and bulk-copy them into
     raw.events (indexed and analyzed); returns how many were copied, the held-back last hour (not copied) and the
     open connection."""
-
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     now = datetime.combine(last_day, clock(15), UTC)
     new_hour = now - timedelta(hours=1)
@@ -263,8 +251,8 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
     )
     answer = postgres_funnel(table_steps)
     assert postgres_funnel(FCT_STEPS) == answer, "the step table and fct_events disagree"
-    adhoc_ms = _median_ms(lambda: postgres_funnel(table_steps))
-    adhoc_fct_ms = _median_ms(lambda: postgres_funnel(FCT_STEPS), runs=1)
+    adhoc_ms = median_ms(lambda: postgres_funnel(table_steps), warm=True)
+    adhoc_fct_ms = median_ms(lambda: postgres_funnel(FCT_STEPS), runs=1, warm=True)
 
     # The same rows in Parquet, and the same query in DuckDB: the funnel's step rows, and all events.
     duck = duckdb.connect()
@@ -292,8 +280,8 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
     for duck_sql in (duck_steps, duck_events):
         duck_answer = duck.execute(duck_sql).fetchone()
         assert tuple(duck_answer) == tuple(answer), f"DuckDB {duck_answer} != PostgreSQL {answer}"
-    duckdb_ms = _median_ms(lambda: duck.execute(duck_events).fetchone())
-    duckdb_steps_ms = _median_ms(lambda: duck.execute(duck_steps).fetchone())
+    duckdb_ms = median_ms(lambda: duck.execute(duck_events).fetchone(), warm=True)
+    duckdb_steps_ms = median_ms(lambda: duck.execute(duck_steps).fetchone(), warm=True)
     with connection.cursor() as cursor:
         cursor.execute(f"select count(*) from {table_steps} as steps")
         step_rows = cursor.fetchone()[0]
@@ -321,7 +309,6 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
 
 def main() -> None:
     """`python -m bench.marts`: this benchmark alone (prints its figures, writes nothing)."""
-
     root = Path(tempfile.mkdtemp(prefix="analyticspro-bench-"))
     setup_environment(root)
 

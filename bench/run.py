@@ -64,7 +64,6 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def bench_generate(bucket: Path, users: int, days: int) -> tuple[dict, object]:
-
     seconds, dataset = _timed(
         lambda: generate(bucket, days=days, users=users, seed=2026, end_date=datetime.now(UTC).date())
     )
@@ -97,7 +96,6 @@ def _latencies(fn: Callable[[], object], n: int = 2000) -> tuple[float, float]:
 
 
 def bench_hot_metrics(settings) -> dict:
-
     day = datetime.now(UTC).date()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     keys = [HotKeys(settings.redis_key_prefix).metric(name, day) for name in HOT_METRIC_NAMES]

@@ -27,7 +27,6 @@ from warehouse.lake import lake_marts, sync_lake
 
 
 def _spark_build(say: Callable[[str], None], cores: int | None) -> float:
-
     saved = set_environ({"SPARK_CORES": str(cores) if cores else "*"})
     try:
         say(f"spark build, local[{cores or '*'}]")
@@ -40,7 +39,6 @@ def _spark_build(say: Callable[[str], None], cores: int | None) -> float:
 
 def bench_scale(settings, root: Path, say: Callable[[str], None]) -> dict:
     """Over the events in settings' raw.events; Spark's lake and metastore go under `root`."""
-
     with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
         cursor.execute("select count(*) from raw.events")
         events = cursor.fetchone()[0]
@@ -92,7 +90,6 @@ def bench_scale(settings, root: Path, say: Callable[[str], None]) -> dict:
 
 def bench_scale_alone(say: Callable[[str], None]) -> dict:
     """BENCH_ONLY=scale: a database and events of its own (bench/marts.py's load), dropped afterwards."""
-
     with own_warehouse("scale") as (settings, root):
         target = int(os.environ.get("BENCH_SCALE_EVENTS", os.environ.get("BENCH_MARTS_EVENTS", "10000000")))
         days = int(os.environ.get("BENCH_MARTS_DAYS", "90"))

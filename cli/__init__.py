@@ -12,8 +12,9 @@
     analyticspro dashboard [--host --port]  serve the GraphQL API and the web dashboard
     analyticspro collector [--host --port]  receive events over Segment's HTTP API (any Segment SDK)
 
-One module per command group (services, events, materialize); a command's module, with its heavy imports
-(Dagster, dbt, dlt), is imported only when that command runs, so `--help` is instant.
+One module per command group (services, worker, events, materialize, warehouse); a command's module, with its
+imports, is loaded only when that command runs: `--help` is instant and only materialize, archive and worker load
+Dagster.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=1, help="steps this worker runs at once (default 1)")
     p.add_argument("--engine", choices=["postgres", "spark"], help="ANALYTICSPRO_ENGINE for the steps it runs")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.set_defaults(func="services:cmd_worker")
+    p.set_defaults(func="worker:cmd_worker")
 
     p = sub.add_parser("archive", help="move fct_events days older than WARM_DAYS to Parquet in the bucket")
     p.set_defaults(func="materialize:cmd_archive")
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restore", help="bring archived days back from the cold tier into PostgreSQL")
     p.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
     p.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD (inclusive)")
-    p.set_defaults(func="materialize:cmd_restore")
+    p.set_defaults(func="warehouse:cmd_restore")
 
     p = sub.add_parser("forget", help="GDPR erasure: delete one person from every tier, keep them out of later loads")
     p.add_argument("--user-id", required=True, help="the user id; every anonymous id seen with it goes too")
@@ -124,11 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("USER") or "cli",
         help="who asked, recorded in ops.erasure_requests (default: $USER)",
     )
-    p.set_defaults(func="materialize:cmd_forget")
+    p.set_defaults(func="warehouse:cmd_forget")
 
     p = sub.add_parser("summary", help="print events, people, today's metrics and the Redis keys")
     p.add_argument("--day", help="UTC day to report, YYYY-MM-DD (default today)")
-    p.set_defaults(func="materialize:cmd_summary")
+    p.set_defaults(func="warehouse:cmd_summary")
 
     p = sub.add_parser("dashboard", help="serve the GraphQL API (/graphql) and the web dashboard (/)")
     _service_arguments(p, DEFAULT_HOST, DEFAULT_PORT, access_log=True)
@@ -160,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"sqlglot\[rs\] is deprecated")
     args = build_parser().parse_args(argv)
     module, name = args.func.split(":")
-    command = getattr(importlib.import_module(f"cli.{module}"), name)
     try:
+        # only the command's own group is imported: `--help` and the quick commands never load Dagster or dbt
+        command = getattr(importlib.import_module(f"cli.{module}"), name)
         return command(args)
     except (ServiceUnavailable, ValueError) as exc:
         print(f"analyticspro: {exc}", file=sys.stderr)

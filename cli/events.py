@@ -10,7 +10,7 @@ import urllib.request
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from cli.output import say
+from common.console import say
 from common.db import ensure_database
 from common.settings import get_settings
 from ingestion.collector.config import get_collector_settings

@@ -1,19 +1,14 @@
-"""`analyticspro setup`, `dashboard`, `collector` and `worker`: the long-running services and their set-up."""
+"""`analyticspro setup`, `dashboard` and `collector`: the services and their set-up (no Dagster, no dbt: quick)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
-import tempfile
-from pathlib import Path
 
 import uvicorn
-import yaml
 
-from cli.output import redacted, say
-from common.dagster_home import prepare_dagster_home
+from common.console import say
 from common.db import ensure_database, ensure_redis
 from common.settings import get_settings
 from dashboards.config import dashboard_url, get_dashboard_settings
@@ -21,8 +16,7 @@ from dashboards.readonly import ensure_reader
 from ingestion.collector.config import get_collector_settings
 from ingestion.collector.openapi import openapi_document
 from ingestion.collector.sinks import sink_from_url
-from orchestration.engines import EngineError, celery_config
-from orchestration.runs import use_engine
+from orchestration.instance import prepare_dagster_home
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -85,45 +79,3 @@ def cmd_collector(args: argparse.Namespace) -> int:
         forwarded_allow_ips=collector_settings.forwarded_allow_ips,
         timeout_graceful_shutdown=30,
     )
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    """A Celery worker that runs the steps of Dagster runs started with DAGSTER_EXECUTOR=celery. The process becomes
-    `celery worker` (exec), so a stop signal reaches Celery itself (warm shutdown: running steps finish)."""
-    try:  # optional dependency: the `celery` extra
-        from dagster_celery.cli import get_config_dir, get_worker_name
-    except ImportError:
-        raise EngineError(
-            "`analyticspro worker` needs dagster-celery, the `celery` extra: run `uv sync --extra celery` "
-            "or `pip install 'analyticspro[celery]'`"
-        ) from None
-    prepare_dagster_home()  # the worker reads and writes the runs' events in the same Dagster instance
-    if args.engine:
-        use_engine(args.engine)
-    config = celery_config()
-    queue = config["config_source"]["task_default_queue"]
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
-        yaml.safe_dump({"execution": {"config": config}}, handle)
-        handle.flush()
-        config_dir = get_config_dir(handle.name)  # a module with the broker settings, on the worker's PYTHONPATH
-    celery = Path(sys.executable).parent / "celery"
-    argv = [
-        str(celery),
-        "-A",
-        "orchestration.celery_app",
-        "worker",
-        "--prefetch-multiplier=1",
-        f"--concurrency={args.concurrency}",
-        "--loglevel",
-        args.log_level,
-        "-Q",
-        queue,
-        "-n",
-        get_worker_name(args.name),
-    ]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (config_dir, env.get("PYTHONPATH")) if p)
-    say(f"Celery worker on queue {queue!r}, broker {redacted(config['broker'])}, {args.concurrency} step(s) at once")
-    sys.stdout.flush()
-    os.execve(str(celery), argv, env)
-    return 0  # not reached

@@ -9,6 +9,9 @@ from psycopg2 import sql
 
 from common.settings import Settings
 
+# the columns that name a person in any table: erasure reaches every table that has one of them
+PERSON_COLUMNS = ("person_id", "user_id", "anonymous_id")
+
 
 class ServiceUnavailable(RuntimeError):
     """A service we need is not reachable; the message says what to do."""

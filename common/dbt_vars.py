@@ -3,6 +3,7 @@ home for the event names, activity types, funnels and windows that SQL and Pytho
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,14 @@ DBT_PROJECT_FILE = PROJECT_ROOT / "dbt_project" / "dbt_project.yml"
 
 
 def dbt_vars(project_file: Path = DBT_PROJECT_FILE) -> dict[str, Any]:
-    """The `vars:` of dbt_project.yml, as written there (the defaults of every dbt run)."""
-    return yaml.safe_load(project_file.read_text())["vars"]
+    """The `vars:` of dbt_project.yml, as written there (the defaults of every dbt run); read again when the file
+    changes. Do not modify the dict: it is shared."""
+    return _read_vars(str(project_file), project_file.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_vars(path: str, _mtime_ns: int) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())["vars"]
 
 
 def lookback_days(project_file: Path = DBT_PROJECT_FILE) -> int:
@@ -32,3 +39,10 @@ def metric_events(project_file: Path = DBT_PROJECT_FILE) -> dict[str, str]:
     """The track events the metrics are defined on, by role (var metric_events): signup, purchase,
     subscription_changed, subscription_canceled."""
     return {str(role): str(name) for role, name in dbt_vars(project_file)["metric_events"].items()}
+
+
+def default_funnel_name(project_file: Path = DBT_PROJECT_FILE) -> str | None:
+    """The funnel the summary and the hot metrics show: the one named `default`, else the first configured (var
+    funnels); None when no funnel is configured."""
+    names = [str(funnel["name"]) for funnel in dbt_vars(project_file).get("funnels") or []]
+    return "default" if "default" in names else (names[0] if names else None)

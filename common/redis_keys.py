@@ -1,6 +1,7 @@
-"""Every Redis key AnalyticsPro writes: the hot metrics the dashboards read (`P:metrics:v1:*`) and the state the
-real-time fold keeps (`P:hot:v1:*`), `P` being REDIS_KEY_PREFIX. Written by warehouse/realtime.py, read by the
-dashboards, erased by warehouse/erasure.py; the layout is described in warehouse/realtime.py."""
+"""Every Redis key AnalyticsPro writes, `P` being REDIS_KEY_PREFIX: the hot metrics the dashboards read
+(`P:metrics:v1:*`), the state the real-time fold keeps (`P:hot:v1:*`), and the dashboards API's answer cache
+(`P:dashboard:<version>:*`). The hot metrics are written by warehouse/realtime.py (which describes them), read by
+the dashboards and the summary, and their person state is erased by warehouse/erasure.py."""
 
 from __future__ import annotations
 
@@ -46,3 +47,21 @@ class HotKeys:
 
     def minute(self, moment: datetime) -> str:
         return self._state("minute", moment.strftime("%Y%m%d%H%M"))
+
+    # patterns, for SCAN
+    published_pattern = property(lambda self: f"{self.prefix}:metrics:*")
+    state_pattern = property(lambda self: self._state("*"))
+
+    @property
+    def person_state_patterns(self) -> dict[str, str]:
+        """The state of every version that holds person ids, by Redis type: what an erasure scans."""
+        return {
+            "set": f"{self.prefix}:hot:*:persons:*",
+            "zset": f"{self.prefix}:hot:*:seen",
+            "hash": f"{self.prefix}:hot:*:identity",
+        }
+
+
+def dashboard_cache_prefix(prefix: str, version: str) -> str:
+    """The dashboards API's answers are cached under this (one key per question, `<this>:<hash>`)."""
+    return f"{prefix}:dashboard:{version}"

@@ -49,11 +49,15 @@ class Settings:
 
     @property
     def redacted_database_url(self) -> str:
-        parts = urlsplit(self.database_url)
-        if parts.password:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-            parts = parts._replace(netloc=netloc)
-        return urlunsplit(parts)
+        return redact_url(self.database_url)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (if any) shown as ***: what logs and messages may print."""
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)
 
 
 def utc_today() -> date:

@@ -11,11 +11,8 @@ import pyarrow as pa
 from dlt.common.configuration.specs import AwsCredentials
 from dlt.common.storages.fsspec_filesystem import fsspec_filesystem
 
+from common.aws import aws_endpoint, aws_region
 from common.settings import Settings
-
-
-def aws_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def aws_credentials_from_env() -> AwsCredentials:
@@ -25,7 +22,7 @@ def aws_credentials_from_env() -> AwsCredentials:
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
         aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
         region_name=aws_region(),
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+        endpoint_url=aws_endpoint("s3"),
     )
 
 

@@ -36,6 +36,7 @@ from strawberry.asgi import GraphQL
 
 from common.asgi import send_json_body
 from common.dbt_vars import lookback_days
+from common.redis_keys import dashboard_cache_prefix
 from common.settings import utc_today
 from dashboards.config import DashboardSettings, get_dashboard_settings
 from dashboards.schema import CachePolicy, schema
@@ -116,7 +117,7 @@ class GraphQLEndpoint:
         self.settings = settings
         self.strawberry = StrawberryApp(warehouse, settings)
         self.lookback_days = lookback_days()
-        self.prefix = f"{settings.base.redis_key_prefix}:dashboard:{CACHE_VERSION}"
+        self.prefix = dashboard_cache_prefix(settings.base.redis_key_prefix, CACHE_VERSION)
         self.live: dict[str, tuple[float, bytes]] = {}
 
     def cache_key(self, normalized: str, variables: Any, operation: Any) -> str:
@@ -325,6 +326,5 @@ def create_app(settings: DashboardSettings) -> Starlette:
 
 def app_from_env() -> Starlette:
     """The app from the environment (uvicorn's factory; each worker process builds its own)."""
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     return create_app(get_dashboard_settings())

@@ -64,7 +64,6 @@ def export_location(settings: DashboardSettings, export_id: str) -> str:
 
 
 def read_catalogue(connection) -> Any:
-
     with connection.cursor() as cursor:
         cursor.execute("select event_name, property_key, value_types from analytics.dim_event_properties")
         rows = [dict(zip(("event_name", "property_key", "value_types"), row, strict=True)) for row in cursor]
@@ -75,7 +74,6 @@ def write_export(
     settings: DashboardSettings, export_id: str, question: Insight, say=print, tag=None
 ) -> tuple[str, int]:
     """Run the question exactly as the read-only role and write the CSV; returns (location, rows)."""
-
     tag = tag or (lambda tags: None)
     tag({PHASE_TAG: "queued"})
     with advisory_lock(settings.database_url, EXPORT_LOCK, say=say):
@@ -129,7 +127,6 @@ def start_export(settings: DashboardSettings, question: Insight) -> dict[str, An
 
 
 def export_status(settings: DashboardSettings, export_id: str) -> dict[str, Any]:
-
     if not export_id.isalnum() or len(export_id) > 64:
         raise InsightError(f"{export_id!r} is not an export id")
     with DagsterInstance.get() as instance:

@@ -99,7 +99,6 @@ class _Params:
 
 
 def _closest(name: str, known: list[str]) -> str:
-
     near = difflib.get_close_matches(name, known, n=3)
     if near:
         return f"did you mean {', '.join(repr(n) for n in near)}?"
@@ -308,6 +307,5 @@ order by {order}
 
 def to_psycopg(compiled: Compiled) -> tuple[str, dict[str, object]]:
     """The same statement for psycopg2: $n placeholders become named %(pn)s ones."""
-
     statement = re.sub(r"\$(\d+)", r"%(p\1)s", compiled.sql)
     return statement, {f"p{n}": value for n, value in enumerate(compiled.params, start=1)}

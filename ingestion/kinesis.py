@@ -19,7 +19,6 @@ credentials come from the standard AWS variables
 from __future__ import annotations
 
 import copy
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from common.storage import aws_region
+from common.aws import aws_endpoint, aws_region
 from ingestion.batches import PreparedLoad
 from ingestion.chunks import ChunkRunner, process_records
 from ingestion.validation import DEFAULT_OPTIONS, Options
@@ -45,7 +44,7 @@ class StreamNotFound(ValueError):
 
 
 def kinesis_client() -> Any:
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_KINESIS") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = aws_endpoint("kinesis")
     # our own backoff handles throttling (below); botocore keeps its defaults for network errors
     return boto3.client(
         "kinesis", region_name=aws_region(), endpoint_url=endpoint, config=Config(retries={"mode": "standard"})

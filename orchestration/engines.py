@@ -53,7 +53,6 @@ def dbt_target(engine: str | None = None) -> str:
 
 def spark_environment() -> dict[str, str]:
     """The environment dbt's spark targets read: the lake's URL (absolute), the local metastore, the log config."""
-
     metastore = str(Path(os.environ.get("SPARK_METASTORE_DIR") or DEFAULT_STATE_DIR / "spark").resolve())
     return {
         "EVENTS_LAKE_URL": lake_url(),
@@ -91,7 +90,6 @@ def current_executor() -> str:
 
 def celery_config() -> dict[str, Any]:
     """The celery executor's config: the broker and result backend (Redis by default) and the queue."""
-
     broker = os.environ.get("CELERY_BROKER_URL") or get_settings().redis_url
     return {
         "broker": broker,
@@ -106,7 +104,6 @@ def celery_config() -> dict[str, Any]:
 
 def pipeline_executor() -> Any:
     """The Dagster executor of the marts job, by DAGSTER_EXECUTOR."""
-
     name = current_executor()
     if name == "in_process":
         return dg.in_process_executor
@@ -132,3 +129,13 @@ def pipeline_executor() -> Any:
             "`pip install 'analyticspro[k8s]'` (the image deploy/Dockerfile builds has it)"
         ) from None
     return k8s_job_executor
+
+
+def use_engine(engine: str) -> None:
+    """Select the engine the marts build on for this process and the processes it starts (ANALYTICSPRO_ENGINE)."""
+    if engine not in ENGINES:
+        raise ValueError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}")
+    os.environ["ANALYTICSPRO_ENGINE"] = engine
+    if engine == "spark":
+        check_spark_installed()
+        os.environ.update(spark_environment())

@@ -10,13 +10,14 @@ from datetime import date
 import dagster as dg
 from dagster._core.definitions import reconstruct
 
-from common.dagster_home import prepare_dagster_home
+from common.console import say as say_line
 from common.settings import get_settings, utc_today
 from ingestion.bucket import object_date
 from ingestion.events import configured_sources, unloaded_objects
 from orchestration.defs.storage import ARCHIVE_JOB
 from orchestration.defs.transform.project import analyticspro_dbt_project
-from orchestration.engines import ENGINES, check_spark_installed, current_engine, current_executor, spark_environment
+from orchestration.engines import current_engine, current_executor, use_engine
+from orchestration.instance import prepare_dagster_home
 from orchestration.partitions import partition_range_tags, run_windows
 
 Say = Callable[[str], None]
@@ -32,16 +33,6 @@ def materialize_windows(sources: list[str]) -> list[tuple[date, date]]:
         if not source.startswith("kinesis://"):
             days += [object_date(item, settings.partitions_start_date, today) for item in unloaded_objects(source)]
     return run_windows(days)
-
-
-def use_engine(engine: str) -> None:
-    """Select the engine the marts build on for this process and the processes it starts (ANALYTICSPRO_ENGINE)."""
-    if engine not in ENGINES:
-        raise ValueError(f"--engine {engine!r} is not one of {', '.join(ENGINES)}")
-    os.environ["ANALYTICSPRO_ENGINE"] = engine
-    if engine == "spark":
-        check_spark_installed()
-        os.environ.update(spark_environment())
 
 
 def forget_reconstructed_jobs() -> None:
@@ -61,7 +52,7 @@ def run_materialize(
     log_level: str = "INFO",
     full_refresh: bool = False,
     engine: str | None = None,
-    say: Say = print,
+    say: Say = say_line,
 ) -> bool:
     """Materialize every load-and-transform asset through Dagster over the daily partitions window (first, last)
     (default: materialize_windows, the days with new objects and today), each stretch of days as one run (a
@@ -112,7 +103,7 @@ def run_materialize(
     return True
 
 
-def run_archive(say: Say = print) -> bool:
+def run_archive(say: Say = say_line) -> bool:
     """Run the job `archive_partitions` in this process: fct_events days older than WARM_DAYS to the cold tier."""
     prepare_dagster_home()
     # Deliberately here: the definitions read the dbt manifest (built by an earlier materialize).

@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

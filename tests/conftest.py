@@ -57,7 +57,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-
     settings = get_settings()
     try:
         drop_database(settings)
@@ -77,7 +76,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def settings():
-
     return get_settings()
 
 
@@ -91,7 +89,6 @@ def bucket(settings) -> Path:
 @pytest.fixture
 def aws_endpoint(monkeypatch):
     """A real moto server (S3 and Kinesis) on a free loopback port, reached through the standard AWS variables."""
-
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -112,7 +109,6 @@ def aws_endpoint(monkeypatch):
 @pytest.fixture
 def own_database(request, monkeypatch, tmp_path):
     """A database and dlt folder of this test's own, so its loads do not touch other tests' counts."""
-
     base = get_settings().database_url
     monkeypatch.setenv("DATABASE_URL", f"{base}_{request.node.name[:20].lower()}".replace("[", "_").replace("]", ""))
     monkeypatch.setenv("DLT_PIPELINES_DIR", str(tmp_path / "dlt"))

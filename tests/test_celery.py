@@ -88,7 +88,6 @@ def celery_workers(own_database, settings, tmp_path, monkeypatch):
 
 
 def test_materialize_on_two_celery_workers(celery_workers, tmp_path):
-
     bucket = tmp_path / "bucket"
     generate(bucket, days=21, users=300, seed=23, end_date=TODAY)  # three weeks: some people pay
     assert run_materialize(log_level="WARNING")

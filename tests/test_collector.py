@@ -65,7 +65,6 @@ def post(collector: dict, path: str, body: bytes | dict, key: str | None = KEY, 
 
 
 def test_segment_library_and_our_sdk_events_load_with_their_fields(collector, own_database):
-
     sent_at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     segment = Client(KEY, host=collector["url"], gzip=True, sync_mode=False, max_retries=2)
     segment.track("seg-user", "plan_upgraded", {"plan": "pro", "mrr": 99}, timestamp=sent_at, message_id="seg-1")
@@ -290,7 +289,6 @@ def test_kinesis_sink_resends_only_the_failed_records():
 
 
 def test_sdk_never_blocks_or_raises_and_counts_what_it_drops():
-
     black_hole = socket.socket()  # takes connections, never answers: the SDK's one sending thread hangs in a request
     black_hole.bind(("127.0.0.1", 0))
     black_hole.listen(64)
@@ -318,14 +316,12 @@ def test_sdk_never_blocks_or_raises_and_counts_what_it_drops():
 
 
 def _moto(port: int):
-
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server
 
 
 def _s3_lines(bucket: str, prefix: str) -> list[dict]:
-
     s3 = boto3.client("s3")
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
     assert all(key.endswith(".jsonl.gz") and "/events/" in key for key in keys)
@@ -337,7 +333,6 @@ def _s3_lines(bucket: str, prefix: str) -> list[dict]:
 
 
 def test_sink_down_spools_then_every_event_arrives(monkeypatch, tmp_path, own_database):
-
     port = free_port()
     for key, value in {
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
@@ -392,7 +387,6 @@ def test_sink_down_spools_then_every_event_arrives(monkeypatch, tmp_path, own_da
 
 
 def test_sdk_writes_straight_to_kinesis_and_s3(aws_endpoint, own_database):
-
     boto3.client("kinesis").create_stream(StreamName="sdk-events", ShardCount=2)
     boto3.client("s3").create_bucket(Bucket="sdk-bucket")
     to_stream = Analytics(sink="kinesis://sdk-events")
@@ -413,7 +407,6 @@ def test_sdk_writes_straight_to_kinesis_and_s3(aws_endpoint, own_database):
 
 
 def test_unique_names_for_batches():
-
     now = datetime.now(UTC)
     names = {batch_name(now) for _ in range(1000)}
     assert len(names) == 1000 and all(name.startswith(f"analyticspro-collector-{now:%Y%m%dT%H%M%S}") for name in names)

@@ -68,7 +68,6 @@ def test_unknown_kinesis_stream(aws_endpoint, monkeypatch, capsys):
 
 
 def test_configured_sources(monkeypatch, tmp_path):
-
     monkeypatch.setenv("EVENTS_BUCKET_URL", str(tmp_path))
     monkeypatch.delenv("KINESIS_STREAM_NAME", raising=False)
     assert configured_sources() == [str(tmp_path)]

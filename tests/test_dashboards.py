@@ -47,7 +47,6 @@ class Dash:
 
 @pytest.fixture(scope="module")
 def dash(settings, tmp_path_factory):
-
     root = tmp_path_factory.mktemp("dashboards")
     reader = f"analyticspro_reader_{uuid.uuid4().hex[:8]}"
     env = {
@@ -117,7 +116,6 @@ def test_requests_without_the_right_token_get_401(dash):
 
 
 def test_the_readonly_role_reads_the_marts_and_nothing_else(dash):
-
     connection = psycopg2.connect(readonly_url(dash.settings.database_url, dash.reader, None))
     connection.autocommit = True
     try:
@@ -596,7 +594,6 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 def test_the_web_dashboard_renders_every_chart_and_runs_a_question_in_chromium(dash):
-
     assert Path(CHROMIUM).exists(), "Chromium is missing: scripts/bootstrap.sh installs Debian's chromium package"
     api = data(gql(dash.url, "{ hotMetrics { dau } }"))["hotMetrics"]
     ARTIFACTS.mkdir(exist_ok=True)

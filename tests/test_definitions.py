@@ -170,13 +170,11 @@ def test_materialize_all_job_covers_every_asset(defs):
     [("multiprocess", "multiprocess"), ("in_process", "in_process"), ("celery", "celery_executor"), ("k8s", "k8s")],
 )
 def test_dagster_executor_selects_the_marts_jobs_executor(monkeypatch, name, executor):
-
     monkeypatch.setenv("DAGSTER_EXECUTOR", name)
     assert resolved_materialize_all_job().executor_def.name == executor
 
 
 def test_celery_broker_and_queue_come_from_the_environment(monkeypatch):
-
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     monkeypatch.delenv("DAGSTER_CELERY_QUEUE", raising=False)
     monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/2")
@@ -191,7 +189,6 @@ def test_celery_broker_and_queue_come_from_the_environment(monkeypatch):
 
 
 def test_an_unknown_executor_says_which_exist(monkeypatch):
-
     monkeypatch.setenv("DAGSTER_EXECUTOR", "dask")
     with pytest.raises(EngineError, match="multiprocess, in_process, celery, k8s"):
         resolved_materialize_all_job()
@@ -199,7 +196,6 @@ def test_an_unknown_executor_says_which_exist(monkeypatch):
 
 def test_on_spark_dbt_reads_the_lake(monkeypatch, tmp_path):
     """ANALYTICSPRO_ENGINE=spark: the lake copy of raw.events sits between the load and the dbt models."""
-
     monkeypatch.setenv("ANALYTICSPRO_ENGINE", "spark")
     monkeypatch.setenv("EVENTS_LAKE_URL", str(tmp_path / "lake"))
     graph = build_definitions().resolve_asset_graph()

@@ -47,7 +47,6 @@ def table_counts(settings) -> tuple[int, int]:
 def send_with_segment_client(bucket: Path) -> None:
     """The official Segment library, its host set to our collector (which writes into the bucket): a visitor
     views a page anonymously, signs up, is aliased and identified."""
-
     env = {"ANALYTICSPRO_WRITE_KEYS": SEGMENT_KEY, "COLLECTOR_SINK": str(bucket)}
     with collector_process(
         {**env, "COLLECTOR_SPOOL_DIR": str(bucket.parent / "spool")}, bucket.parent / "c.log"
@@ -199,7 +198,6 @@ def test_redis_holds_todays_numbers_from_postgres(pipeline_run, settings):
 
 
 def test_loading_again_changes_nothing(pipeline_run, settings):
-
     before = table_counts(settings)
     assert run_materialize()  # incremental: no new objects
     assert table_counts(settings) == before

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import psycopg2
 
-from common.dagster_home import MANAGED_MARKER, prepare_dagster_home
+from orchestration.instance import MANAGED_MARKER, prepare_dagster_home
 
 
 @dg.asset

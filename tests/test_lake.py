@@ -81,7 +81,6 @@ def test_lake_holds_raw_events_by_day_and_follows_changes(own_database, tmp_path
 def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
     """`analyticspro forget` rewrites the lake's files that hold the person: the events and any table a Spark build
     wrote (here a hand-made dim_users file); other people's rows stay, and the next sync writes nothing more."""
-
     settings = own_database
     bucket = tmp_path / "bucket"
     lake = tmp_path / "lake"

@@ -90,7 +90,6 @@ def snapshot(settings) -> dict[str, list[tuple]]:
 @pytest.fixture(scope="module")
 def warehouse(settings, tmp_path_factory):
     """Its own database, bucket and dlt state, so the other modules' data cannot mix in."""
-
     root = tmp_path_factory.mktemp("marts")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DATABASE_URL", settings.database_url_for(f"{settings.database_name}_marts"))
@@ -106,7 +105,6 @@ def warehouse(settings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(warehouse):
-
     settings, root = warehouse
     generated = generate(root / "generated", days=DAYS, users=1500, seed=5, end_date=END)
     bucket = root / "bucket"
@@ -129,7 +127,6 @@ def test_spark_builds_the_same_marts(built, monkeypatch):
     """`analyticspro materialize --engine spark` (through Dagster, the default multiprocess executor): the lake is
     written from raw.events and the same dbt models build on Spark; every mart equals the PostgreSQL build
     (incremental, checked against pandas below) row for row, floats within 1e-9."""
-
     settings, root, _frame = built
     lake = root / "lake"
     for name, value in {

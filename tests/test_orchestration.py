@@ -172,7 +172,6 @@ def test_the_bucket_sensor_loads_a_new_file_and_redis_follows(isolated):
 
 
 def test_the_kinesis_sensor_requests_a_run_only_when_the_stream_has_new_records(isolated, aws_endpoint, monkeypatch):
-
     settings, _, bucket = isolated
     monkeypatch.setenv("KINESIS_STREAM_NAME", "live")
 
@@ -205,7 +204,6 @@ def test_the_kinesis_sensor_requests_a_run_only_when_the_stream_has_new_records(
 
 
 def test_rolling_windows_count_the_past_only(settings):
-
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     prefix = f"{settings.redis_key_prefix}:windows"
     keys = HotKeys(prefix)

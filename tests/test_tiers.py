@@ -258,7 +258,6 @@ def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
 
 
 def test_forget_needs_a_user_id(settings):
-
     with pytest.raises(NothingToForget, match="--user-id"):
         forget(settings, " ", "test")
 
@@ -266,7 +265,6 @@ def test_forget_needs_a_user_id(settings):
 def test_archive_restore_and_erasure_on_s3(aws_endpoint, own_database, monkeypatch, tmp_path, settings):
     """The same tiers with EVENTS_BUCKET_URL=s3://…: Parquet written to and read back from S3, landing objects
     rewritten in S3."""
-
     monkeypatch.setenv("EVENTS_BUCKET_URL", "s3://lake/segment")
     monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")
     monkeypatch.setenv("WARM_DAYS", "2")

@@ -278,7 +278,6 @@ def archived_dates(connection: psycopg2.extensions.connection, restored: bool = 
 
 def restore_dates(settings: Settings, first: date, last: date, say: Callable[[str], None] = print) -> dict[date, int]:
     """Bring the archived days in [first, last] back into PostgreSQL; fct_events rows restored per day."""
-
     ensure_database(settings)
     restored: dict[date, int] = {}
     connection = psycopg2.connect(settings.database_url)

@@ -30,9 +30,10 @@ import psycopg2
 import redis
 from psycopg2 import sql
 
-from common.db import table_exists
+from common.db import PERSON_COLUMNS, table_exists
 from common.locks import ERASURE_LOCK, LOAD_LOCK, advisory_lock
 from common.ops import SUPPRESSION_TABLE, ensure_ops_tables
+from common.redis_keys import HotKeys
 from common.settings import Settings
 from ingestion.bucket import list_objects, object_key
 from ingestion.suppression import identity_hash
@@ -40,7 +41,6 @@ from warehouse.archive import scrub_archive
 from warehouse.lake import scrub_lake
 
 MART_SCHEMAS = ("staging", "intermediate", "analytics")
-PERSON_COLUMNS = ("person_id", "user_id", "anonymous_id")
 
 
 class NothingToForget(ValueError):
@@ -154,11 +154,12 @@ def delete_from_postgres(
 def delete_from_redis(client: redis.Redis, prefix: str, identities: list[str]) -> int:
     """Remove the person from the hot-metrics state (counters are aggregates and stay); entries removed."""
     removed = 0
-    for key in client.scan_iter(f"{prefix}:hot:*:persons:*", count=1000):
+    patterns = HotKeys(prefix).person_state_patterns
+    for key in client.scan_iter(patterns["set"], count=1000):
         removed += client.srem(key, *identities)
-    for key in client.scan_iter(f"{prefix}:hot:*:seen", count=1000):
+    for key in client.scan_iter(patterns["zset"], count=1000):
         removed += client.zrem(key, *identities)
-    for key in client.scan_iter(f"{prefix}:hot:*:identity", count=1000):
+    for key in client.scan_iter(patterns["hash"], count=1000):
         removed += client.hdel(key, *identities)
     return removed
 
@@ -177,7 +178,6 @@ def scrub_bucket(
     settings: Settings, connection: psycopg2.extensions.connection, user_id: str, anonymous: list[str], say
 ) -> tuple[int, int]:
     """Rewrite every landing object that holds a line of the person's without those lines; (objects, lines)."""
-
     needles = [json.dumps(value).encode() for value in [user_id, *anonymous]]
     anonymous_set = set(anonymous)
     objects = lines_removed = 0

@@ -31,6 +31,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
+from common.db import PERSON_COLUMNS
 from common.ops import ensure_ops_tables
 from common.settings import PROJECT_ROOT, Settings, normalize_bucket_url
 from common.storage import arrow_type, bucket_filesystem, filesystem
@@ -87,7 +88,6 @@ def _write(fs: Any, url: str, table: pa.Table) -> None:
 
 def _select_list(columns: list[tuple]) -> tuple[sql.Composable, dict[str, pa.DataType], dict[str, pa.DataType]]:
     """SELECT items that COPY prints unambiguously, the CSV column types to read them as, and the final types."""
-
     items, read_types, final_types = [], {}, {}
     for name, data_type, precision, scale in columns:
         final = arrow_type(data_type, precision, scale)
@@ -154,7 +154,6 @@ def _record_day(cursor, day: date, row_count: int, load_id: str | None, url: str
 
 def _archived_day(settings: Settings, cursor, columns: list[tuple], day: date) -> pa.Table:
     """One archived day's raw rows from the cold tier's Parquet files, in the lake's column order and types."""
-
     _select, _read, final_types = _select_list(columns)
     schema = pa.schema([pa.field(name, final_types[name]) for name in final_types])
     cursor.execute(
@@ -175,7 +174,6 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     """Write every day of raw.events whose rows changed since the lake last got it; remove days that have no rows
     any more (unless archived to the cold tier). Days in the cold tier (their raw rows gone from PostgreSQL) are
     copied from the archive's Parquet, so the lake holds every day. Idempotent: a second run writes nothing."""
-
     lake = lake_url(lake)
     result = LakeSync(lake=lake)
     connection = psycopg2.connect(settings.database_url)
@@ -247,9 +245,6 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     return result
 
 
-PERSON_COLUMNS = ("person_id", "user_id", "anonymous_id")
-
-
 def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say: Callable[[str], None] = print) -> int:
     """Erasure (`analyticspro forget`): rewrite every Parquet file of the lake — the events, and the intermediate
     and mart tables a Spark build wrote — that holds rows of the person (by person_id, user_id or anonymous_id)
@@ -284,7 +279,6 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
 
 def lake_marts(lake: str | None = None) -> dict[str, int]:
     """The marts a Spark build wrote to the lake, with their row counts (from the Parquet footers)."""
-
     lake = lake_url(lake)
     fs = filesystem(lake)
     root = f"{lake}/marts"

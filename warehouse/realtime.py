@@ -35,16 +35,12 @@ import psycopg2.extensions
 import redis
 
 from common.db import table_exists
-from common.dbt_vars import activity_event_types, metric_events
+from common.dbt_vars import activity_event_types, default_funnel_name, metric_events
 from common.ratios import ratio
-from common.redis_keys import VERSION, HotKeys
+from common.redis_keys import HotKeys
 
 DAY_METRICS = ("signups", "dau", "events", "revenue")
 HOUR_METRICS = ("signups", "active_people", "events", "revenue")
-# the marts' definitions, from dbt_project.yml's vars
-ACTIVITY_TYPES = activity_event_types()
-SIGNUP_EVENT = metric_events()["signup"]
-PURCHASE_EVENT = metric_events()["purchase"]
 WINDOW_TTL_SECONDS = 180  # rolling windows vanish soon after refreshes stop, so they are never stale
 STATE_TTL_SECONDS = 49 * 3600
 MINUTE_TTL_SECONDS = 2 * 3600
@@ -75,7 +71,7 @@ def _committed_load_id(connection: psycopg2.extensions.connection) -> str | None
 
 
 def _reset_state(client: redis.Redis, keys: HotKeys) -> None:
-    stale = list(client.scan_iter(f"{keys.prefix}:hot:{VERSION}:*", count=1000))
+    stale = list(client.scan_iter(keys.state_pattern, count=1000))
     if stale:
         client.delete(*stale)
 
@@ -135,6 +131,9 @@ def _new_rows(connection: psycopg2.extensions.connection, after: str, upto: str,
 
 def _fold(client: redis.Redis, keys: HotKeys, rows: list[tuple], days: tuple[date, date], now: datetime) -> int:
     # identity: the warehouse's map, then pairs already learned, then pairs in these rows (first seen wins)
+    # the marts' definitions, from dbt_project.yml's vars
+    activity_types = activity_event_types()
+    signup_event, purchase_event = metric_events()["signup"], metric_events()["purchase"]
     anonymous = sorted({row[3] for row in rows if row[3] is not None})
     learned = dict(zip(anonymous, client.hmget(keys.identity, anonymous), strict=True)) if anonymous else {}
     mapping = {anon: user for anon, user in learned.items() if user is not None}
@@ -160,13 +159,13 @@ def _fold(client: redis.Redis, keys: HotKeys, rows: list[tuple], days: tuple[dat
         person = user_id or mapping.get(anon) or anon
         minute = at.astimezone(UTC).replace(second=0, microsecond=0) if at >= hour_ago else None
         increments = {}
-        if event_type in ACTIVITY_TYPES:
+        if event_type in activity_types:
             increments["events"] = 1
             persons[day].add(person)
             seen[person] = max(seen.get(person, 0.0), at.timestamp())
-        if event_type == "track" and event == SIGNUP_EVENT:
+        if event_type == "track" and event == signup_event:
             increments["signups"] = 1
-        if event_type == "track" and event == PURCHASE_EVENT and revenue is not None:
+        if event_type == "track" and event == purchase_event and revenue is not None:
             increments["revenue_micros"] = int(Decimal(revenue) * MICROS)
         for name, amount in increments.items():
             counts[day][name] += amount
@@ -274,21 +273,23 @@ def publish(
 
 
 def default_funnel(connection: psycopg2.extensions.connection, days: int = 30) -> dict | None:
-    """The default funnel over the entry cohorts of the last `days` days of the latest marts build."""
+    """The default funnel (common.dbt_vars.default_funnel_name) over the entry cohorts of the last `days` days of the
+    latest marts build."""
+    name = default_funnel_name()
     with connection.cursor() as cursor:
-        if not table_exists(cursor, "analytics.fct_funnel_steps"):
+        if name is None or not table_exists(cursor, "analytics.fct_funnel_steps"):
             return None
         cursor.execute(
             """
             with latest as (select max(cohort_date) as last_cohort from analytics.fct_funnel_steps
-                            where funnel_name = 'default')
+                            where funnel_name = %(funnel)s)
             select step_index, step_name, sum(persons)::bigint, min(cohort_date), max(cohort_date)
             from analytics.fct_funnel_steps, latest
-            where funnel_name = 'default' and cohort_date > latest.last_cohort - %s
+            where funnel_name = %(funnel)s and cohort_date > latest.last_cohort - %(days)s
             group by step_index, step_name
             order by step_index
             """,
-            (days,),
+            {"funnel": name, "days": days},
         )
         rows = cursor.fetchall()
     if not rows:

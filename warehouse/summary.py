@@ -12,6 +12,8 @@ import psycopg2
 import redis
 
 from common.db import table_exists
+from common.dbt_vars import default_funnel_name
+from common.redis_keys import HotKeys
 from common.settings import Settings
 
 HOT_METRIC_NAMES = ("signups", "dau", "events")
@@ -78,13 +80,14 @@ def summarize(settings: Settings, day: date | None = None) -> WarehouseSummary:
             summary.first_day, summary.last_day = cursor.fetchone()
         if table_exists(cursor, "analytics.fct_funnel_steps"):
             cursor.execute(
-                "select step_name, sum(persons) from analytics.fct_funnel_steps where funnel_name = 'default' "
-                "group by step_index, step_name order by step_index"
+                "select step_name, sum(persons) from analytics.fct_funnel_steps where funnel_name = %s "
+                "group by step_index, step_name order by step_index",
+                (default_funnel_name(),),
             )
             summary.funnel = [(name, int(persons)) for name, persons in cursor.fetchall()]
     connection.close()
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    keys = sorted(client.scan_iter(match=f"{settings.redis_key_prefix}:metrics:*", count=500))
+    keys = sorted(client.scan_iter(match=HotKeys(settings.redis_key_prefix).published_pattern, count=500))
     dated = re.compile(r":\d{4}-\d{2}-\d{2}$")
     shown = [key for key in keys if key.endswith(day.isoformat()) or not dated.search(key)]
     summary.redis_keys = {key: client.get(key) for key in shown}

@@ -165,6 +165,16 @@
 
 {#- A FROM item `alias (alias)`: the values from start to stop (inclusive) by step (an interval for dates and
     timestamps, omitted for integers); no rows when stop < start. -#}
+{#- `value` as a SQL string literal. PostgreSQL doubles a quote; Spark's parser escapes with a backslash (and reads
+    'a''b' as two literals, 'ab'), so both the backslash and the quote are escaped there. -#}
+{% macro sql_string(value) %}{{ return(adapter.dispatch('sql_string')(value)) }}{% endmacro %}
+{% macro default__sql_string(value) -%}
+  '{{ value | string | replace("'", "''") }}'
+{%- endmacro %}
+{% macro spark__sql_string(value) -%}
+  '{{ value | string | replace("\\", "\\\\") | replace("'", "\\'") }}'
+{%- endmacro %}
+
 {% macro series(start, stop, alias, step=none) %}{{ return(adapter.dispatch('series')(start, stop, alias, step)) }}{% endmacro %}
 {% macro default__series(start, stop, alias, step) -%}
   generate_series({{ start }}, {{ stop }}{% if step %}, {{ step }}{% endif %}) as {{ alias }} ({{ alias }})

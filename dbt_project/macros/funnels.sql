@@ -23,7 +23,7 @@
 
 {#- The funnel's name as a SQL string literal. -#}
 {% macro funnel_name_literal(funnel) -%}
-  '{{ funnel["name"] | replace("'", "''") }}'
+  {{- sql_string(funnel["name"]) -}}
 {%- endmacro %}
 
 {#- The columns that say which funnel, and which version of its definition, a row belongs to. -#}
@@ -54,12 +54,12 @@
 {#- SQL condition on fct_events columns for one funnel step. -#}
 {% macro funnel_step_condition(step) -%}
   {%- if step.get('page') is not none -%}
-    event_type = 'page' and page_path = '{{ step["page"] | replace("'", "''") }}'
+    event_type = 'page' and page_path = {{ sql_string(step["page"]) }}
   {%- else -%}
-    event_name = '{{ step["event"] | replace("'", "''") }}'
+    event_name = {{ sql_string(step["event"]) }}
   {%- endif -%}
   {%- for key, value in (step.get('properties') or {}).items() %}
-    and {{ json_text('properties', key) }} = '{{ (value | string) | replace("'", "''") }}'
+    and {{ json_text('properties', key) }} = {{ sql_string(value) }}
   {%- endfor -%}
 {%- endmacro %}
 
@@ -87,7 +87,7 @@
     delete from {{ this }}
     where (funnel_name, definition_hash) not in (
       {%- for funnel in funnels() %}
-        ('{{ funnel["name"] | replace("'", "''") }}', '{{ funnel_hash(funnel) }}'){{ "," if not loop.last }}
+        ({{ funnel_name_literal(funnel) }}, '{{ funnel_hash(funnel) }}'){{ "," if not loop.last }}
       {%- endfor %}
       {%- if not funnels() %}(null, null){% endif %}
     )
@@ -105,8 +105,8 @@
   {%- set rows = [] -%}
   {%- for funnel in funnels() -%}
     {%- for step in funnel['steps'] -%}
-      {%- do rows.append("('" ~ (funnel['name'] | replace("'", "''")) ~ "', " ~ loop.index ~ ", '"
-          ~ (funnel_step_name(step, loop.index) | replace("'", "''")) ~ "')") -%}
+      {%- do rows.append("(" ~ funnel_name_literal(funnel) ~ ", " ~ loop.index ~ ", "
+          ~ sql_string(funnel_step_name(step, loop.index)) ~ ")") -%}
     {%- endfor -%}
   {%- endfor -%}
   {%- if rows -%}

@@ -93,7 +93,7 @@
 
 {#- 'a', 'b' as a SQL list from a list of strings (for `in (...)`). -#}
 {% macro sql_list(values) -%}
-  {%- for value in values -%}'{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}{%- endfor -%}
+  {%- for value in values -%}{{ sql_string(value) }}{{ ", " if not loop.last }}{%- endfor -%}
 {%- endmacro %}
 
 

@@ -6,7 +6,7 @@
     {{ exceptions.raise_compiler_error(
         "var metric_events in dbt_project.yml has no '" ~ role ~ "' (it has: " ~ names.keys() | join(', ') ~ ")") }}
   {%- endif -%}
-  '{{ names[role] | replace("'", "''") }}'
+  {{- sql_string(names[role]) -}}
 {%- endmacro %}
 
 {#- A condition true for the track events that play `role`. -#}

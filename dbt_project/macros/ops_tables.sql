@@ -7,12 +7,9 @@
 {% macro default__create_ops_tables() -%}
 create schema if not exists ops;
 create table if not exists ops.person_archive_history (
-    archive_file text not null,
-    {%- for name, type, constraints in person_aggregate_columns() %}
-    {{ name }} {{ type }} {{ constraints }},
+    {%- for column in person_archive_history_columns() %}
+    {{ column }},
     {%- endfor %}
-    traits jsonb,
-    last_identified_at timestamptz,
     primary key (person_id, archive_file)
 );
 {%- endmacro %}

@@ -174,13 +174,14 @@ $$;
 {%- endmacro %}
 
 
-{#- Every partition carries the model's table and column comments too: BI tools list partitions as tables of
-    their own. Only comments that differ are written, so a build that adds no partition writes none. Runs as a
-    non-transactional post-hook (after rename_partitions); `model` is the partitioned model being built. -#}
+{#- Every partition carries the model's column comments too, and a table comment naming its day and parent: BI
+    tools list partitions as tables of their own. Only comments that differ are written, so a build that adds no
+    partition writes none. Runs as a non-transactional post-hook (after rename_partitions); `model` is the
+    partitioned model being built. -#}
 {% macro comment_partitions(relation) -%}
 {%- if target.type != 'postgres' %}{{ return('') }}{% endif -%}
 {%- set relation = relation.include(database=false) -%}
-do $$
+do $comments$
 declare
     part record;
     wanted text;
@@ -189,23 +190,24 @@ begin
         select child.oid, child.relname, {{ partition_lower_bound('child') }} as day
         from pg_inherits
         join pg_class as child on child.oid = pg_inherits.inhrelid
-        where pg_inherits.inhparent = '{{ relation }}'::regclass
+        where pg_inherits.inhparent = {{ sql_string(relation) }}::regclass
     loop
-        wanted := 'One day (' || part.day || ') of {{ relation }}: query the parent table.';
+        wanted := 'The ' || coalesce(part.day::text, 'default') || ' partition of '
+            || {{ sql_string(relation.schema ~ '.' ~ relation.identifier) }} || ': query the parent table.';
         if obj_description(part.oid, 'pg_class') is distinct from wanted then
-            execute format('comment on table %I.%I is %L', '{{ relation.schema }}', part.relname, wanted);
+            execute format('comment on table %I.%I is %L', {{ sql_string(relation.schema) }}, part.relname, wanted);
         end if;
         {%- for name, column in model.columns.items() if column.description %}
         if col_description(part.oid, (
-            select attnum from pg_attribute where attrelid = part.oid and attname = '{{ name }}'
-        )) is distinct from '{{ column.description | replace("'", "''") }}' then
+            select attnum from pg_attribute where attrelid = part.oid and attname = {{ sql_string(name) }}
+        )) is distinct from {{ sql_string(column.description) }} then
             execute format(
-                'comment on column %I.%I.%I is %L', '{{ relation.schema }}', part.relname, '{{ name }}',
-                '{{ column.description | replace("'", "''") }}'
+                'comment on column %I.%I.%I is %L', {{ sql_string(relation.schema) }}, part.relname, {{ sql_string(name) }},
+                {{ sql_string(column.description) }}
             );
         end if;
         {%- endfor %}
     end loop;
 end
-$$;
+$comments$;
 {%- endmacro %}

@@ -27,6 +27,21 @@
   {{ return(columns) }}
 {%- endmacro %}
 
+{#- The table that keeps them (ops.person_archive_history): per person and archive file, with the latest traits. The
+    column types in PostgreSQL's names; `spark_types` maps them to Spark's. -#}
+{% macro person_archive_history_columns(spark_types=false) -%}
+  {%- set spark = {'text': 'string', 'timestamptz': 'timestamp', 'integer': 'int', 'jsonb': 'string',
+                   'numeric(20,6)': 'decimal(20, 6)'} -%}
+  {%- set columns = person_aggregate_columns() -%}
+  {%- set table = [columns[0], ('archive_file', 'text', 'not null')] + columns[1:]
+                  + [('traits', 'jsonb', ''), ('last_identified_at', 'timestamptz', '')] -%}
+  {%- set rendered = [] -%}
+  {%- for name, type, constraints in table -%}
+    {%- do rendered.append(name ~ ' ' ~ (spark.get(type, type) if spark_types else (type ~ ' ' ~ constraints) | trim)) -%}
+  {%- endfor -%}
+  {{ return(rendered) }}
+{%- endmacro %}
+
 {#- The same names, comma-separated (a select list). -#}
 {% macro person_aggregate_names() -%}
   {%- for column in person_aggregate_columns() %}{{ column[0] }}{{ ', ' if not loop.last }}{% endfor -%}
@@ -89,7 +104,9 @@
 {% endmacro %}
 
 {% macro default__create_person_aggregates_function() -%}
-create or replace function ops.person_aggregates(day date)
+-- dropped first: `create or replace` cannot change the columns it returns
+drop function if exists ops.person_aggregates(date);
+create function ops.person_aggregates(day date)
 returns table (
     {%- for name, type, _ in person_aggregate_columns() %}
     {{ name }} {{ type }},

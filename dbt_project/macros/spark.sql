@@ -88,22 +88,10 @@
   {%- do run_query("create schema if not exists raw") -%}
   {%- do run_query("create or replace view raw.events as select * from parquet.`" ~ lake ~ "/events`") -%}
   {%- do run_query("create schema if not exists ops") -%}
-  {%- do run_query("
-    create table if not exists ops.person_archive_history (
-        person_id string,
-        archive_file string,
-        user_id string,
-        first_seen_at timestamp,
-        last_seen_at timestamp,
-        first_activity_at timestamp,
-        last_activity_at timestamp,
-        signed_up_at timestamp,
-        activity_events bigint,
-        active_days int,
-        total_revenue decimal(20, 6),
-        traits string,
-        last_identified_at timestamp
-    ) using parquet location '" ~ lake ~ "/ops/person_archive_history'") -%}
+  {%- do run_query(
+    "create table if not exists ops.person_archive_history ("
+    ~ person_archive_history_columns(spark_types=true) | join(', ')
+    ~ ") using parquet location '" ~ lake ~ "/ops/person_archive_history'") -%}
 {%- endmacro %}
 
 

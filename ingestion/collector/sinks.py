@@ -31,8 +31,8 @@ import boto3
 import orjson
 from botocore.config import Config
 
+from common.aws import aws_endpoint, aws_region
 from common.settings import normalize_bucket_url
-from common.storage import aws_region
 
 KINESIS_MAX_RECORDS = 500
 KINESIS_MAX_BYTES = 5 * 1024 * 1024
@@ -117,8 +117,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _aws_client(service: str, connect_timeout: float, read_timeout: float) -> Any:
-
-    endpoint = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper()}") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = aws_endpoint(service)
     config = Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,

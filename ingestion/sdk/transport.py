@@ -100,12 +100,10 @@ class SinkTransport:
     """Straight to a sink (Kinesis, S3 or a folder) in the collector's format, stamping receivedAt itself."""
 
     def __init__(self, url: str) -> None:
-
         self.sink = sink_from_url(url)
         self._pending: list[bytes] | None = None
 
     def send(self, events: list[bytes]) -> None:
-
         now = datetime.now(UTC)
         stamp = iso_utc(now).encode()
         tail = b',"sentAt":"' + stamp + b'","receivedAt":"' + stamp + b'"}'

@@ -121,7 +121,6 @@ def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
 @running_sensor(REALTIME_JOB, SENSOR_INTERVAL_SECONDS)
 def kinesis_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """Records after the committed positions on KINESIS_STREAM_NAME -> a realtime_load run for today."""
-
     _refresh_windows()
     settings = get_settings()
     stream = settings.kinesis_stream_name

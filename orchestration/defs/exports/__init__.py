@@ -3,9 +3,9 @@ dashboards/exports.py; the API starts this module as a process, one export per r
 
 import dagster as dg
 
-from common.dagster_home import prepare_dagster_home
 from dashboards.config import get_dashboard_settings
 from dashboards.exports import EXPORT_TAG, question_from_json, write_export
+from orchestration.instance import prepare_dagster_home
 
 
 class ExportConfig(dg.Config):
@@ -42,7 +42,6 @@ def build_export_defs() -> dg.Definitions:
 
 def main(argv: list[str]) -> int:
     """`python -m orchestration.defs.exports <export id> <question json>`: one export as a Dagster run."""
-
     export_id, question = argv
     prepare_dagster_home()
     with dg.DagsterInstance.get() as instance:

@@ -48,7 +48,6 @@ class DbtBuildConfig(dg.Config):
 
 
 def _archived_days() -> list:
-
     connection = psycopg2.connect(get_settings().database_url)
     try:
         return archived_dates(connection)

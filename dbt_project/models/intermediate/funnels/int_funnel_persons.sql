@@ -71,7 +71,7 @@ with
             select
                 {{ funnel_key_columns(funnel) }},
                 {{ loop.index }} as step_index,
-                cast('{{ funnel_step_name(step, loop.index) | replace("'", "''") }}' as {{ text_type() }}) as step_name,
+                cast({{ sql_string(funnel_step_name(step, loop.index)) }} as {{ text_type() }}) as step_name,
                 person_id,
                 entry_at,
                 entry_message_id,

@@ -46,7 +46,7 @@ labelled as (
             ~ "from entries "
             ~ "left join " ~ ref('dim_users') ~ " as people on entries.person_id = people.person_id "
             ~ "cross join " ~ lateral_rows(dimensions, 'dimension', ['breakdown_by', 'breakdown_value']) ~ " "
-            ~ "where entries.funnel_name = '" ~ (funnel['name'] | replace("'", "''")) ~ "'"
+            ~ "where entries.funnel_name = " ~ funnel_name_literal(funnel)
         ) %}
     {%- endfor %}
     {%- if selects %}

@@ -37,8 +37,7 @@ def prepare_dagster_home() -> Path:
             config.write_text(wanted)
         local = config.read_text() == DEPLOY_DIR.joinpath("dagster.local.yaml").read_text()
         if local and not (home / "history" / "runs.db").exists():
-            # start-up cost: Dagster loads in seconds; the collector and the dashboards import this layer too
-            from dagster import DagsterInstance
+            from dagster import DagsterInstance  # start-up cost: only a new home needs Dagster's storages
 
             DagsterInstance.get().dispose()  # creates the storages
     return home
