@@ -14,6 +14,7 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.db import table_exists
 from common.ops import SUPPRESSION_TABLE
 
 
@@ -26,8 +27,7 @@ def load_suppressed(database_url: str) -> frozenset[str]:
     connection = psycopg2.connect(database_url)
     try:
         with connection.cursor() as cursor:
-            cursor.execute("select to_regclass(%s) is not null", (SUPPRESSION_TABLE,))
-            if not cursor.fetchone()[0]:
+            if not table_exists(cursor, SUPPRESSION_TABLE):
                 return frozenset()
             cursor.execute(f"select identity_hash from {SUPPRESSION_TABLE}")
             return frozenset(row[0] for row in cursor.fetchall())

@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
-from common.db import PERSON_COLUMNS
+from common.db import PERSON_COLUMNS, table_exists
 from common.ops import ensure_ops_tables
 from common.settings import PROJECT_ROOT, Settings, normalize_bucket_url
 from common.storage import arrow_type, bucket_filesystem, filesystem
@@ -180,8 +180,7 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
     try:
         with connection.cursor() as cursor:
             ensure_ops_tables(connection)
-            cursor.execute("select to_regclass('raw.events') is not null")
-            if not cursor.fetchone()[0]:
+            if not table_exists(cursor, "raw.events"):
                 say("lake: raw.events does not exist yet (nothing loaded); nothing to write")
                 return result
             cursor.execute(

@@ -7,24 +7,18 @@
     table that keeps them (ops.person_archive_history): the one list dim_users, the archive's function and
     that table share. -#}
 {% macro person_aggregate_columns() -%}
-  {%- set specs = [
-      'person_id text not null',
-      'user_id text',
-      'first_seen_at timestamptz',
-      'last_seen_at timestamptz',
-      'first_activity_at timestamptz',
-      'last_activity_at timestamptz',
-      'signed_up_at timestamptz',
-      'activity_events bigint not null default 0',
-      'active_days integer not null default 0',
-      'total_revenue numeric(20,6) not null default 0',
-  ] -%}
-  {%- set columns = [] -%}
-  {%- for spec in specs -%}
-    {%- set words = spec.split(' ') -%}
-    {%- do columns.append((words[0], words[1], words[2:] | join(' '))) -%}
-  {%- endfor -%}
-  {{ return(columns) }}
+  {{ return([
+      ('person_id', 'text', 'not null'),
+      ('user_id', 'text', ''),
+      ('first_seen_at', 'timestamptz', ''),
+      ('last_seen_at', 'timestamptz', ''),
+      ('first_activity_at', 'timestamptz', ''),
+      ('last_activity_at', 'timestamptz', ''),
+      ('signed_up_at', 'timestamptz', ''),
+      ('activity_events', 'bigint', 'not null default 0'),
+      ('active_days', 'integer', 'not null default 0'),
+      ('total_revenue', 'numeric(20,6)', 'not null default 0'),
+  ]) }}
 {%- endmacro %}
 
 {#- The table that keeps them (ops.person_archive_history): per person and archive file, with the latest traits. The
