@@ -9,6 +9,7 @@
     analyticspro restore --from D --to D    bring archived days back into PostgreSQL
     analyticspro forget --user-id ID        GDPR erasure of one person from every tier
     analyticspro summary                    print what is in the warehouse and Redis now
+    analyticspro query SPEC                 answer an insights question (a JSON file, or - for stdin) as JSON
     analyticspro dashboard [--host --port]  serve the GraphQL API and the web dashboard
     analyticspro collector [--host --port]  receive events over Segment's HTTP API (any Segment SDK)
 
@@ -130,6 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="print events, people, today's metrics and the Redis keys")
     p.add_argument("--day", help="UTC day to report, YYYY-MM-DD (default today)")
     p.set_defaults(func="warehouse:cmd_summary")
+
+    p = sub.add_parser(
+        "query",
+        help="answer an insights question (funnel, trends, retention, paths, stickiness, lifecycle) given as a JSON "
+        "spec; prints the JSON answer (README: Insights)",
+    )
+    p.add_argument("spec", help="a JSON file holding the spec, or - to read it from standard input")
+    p.add_argument(
+        "--no-refresh",
+        action="store_true",
+        help="answer from the columnar copy as it is (default: first bring it up to date from PostgreSQL)",
+    )
+    p.add_argument("--pretty", action="store_true", help="indent the JSON answer")
+    p.set_defaults(func="insights:cmd_query")
 
     p = sub.add_parser("dashboard", help="serve the GraphQL API (/graphql) and the web dashboard (/)")
     _service_arguments(p, DEFAULT_HOST, DEFAULT_PORT, access_log=True)

@@ -116,6 +116,11 @@ def local_secret(path: Path) -> str:
     return secret
 
 
+def insight_max_days() -> int:
+    """INSIGHT_MAX_DAYS: the widest date range (in days) a question to the insights engine may span (default 366)."""
+    return _positive_int_env("INSIGHT_MAX_DAYS", 366)
+
+
 def _date_env(name: str, default: date) -> date:
     raw = (os.environ.get(name) or "").strip()
     if not raw:

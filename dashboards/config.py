@@ -25,6 +25,7 @@ from common.settings import (
     _non_negative_int_env,
     _positive_int_env,
     get_settings,
+    insight_max_days,
     local_secret,
 )
 
@@ -99,7 +100,7 @@ def get_dashboard_settings() -> DashboardSettings:
         cache_ttl_seconds=_positive_int_env("DASHBOARD_CACHE_TTL_SECONDS", 60),
         live_cache_seconds=_non_negative_int_env("DASHBOARD_LIVE_CACHE_SECONDS", 1),
         insight_timeout_ms=_positive_int_env("INSIGHT_TIMEOUT_MS", 10_000),
-        insight_max_days=_positive_int_env("INSIGHT_MAX_DAYS", 366),
+        insight_max_days=insight_max_days(),
     )
 
 

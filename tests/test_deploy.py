@@ -88,7 +88,7 @@ def test_the_image_copies_every_package_of_the_wheel():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     copied = re.findall(r"^COPY (\w+)/ \1/$", (DEPLOY / "Dockerfile").read_text(), flags=re.MULTILINE)
-    assert set(packages) == {"common", "ingestion", "warehouse", "dashboards", "orchestration", "cli"}
+    assert set(packages) == {"common", "ingestion", "warehouse", "insights", "dashboards", "orchestration", "cli"}
     assert set(packages) <= set(copied)
     # and the command's entry point lives in one of them
     assert project["project"]["scripts"]["analyticspro"] == "cli:main"

@@ -9,12 +9,9 @@ marts must then equal testing/reference_marts.py computed over all events, and e
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pandas as pd
 import psycopg2
@@ -24,10 +21,10 @@ from common.db import drop_database, ensure_database
 from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import generate
-from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 from orchestration.runs import run_materialize
 from testing import reference_marts as ref
 from testing.db import rows
+from testing.dbt import dbt, dbt_build
 from testing.engines import MARTS, differences, read_lake_mart, read_postgres_mart
 from testing.reference import compute
 
@@ -44,28 +41,6 @@ MART_TABLES = [
     "analytics.fct_mrr",
     "analytics.revenue_monthly",
 ]
-
-
-def dbt_build(root: Path, *args: str) -> str:
-    return dbt(root, "build", *args)
-
-
-def dbt(root: Path, *args: str) -> str:
-    command = [
-        dbt_executable(),
-        *args,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(root / "dbt_target"),
-        "--log-path",
-        str(root / "dbt_logs"),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), check=False)
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    return result.stdout
 
 
 def snapshot(settings) -> dict[str, list[tuple]]:

@@ -1,0 +1,223 @@
+"""The engine: an in-memory DuckDB holding the columnar copy (store.py), and the one place a spec is answered.
+
+Loading turns the copy into what the questions want: each person id becomes a dense integer key (hashing and
+joining integers is several times cheaper than strings), each event name an integer id (the dictionary lives in the
+catalogue), time a plain UTC timestamp, and every row gets `rk`, its position in its day's file, which orders the
+events of one person at one instant by message id. `refresh()` reloads only the days whose file changed since the
+last load, inside one transaction, so a question running meanwhile sees the old or the new day, never half.
+
+The dashboards service keeps one Engine and refreshes it when the manifest changes; the CLI makes one per command.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+
+from insights import funnels, paths, people, retention, trends
+from insights.filters import Catalogue, Compiler
+from insights.spec import Spec, SpecError, parse_spec
+from insights.store import Manifest, store_dir
+
+SCHEMA = """
+create table events (
+    person_key integer not null,
+    rk bigint not null,
+    event_at timestamp not null,
+    event_date date not null,
+    event_id integer not null,
+    is_activity boolean,
+    page_path varchar,
+    referrer varchar,
+    utm_source varchar,
+    utm_medium varchar,
+    utm_campaign varchar,
+    revenue double,
+    properties varchar
+);
+create table person_keys (person_id varchar not null, person_key integer not null);
+create table persons (
+    person_key integer not null, plan varchar, country varchar, email varchar, user_id varchar, mrr double,
+    signup_date date, is_identified boolean
+);
+"""
+KINDS = {
+    "funnel": funnels.answer,
+    "trends": trends.answer,
+    "retention": retention.answer,
+    "paths": paths.answer,
+    "stickiness": people.stickiness,
+    "lifecycle": people.lifecycle,
+}
+
+
+class StoreMissing(RuntimeError):
+    """There is no columnar copy yet; the message says how to make one."""
+
+
+class Engine:
+    def __init__(self, folder: Path | None = None, threads: int | None = None) -> None:
+        self.folder = folder or store_dir()
+        self._db = duckdb.connect(":memory:", config={"threads": threads or os.cpu_count() or 1})
+        self._db.execute(SCHEMA)
+        self._refreshing = threading.Lock()
+        self.generation = 0
+        self.loaded: dict[str, str] = {}  # day -> file
+        self.persons_file: str | None = None
+        self.catalogue = Catalogue()
+        self.events = 0
+        self._next_person = 0
+        self.load_seconds = 0.0
+
+    # -- loading ------------------------------------------------------------------------------------------------------
+    def refresh(self, say: Callable[[str], None] | None = None) -> bool:
+        """Load what changed in the copy since the last call; True when anything did."""
+        with self._refreshing:
+            manifest = Manifest.read(self.folder)
+            if not manifest.generation:
+                raise StoreMissing(
+                    f"no columnar copy of the events in {self.folder} yet: run `analyticspro materialize` "
+                    "(or `analyticspro query --refresh`), which writes it from PostgreSQL"
+                )
+            if manifest.generation == self.generation:
+                return False
+            started = time.monotonic()
+            wanted = {day: entry["file"] for day, entry in manifest.days.items()}
+            stale = sorted(day for day in self.loaded if wanted.get(day) != self.loaded[day])
+            new = sorted(day for day in wanted if self.loaded.get(day) != wanted[day])
+            if say and new:
+                say(f"insights: loading {len(new)} day(s) of events into the engine")
+            self._load_catalogue(manifest, [wanted[day] for day in new])
+            self._load_days(stale, {day: wanted[day] for day in new})
+            if manifest.persons and manifest.persons["file"] != self.persons_file:
+                self._load_persons(manifest.persons["file"])
+            self.generation = manifest.generation
+            self.events = self._db.execute("select count(*) from events").fetchone()[0]
+            self.load_seconds = time.monotonic() - started
+            return True
+
+    def _files(self, names: list[str]) -> list[str]:
+        return [str(self.folder / name) for name in names]
+
+    def _load_catalogue(self, manifest: Manifest, new_files: list[str]) -> None:
+        names = set(self.catalogue.event_ids)
+        properties: dict[str, dict[str, str]] = {}
+        if manifest.catalogue:
+            for row in pq.read_table(self.folder / manifest.catalogue["file"]).to_pylist():
+                properties.setdefault(row["event_name"], {})[row["property_key"]] = row["value_types"] or ""
+        files = self._files(new_files)
+        if files:
+            found = self._db.execute("select distinct event_name from read_parquet($1)", [files]).fetchall()
+            names |= {name for (name,) in found if name is not None}
+        event_ids = dict(self.catalogue.event_ids)
+        for name in sorted(names - set(event_ids)):
+            event_ids[name] = len(event_ids) + 1
+        self.catalogue = Catalogue(event_ids=event_ids, properties=properties)
+
+    def _load_days(self, stale: list[str], new: dict[str, str]) -> None:
+        db = self._db
+        db.execute("begin")
+        try:
+            if stale:
+                db.execute("delete from events where event_date in (select unnest($1::date[]))", [stale])
+            if new:
+                db.execute(
+                    "create or replace temp table staged as select * from read_parquet($1, file_row_number = true)",
+                    [self._files(list(new.values()))],
+                )
+                db.execute("create or replace temp table event_names (event_name varchar, event_id integer)")
+                db.executemany("insert into event_names values (?, ?)", list(self.catalogue.event_ids.items()))
+                self._add_person_keys("staged")
+                db.execute(
+                    """
+                    insert into events
+                    select k.person_key,
+                           (date_diff('day', date '1970-01-01', s.event_date)::bigint << 32) + s.file_row_number,
+                           make_timestamp(epoch_us(s.event_at)), s.event_date, coalesce(n.event_id, 0), s.is_activity,
+                           s.page_path,
+                           s.referrer, s.utm_source, s.utm_medium, s.utm_campaign, s.revenue, s.properties
+                    from staged as s
+                    join person_keys as k on k.person_id = s.person_id
+                    left join event_names as n on n.event_name = s.event_name  -- identify, alias, group: id 0
+                    """
+                )
+                db.execute("drop table staged")
+            db.execute("commit")
+        except BaseException:
+            db.execute("rollback")
+            raise
+        for day in stale:
+            self.loaded.pop(day, None)
+        self.loaded.update(new)
+
+    def _add_person_keys(self, relation: str) -> None:
+        """Give every person id of `relation` not seen before the next integer keys."""
+        self._db.execute(
+            f"""
+            insert into person_keys
+            select person_id, $1 + row_number() over (order by person_id)
+            from (select distinct person_id from {relation} where person_id is not null) as ids
+            where person_id not in (select person_id from person_keys)
+            """,
+            [self._next_person],
+        )
+        self._next_person = self._db.execute("select coalesce(max(person_key), 0) from person_keys").fetchone()[0]
+
+    def _load_persons(self, name: str) -> None:
+        db = self._db
+        db.execute("begin")
+        try:
+            db.execute(
+                "create or replace temp table staged_persons as select * from read_parquet($1)",
+                [str(self.folder / name)],
+            )
+            self._add_person_keys("staged_persons")
+            db.execute("delete from persons")
+            db.execute(
+                """
+                insert into persons
+                select k.person_key, s.plan, s.country, s.email, s.user_id, s.mrr, s.signup_date, s.is_identified
+                from staged_persons as s join person_keys as k on k.person_id = s.person_id
+                """
+            )
+            db.execute("drop table staged_persons")
+            db.execute("commit")
+        except BaseException:
+            db.execute("rollback")
+            raise
+        self.persons_file = name
+
+    # -- answering ----------------------------------------------------------------------------------------------------
+    def run(self, spec: Spec) -> dict[str, Any]:
+        """The answer to `spec` (see docs/metrics.md, "Insights"); SpecError when it names what does not exist."""
+        if not self.generation:
+            self.refresh()
+        cursor = self._db.cursor()  # a connection of its own: questions run side by side, and beside a refresh
+        try:
+
+            def fetch(statement: str, params: list[object]) -> list[tuple]:
+                return cursor.execute(statement, params).fetchall()
+
+            return KINDS[spec.kind](spec, Compiler(self.catalogue), fetch)
+        finally:
+            cursor.close()
+
+    def ask(self, data: object, max_days: int = 366) -> dict[str, Any]:
+        """parse_spec then run: the answer to a question given as parsed JSON."""
+        return self.run(parse_spec(data, max_days))
+
+    def days(self) -> tuple[date, date] | None:
+        """The first and last day the engine holds."""
+        first, last = self._db.execute("select min(event_date), max(event_date) from events").fetchone()
+        return (first, last) if first else None
+
+
+__all__ = ["Engine", "SpecError", "StoreMissing"]
