@@ -7,7 +7,8 @@ event catalogue beside them.
     <INSIGHTS_DIR>/persons.<gen>.parquet         dim_users' fields a question may filter or break down by
     <INSIGHTS_DIR>/catalogue.<gen>.parquet       dim_event_properties: event names, their property keys and types
 
-INSIGHTS_DIR defaults to .analyticspro/insights/<database name>, so two databases never share a copy.
+The folder is <INSIGHTS_DIR>/<database name> (INSIGHTS_DIR defaults to .analyticspro/insights), so two databases
+never share a copy.
 
 `sync_store` is incremental: a day is written again only when its fingerprint in PostgreSQL (row count and latest
 `_built_at`: a late event, a re-stitched person or an erasure all change it) differs from the manifest's, so a new
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import psycopg2
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -82,11 +84,9 @@ CATALOGUE_SCHEMA = pa.schema([("event_name", pa.string()), ("property_key", pa.s
 
 
 def store_dir(settings: Settings | None = None) -> Path:
-    """INSIGHTS_DIR, else .analyticspro/insights/<database name>."""
-    explicit = os.environ.get("INSIGHTS_DIR")
-    if explicit:
-        return Path(explicit).expanduser().resolve()
-    return DEFAULT_STATE_DIR / "insights" / (settings or get_settings()).database_name
+    """<INSIGHTS_DIR>/<database name>; INSIGHTS_DIR defaults to .analyticspro/insights."""
+    root = Path(os.environ.get("INSIGHTS_DIR") or DEFAULT_STATE_DIR / "insights").expanduser().resolve()
+    return root / (settings or get_settings()).database_name
 
 
 @dataclass
@@ -267,12 +267,12 @@ def _sync_catalogue(cursor, folder: Path, manifest: Manifest, generation: int) -
     return True
 
 
-def _remove_unlisted(folder: Path, manifest: Manifest) -> None:
+def _remove_unlisted(folder: Path, manifest: Manifest, grace_seconds: float = FILE_GRACE_SECONDS) -> None:
     keep = manifest.files()
     now = time.time()
     for path in [*folder.glob("*.parquet"), *(folder / "events").glob("*.parquet")]:
         name = str(path.relative_to(folder))
-        if name not in keep and now - path.stat().st_mtime > FILE_GRACE_SECONDS:
+        if name not in keep and now - path.stat().st_mtime >= grace_seconds:
             path.unlink(missing_ok=True)
 
 
@@ -349,3 +349,40 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
         _remove_unlisted(folder, manifest)
     result.seconds = time.monotonic() - started
     return result
+
+
+def scrub_store(settings: Settings, identities: list[str], say: Callable[[str], None] = print) -> int:
+    """Erasure (`analyticspro forget`): rewrite every file of the copy holding a row of these person, user or
+    anonymous ids without it, and delete the old files at once (no grace period: nothing of theirs may stay on disk).
+    Returns the rows removed. An engine holding the copy in memory drops them at its next refresh."""
+    folder = store_dir(settings)
+    if not (folder / MANIFEST).exists():
+        return 0
+    removed = 0
+    wanted = pa.array(sorted(set(identities)), pa.string())
+    with advisory_lock(settings.database_url, INSIGHTS_LOCK, say=say):
+        manifest = Manifest.read(folder)
+        generation = manifest.generation + 1
+        entries = [(f"events/{day}", entry) for day, entry in manifest.days.items()]
+        entries += [("persons", manifest.persons)] if manifest.persons else []
+        for stem, entry in entries:
+            table = pq.read_table(folder / entry["file"])
+            theirs = pc.is_in(table.column("person_id"), value_set=wanted)
+            for column in ("user_id", "anonymous_id"):
+                if column in table.column_names:
+                    theirs = pc.or_(theirs, pc.fill_null(pc.is_in(table.column(column), value_set=wanted), False))
+            count = pc.sum(pc.cast(theirs, pa.int64())).as_py() or 0
+            if not count:
+                continue
+            kept = table.filter(pc.invert(theirs))
+            entry["file"] = f"{stem}.{generation}.parquet"
+            entry["rows"] = kept.num_rows
+            entry["fingerprint"] = ""  # the next sync writes the day again from PostgreSQL (or the scrubbed archive)
+            _write_parquet(folder, entry["file"], kept)
+            removed += count
+        if removed:
+            manifest.generation = generation
+            manifest.write(folder)
+            say(f"insights: removed {removed:,} row(s) from the columnar copy")
+        _remove_unlisted(folder, manifest, grace_seconds=0)
+    return removed

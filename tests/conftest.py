@@ -39,6 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "EVENTS_BUCKET_URL": str(_tmp_root / "bucket"),
         "DAGSTER_HOME": str(_tmp_root / "dagster_home"),
         "DLT_PIPELINES_DIR": str(_tmp_root / "dlt"),
+        "INSIGHTS_DIR": str(_tmp_root / "insights"),
         # every run's steps in the run's own process: a process per step costs seconds each (the default,
         # multiprocess, is tested where it matters: test_marts' Spark build, test_celery)
         "DAGSTER_EXECUTOR": "in_process",

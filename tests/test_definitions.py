@@ -71,6 +71,7 @@ def test_every_asset_and_its_upstream(defs):
         "analytics/fct_mrr": ["intermediate/int_event_days", "intermediate/int_mrr_changes"],
         "analytics/revenue_monthly": ["analytics/fct_mrr", "intermediate/int_event_days"],
         "hot_metrics": ["analytics/fct_funnel_steps", "raw/events"],
+        "insights_events": ["analytics/dim_event_properties", "analytics/dim_users", fct],
         "archive_partitions": [
             "analytics/daily_metrics",
             "analytics/fct_cohort_retention",
@@ -162,6 +163,7 @@ def test_materialize_all_job_covers_every_asset(defs):
         "raw/events",
         "analytics/daily_metrics",
         "hot_metrics",
+        "insights_events",
     }
 
 

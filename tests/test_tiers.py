@@ -19,6 +19,7 @@ from cli import main
 from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import generate
+from insights.store import store_dir
 from orchestration.definitions import build_definitions
 from orchestration.partitions import partition_range_tags
 from testing.db import rows
@@ -168,6 +169,15 @@ def _bucket_lines(bucket: Path) -> list[dict]:
     return found
 
 
+def _store_rows(settings, identities: list[str]) -> int:
+    """Rows of these ids in every Parquet file of the insights copy (listed in its manifest or not)."""
+    found = 0
+    for path in store_dir(settings).rglob("*.parquet"):
+        for row in pq.read_table(path).to_pylist():
+            found += any(row.get(column) in identities for column in ("person_id", "user_id", "anonymous_id"))
+    return found
+
+
 def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
     settings, defs, instance = tiers
     bucket = Path(settings.events_bucket_url)
@@ -194,6 +204,7 @@ def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
     in_bucket = [e for e in _bucket_lines(bucket) if e.get("userId") == user_id or e.get("anonymousId") in anonymous]
     assert in_bucket
 
+    in_store_before = _store_rows(settings, everyone)
     assert main(["forget", "--user-id", user_id, "--requested-by", "dpo@example.com"]) == 0
 
     # PostgreSQL: raw and every table with person columns
@@ -223,11 +234,15 @@ def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
         assert not [r for r in table if r["user_id"] == user_id or r["anonymous_id"] in anonymous], path
     # the landing files
     assert not [e for e in _bucket_lines(bucket) if e.get("userId") == user_id or e.get("anonymousId") in anonymous]
+    # the insights engine's columnar copy: no file of it, current or old, holds them
+    assert in_store_before
+    assert _store_rows(settings, everyone) == 0
     # the audit row: counts, never the ids
     audit = rows(settings, "select requested_by, identities, rows_deleted::text from ops.erasure_requests")
     assert len(audit) == 1 and audit[0][0] == "dpo@example.com" and audit[0][1] == len(everyone)
     counts = json.loads(audit[0][2])
     assert counts["raw.events"] > 0 and counts["bucket_lines"] == len(in_bucket) and counts["archive"] > 0
+    assert counts["insights"] == in_store_before
     assert counts["redis"] >= in_redis
     assert user_id not in audit[0][2] and not any(a in audit[0][2] for a in anonymous)
 
@@ -255,6 +270,7 @@ def test_forget_erases_a_person_from_every_tier_and_keeps_them_out(tiers):
     ) == [(0,)]
     assert rows(settings, "select count(*) from analytics.fct_events where person_id = any(%s)", (everyone,)) == [(0,)]
     assert rows(settings, "select count(*) from raw.events where message_id = 'inflight-2'") == [(1,)]
+    assert _store_rows(settings, everyone) == 0
 
 
 def test_forget_needs_a_user_id(settings):

@@ -10,7 +10,9 @@ One person — the user id and every anonymous id ever seen with it — is delet
 4. the cold archive, and the Parquet lake Spark builds from (its events and the tables a Spark build wrote): each
    file holding their rows is rewritten without them;
 5. the landing files in the bucket: each batch object holding a line of theirs is rewritten without it (and its
-   raw.loaded_objects row updated, so it is not read again).
+   raw.loaded_objects row updated, so it is not read again);
+6. the insights engine's columnar copy (insights/store.py): each day file holding their rows is rewritten, the old
+   ones deleted at once; a dashboards process drops them from memory at its next question.
 
 `ops.erasure_requests` records each request: when, who asked, how many identities and rows per tier — never the
 ids or the data. Aggregates (daily counts, funnels, cohorts, MRR totals) hold no personal data and keep their
@@ -37,6 +39,7 @@ from common.redis_keys import HotKeys
 from common.settings import Settings
 from ingestion.bucket import list_objects, object_key
 from ingestion.suppression import identity_hash
+from insights.store import scrub_store
 from warehouse.archive import scrub_archive
 from warehouse.lake import scrub_lake
 
@@ -253,6 +256,7 @@ def forget(settings: Settings, user_id: str, requested_by: str, say: Callable[[s
                 rows["bucket_objects"], rows["bucket_lines"] = scrub_bucket(
                     settings, connection, user_id, anonymous, say
                 )
+                rows["insights"] = scrub_store(settings, identities, say)
                 connection.commit()
         with connection.cursor() as cursor:
             cursor.execute(

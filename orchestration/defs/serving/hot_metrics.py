@@ -6,6 +6,7 @@ import dagster as dg
 
 from common.locks import HOT_METRICS_LOCK, advisory_lock
 from common.settings import get_settings
+from orchestration.defs.serving.insights import insights_events
 from orchestration.defs.serving.resources import RedisResource, WarehouseResource
 from orchestration.retries import retry_if_transient
 from warehouse.realtime import update_hot_metrics
@@ -55,7 +56,7 @@ def hot_metrics(
 def build_serving_defs() -> dg.Definitions:
     settings = get_settings()
     return dg.Definitions(
-        assets=[hot_metrics],
+        assets=[hot_metrics, insights_events],
         resources={
             "warehouse": WarehouseResource(database_url=settings.database_url),
             "redis": RedisResource(
