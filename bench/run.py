@@ -17,6 +17,9 @@ Machines here are noisy, so each speed is also given as a ratio to a baseline me
   figures into bench/results.json.
 - scale (bench/scale.py): the marts' 10M events built in full on PostgreSQL and on Spark (local mode, every core,
   then 1 and 2 cores); `BENCH_ONLY=scale make bench` runs it alone over events of its own (about 45 minutes).
+- insights (bench/insights.py): ad-hoc funnels, trends, retention and paths over the marts benchmark's 10M events
+  answered by the insights engine, against DuckDB with a hand-written query; the columnar copy's full build against
+  taking a new hour. `BENCH_ONLY=insights make bench` runs it alone (about 20 minutes).
 
 BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset; BENCH_MARTS_EVENTS (default
 10000000) and BENCH_MARTS_DAYS (default 90) the marts benchmark's (about 25 minutes at 10M events).
@@ -44,6 +47,7 @@ from bench.dashboard import bench_dashboard
 from bench.environ import cleanup, say, setup_environment, timings
 from bench.freshness import bench_freshness
 from bench.ingest import bench_ingest
+from bench.insights import bench_insights
 from bench.marts import bench_marts
 from bench.scale import bench_scale, bench_scale_alone
 from common.db import ensure_database, ensure_redis
@@ -157,11 +161,18 @@ def _marts_alone() -> dict[str, dict]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _insights() -> dict:
+    return bench_insights(
+        int(os.environ.get("BENCH_MARTS_EVENTS", "10000000")), int(os.environ.get("BENCH_MARTS_DAYS", "90"))
+    )
+
+
 # BENCH_ONLY: benchmarks that make their own data, each giving figures by benchmark
 INDEPENDENT: dict[str, Callable[[], dict[str, dict]]] = {
     "collector": lambda: {"collector": bench_collector(say)},
     "scale": lambda: {"scale": bench_scale_alone(say)},
     "marts": _marts_alone,  # and the dashboard benchmark over its marts
+    "insights": lambda: {"insights": _insights()},
 }
 
 
@@ -195,6 +206,8 @@ def main() -> int:
         results["ingest"] = bench_ingest(settings.database_url, say=say)
 
         results.update(bench_marts_and_dashboard(settings, root, scale=True))
+        say("insights: ad-hoc questions over the same 10M events, answered by the insights engine")
+        results["insights"] = _insights()
     finally:
         cleanup(settings, root)
 
