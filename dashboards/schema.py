@@ -16,11 +16,13 @@ from typing import Any
 
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from common.settings import utc_today
 from dashboards.insight import EXPORT_MAX_DAYS, OPERATORS, PERSON_FIELDS, Filter, Insight, InsightError, compile_insight
 from dashboards.warehouse import DAILY_METRICS, Warehouse, day_range
+from insights.spec import SpecError, parse_spec
 
 log = logging.getLogger("analyticspro.dashboards")
 
@@ -338,6 +340,18 @@ class Query:
             truncated=answer["truncated"],
         )
 
+    @strawberry.field(
+        description="Any insights question — funnel, trends, retention, paths, stickiness or lifecycle — as the JSON "
+        "spec `analyticspro query` takes; the answer is the JSON that command prints (README, 'Insights'). Exact, "
+        "over every event (warm and cold tiers); a spec's mistakes come back as errors naming the field."
+    )
+    async def query(self, info: Info, spec: JSON) -> JSON:
+        parsed = parse_spec(spec, info.context["settings"].insight_max_days)
+        # a funnel's later steps and a cohort's later periods keep filling in after `to`: never "closed"
+        settles = parsed.kind in ("trends", "stickiness", "paths")
+        _policy(info).note(preset=True, last_day=parsed.date_to if settles else None)
+        return await _warehouse(info).questions.ask(parsed)
+
     @strawberry.field(description="What the query builder can ask: events, their properties, person fields.")
     async def catalogue(self, info: Info) -> Catalogue:
         _policy(info).note(preset=True, last_day=None)
@@ -400,7 +414,7 @@ class DashboardSchema(strawberry.Schema):
     def process_errors(self, errors: list, execution_context: Any = None) -> None:
         unexpected = []
         for error in errors:
-            if isinstance(error.original_error, InsightError):
+            if isinstance(error.original_error, InsightError | SpecError):
                 log.info("refused: %s", error.message)
             else:
                 unexpected.append(error)

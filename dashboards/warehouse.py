@@ -20,6 +20,7 @@ from common.redis_keys import HotKeys
 from common.settings import utc_today
 from dashboards.config import DashboardSettings
 from dashboards.insight import Catalogue, Compiled, Insight, InsightError, compile_insight
+from dashboards.questions import Questions
 
 log = logging.getLogger("analyticspro.dashboards")
 
@@ -74,6 +75,7 @@ class Warehouse:
         self._redis_down_until = 0.0
         self._catalogue: tuple[float, Catalogue] | None = None
         self._catalogue_lock = asyncio.Lock()
+        self.questions = Questions(settings.base)  # the insights engine (insights/), for `query(spec)`
 
     # -- connections ---------------------------------------------------------------------------------------
     async def open(self) -> None:

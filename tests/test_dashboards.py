@@ -24,6 +24,7 @@ from dashboards.config import get_dashboard_settings, readonly_url
 from dashboards.readonly import drop_readonly_role, ensure_readonly_role
 from ingestion.generator import generate
 from orchestration.runs import run_materialize
+from testing import insights_reference
 from testing import reference_marts as ref
 from testing.dashboard_server import RedisServer, dashboard_process
 from testing.db import rows
@@ -450,6 +451,41 @@ def test_a_sampled_answer_is_within_tolerance_of_the_exact_one(dash):
     assert estimate != total  # it really sampled
 
 
+# -- the insights engine through GraphQL ----------------------------------------------------------------------
+QUERY = "query Q($spec: JSON!) { query(spec: $spec) }"
+FUNNEL_SPEC = {
+    "kind": "funnel",
+    "window_days": 7,
+    "steps": [
+        {"page": "/"},
+        {"event": "user_signed_up"},
+        {"event": "purchase_completed", "where": [{"field": "event.plan", "op": "!=", "value": "starter"}]},
+    ],
+}
+
+
+def test_any_question_through_graphql_equals_the_reference(dash):
+    events, persons = insights_reference.read_events(dash.settings.database_url)
+    funnel = {**FUNNEL_SPEC, **custom()}
+    answer = data(gql(dash.url, QUERY, {"spec": funnel}))["query"]
+    expected = insights_reference.funnel(funnel, events, persons)["steps"]
+    assert [{k: s[k] for k in expected[0]} for s in answer["steps"]] == expected
+    assert answer["steps"][2]["persons"] > 0
+    trends = {**custom(), "kind": "trends", "series": [{"event": "purchase_completed", "math": "persons"}]}
+    points = data(gql(dash.url, QUERY, {"spec": trends}))["query"]["series"][0]["points"]
+    by_day = insights_reference.trends(trends, events, persons)[(0, None)]
+    assert [p["value"] for p in points] == [by_day.get(FIRST + timedelta(days=k), 0) for k in range(DAYS)]
+
+
+def test_a_wrong_spec_gets_an_error_naming_the_field(dash):
+    spec = {**FUNNEL_SPEC, **custom(), "steps": [{"event": "user_signed_upp"}, {"event": "purchase_completed"}]}
+    response = gql(dash.url, QUERY, {"spec": spec})
+    assert response.status_code == 200
+    assert response.json()["errors"][0]["message"].startswith("steps[0].event: unknown event 'user_signed_upp'")
+    response = gql(dash.url, QUERY, {"spec": {"kind": "funnel"}})
+    assert response.json()["errors"][0]["message"] == "from is required"
+
+
 # -- caching ------------------------------------------------------------------------------------------------
 def test_preset_answers_are_cached_for_60s_and_custom_ranges_never(dash):
     client = redis.Redis.from_url(dash.settings.redis_url)
@@ -639,6 +675,31 @@ def test_the_web_dashboard_renders_every_chart_and_runs_a_question_in_chromium(d
             assert shown == {r["group"]: r["events"] for r in expected["rows"]} and shown
             assert page.is_hidden("#banner"), page.inner_text("#banner")
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            # the insights builder: a 3-step funnel, drawn and tabulated as the API answers it
+            page.select_option("#i-kind", "funnel")
+            page.fill("#i-from", FIRST.isoformat())
+            page.fill("#i-to", TODAY.isoformat())
+            page.fill("#i-window", "7")
+            steps = page.locator("#i-steps .step")
+            assert steps.count() == 3
+            steps.nth(0).locator(".step-event").select_option("page path…")
+            steps.nth(0).locator(".step-page").fill("/")
+            steps.nth(1).locator(".step-event").select_option("user_signed_up")
+            steps.nth(2).locator(".step-event").select_option("purchase_completed")
+            steps.nth(2).locator(".step-where").click()
+            steps.nth(2).locator(".filter .field").select_option("event.plan")
+            steps.nth(2).locator(".filter .op").select_option("!=")
+            steps.nth(2).locator(".filter .value").fill("starter")
+            page.click("#i-run")
+            page.wait_for_selector("#chart-query[data-rendered='true']", timeout=30_000)
+            assert page.get_attribute("#chart-query", "data-points") == "3"
+            assert page.locator("#chart-query canvas").count() >= 1
+            lines = page.locator("#query-table tr").all_inner_texts()[1:]
+            shown = [int(line.split("\t")[2].replace(",", "")) for line in lines]
+            answer = data(gql(dash.url, QUERY, {"spec": {**FUNNEL_SPEC, **custom()}}))["query"]
+            assert shown == [s["persons"] for s in answer["steps"]] and shown[0] > shown[2] > 0
+            assert page.is_hidden("#banner"), page.inner_text("#banner")
+            page.locator("#insights").screenshot(path=str(ARTIFACTS / "insights-funnel.png"))
             # GraphiQL, served by the service too, loads the schema with the same token
             with page.expect_response(lambda r: r.url.endswith("/graphql") and r.request.method == "POST") as first:
                 page.goto(f"{dash.url}/graphql")

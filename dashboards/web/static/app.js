@@ -371,6 +371,7 @@ async function start() {
   document.getElementById("main").hidden = false;
   try {
     await loadCatalogue();
+    setUpInsights(); // insights.js: its step editor lists the catalogue's events
   } catch (error) {
     showError("Catalogue: " + error.message);
   }

@@ -1,0 +1,40 @@
+"""The insights engine inside the dashboards service: one Engine per process, loaded on the first question and
+refreshed before each one (reading the copy's manifest costs microseconds; a changed day is loaded in the background
+of that question). Questions run in threads: DuckDB works outside the event loop and several run side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from common.settings import Settings
+from dashboards.insight import InsightError
+from insights.engine import Engine, StoreMissing
+from insights.spec import Spec
+from insights.store import store_dir
+
+
+class Questions:
+    def __init__(self, settings: Settings) -> None:
+        self.folder = store_dir(settings)
+        self._engine: Engine | None = None
+        self._creating = threading.Lock()
+
+    def _engine_now(self) -> Engine:
+        with self._creating:
+            if self._engine is None:
+                self._engine = Engine(self.folder)
+            return self._engine
+
+    def _answer(self, spec: Spec) -> dict[str, Any]:
+        engine = self._engine_now()
+        try:
+            engine.refresh()
+        except StoreMissing as error:
+            raise InsightError(str(error)) from None
+        return engine.run(spec)
+
+    async def ask(self, spec: Spec) -> dict[str, Any]:
+        """The engine's answer to `spec`; InsightError when there is nothing to answer from yet."""
+        return await asyncio.to_thread(self._answer, spec)
