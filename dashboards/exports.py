@@ -1,4 +1,4 @@
-"""Exports of query-builder questions: the exact (never sampled) answer as CSV in the bucket, written by the
+"""Exports of query-builder questions: the exact answer (the insights engine's) as CSV in the bucket, written by the
 Dagster job `export_insight` so the run, its logs and its outcome are in the Dagster UI like every other run.
 
 The API starts each export as its own process (`python -m orchestration.defs.exports <id> <question>`), which
@@ -21,13 +21,14 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
-import psycopg2
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from common.locks import advisory_lock
 from common.storage import bucket_filesystem
 from dashboards.config import DashboardSettings
-from dashboards.insight import EXPORT_MAX_DAYS, Catalogue, Filter, Insight, InsightError, compile_insight, to_psycopg
+from dashboards.insight import EXPORT_MAX_DAYS, Filter, Insight, InsightError, insight_rows, to_trends
+from insights.engine import Engine
+from insights.store import store_dir
 
 EXPORT_TAG = "analyticspro/export_id"
 PHASE_TAG = "analyticspro/export_phase"
@@ -63,37 +64,32 @@ def export_location(settings: DashboardSettings, export_id: str) -> str:
     return f"{settings.base.events_bucket_url.rstrip('/')}/exports/insight-{export_id}.csv"
 
 
-def read_catalogue(connection) -> Any:
-    with connection.cursor() as cursor:
-        cursor.execute("select event_name, property_key, value_types from analytics.dim_event_properties")
-        rows = [dict(zip(("event_name", "property_key", "value_types"), row, strict=True)) for row in cursor]
-    return Catalogue.from_rows(rows)
-
-
 def write_export(
     settings: DashboardSettings, export_id: str, question: Insight, say=print, tag=None
 ) -> tuple[str, int]:
-    """Run the question exactly as the read-only role and write the CSV; returns (location, rows)."""
+    """Answer the question exactly with the insights engine (over every event) and write the CSV; returns (location,
+    rows)."""
     tag = tag or (lambda tags: None)
     tag({PHASE_TAG: "queued"})
     with advisory_lock(settings.database_url, EXPORT_LOCK, say=say):
         tag({PHASE_TAG: "querying"})
-        connection = psycopg2.connect(settings.database_url)
-        try:
-            connection.set_session(readonly=True)
-            compiled = compile_insight(question, read_catalogue(connection), EXPORT_MAX_DAYS)
-            statement, params = to_psycopg(compiled)
-            with connection.cursor() as cursor:
-                cursor.execute(statement, params)
-                rows = cursor.fetchall()
-        finally:
-            connection.close()
+        engine = Engine(store_dir(settings.base))
+        engine.refresh()
+        rows = insight_rows(question, engine.run(to_trends(question, EXPORT_MAX_DAYS)))["rows"]
     tag({PHASE_TAG: "writing"})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for bucket, group, events, persons, _y2, _groups_total in rows:
-        writer.writerow(("" if bucket is None else bucket.isoformat(), "" if group is None else group, events, persons))
+    for row in rows:
+        bucket, group = row["bucket"], row["group"]
+        writer.writerow(
+            (
+                "" if bucket is None else bucket.isoformat(),
+                "" if group is None else group,
+                row["events"],
+                row["persons"],
+            )
+        )
     location = export_location(settings, export_id)
     fs = bucket_filesystem(settings.base)
     parent = location.rsplit("/", 1)[0]

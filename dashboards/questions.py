@@ -35,6 +35,18 @@ class Questions:
             raise InsightError(str(error)) from None
         return engine.run(spec)
 
+    def _check(self, spec: Spec) -> None:
+        engine = self._engine_now()
+        try:
+            engine.refresh()
+        except StoreMissing as error:
+            raise InsightError(str(error)) from None
+        engine.check(spec)
+
+    async def check(self, spec: Spec) -> None:
+        """SpecError when `spec` names an event or property the engine does not know (nothing is run)."""
+        await asyncio.to_thread(self._check, spec)
+
     async def ask(self, spec: Spec) -> dict[str, Any]:
         """The engine's answer to `spec`; InsightError when there is nothing to answer from yet."""
         return await asyncio.to_thread(self._answer, spec)

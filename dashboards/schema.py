@@ -12,7 +12,7 @@ import importlib
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
@@ -20,7 +20,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from common.settings import utc_today
-from dashboards.insight import EXPORT_MAX_DAYS, OPERATORS, PERSON_FIELDS, Filter, Insight, InsightError, compile_insight
+from dashboards.insight import EXPORT_MAX_DAYS, OPERATORS, PERSON_FIELDS, Filter, Insight, InsightError, to_trends
 from dashboards.warehouse import DAILY_METRICS, Warehouse, day_range
 from insights.spec import SpecError, parse_spec
 
@@ -199,8 +199,8 @@ class InsightRow:
     bucket: date | None
     group: str | None
     events: int
-    persons: int | None = strawberry.field(description="distinct persons; null when the answer is estimated")
-    events_margin: int = strawberry.field(description="95% margin of error of events when estimated (0 when exact)")
+    persons: int | None = strawberry.field(description="distinct persons")
+    events_margin: int = strawberry.field(description="always 0: every answer is exact (kept for older clients)")
 
 
 @strawberry.type
@@ -210,10 +210,12 @@ class InsightResult:
     first_day: date
     last_day: date
     rows: list[InsightRow]
-    estimated: bool = strawberry.field(description="true when read from a sample and scaled")
-    sample_rate: float
-    groups_total: int
-    truncated: bool
+    estimated: bool = strawberry.field(description="always false: every answer is exact (kept for older clients)")
+    sample_rate: float = strawberry.field(description="always 1 (kept for older clients)")
+    groups_total: int = strawberry.field(description="rows in the answer")
+    truncated: bool = strawberry.field(
+        description="grouped by a property: the 25 largest groups are shown and the rest are one group, 'other'"
+    )
 
 
 @strawberry.type
@@ -315,7 +317,10 @@ class Query:
         fields = set(RevenueMonth.__annotations__)
         return [RevenueMonth(**{k: v for k, v in row.items() if k in fields}) for row in rows]
 
-    @strawberry.field(description="The query builder: one event, filters, grouped by day/week/month or a property.")
+    @strawberry.field(
+        description="The query builder: one event, filters, grouped by day/week/month or a property. A special case "
+        "of `query(spec)`'s trends (two series, events and persons), answered the same way."
+    )
     async def insight(
         self,
         info: Info,
@@ -323,7 +328,10 @@ class Query:
         filters: list[FilterInput] | None = None,
         group_by: str = "day",
         date_range: DateRangeInput | None = None,
-        sample: float | None = None,
+        sample: Annotated[
+            float | None,
+            strawberry.argument(deprecation_reason="ignored: every answer is exact (the insights engine's trends)"),
+        ] = None,
     ) -> InsightResult:
         question, preset = to_question(info, event, filters, group_by, date_range, sample)
         _policy(info).note(preset=preset, last_day=question.date_to)
@@ -358,9 +366,7 @@ class Query:
         warehouse = _warehouse(info)
         catalogue = await warehouse.catalogue()
         return Catalogue(
-            events=[
-                CatalogueEvent(name=name, properties=sorted(catalogue.properties[name])) for name in catalogue.events
-            ],
+            events=[CatalogueEvent(name=name, properties=sorted(catalogue[name])) for name in sorted(catalogue)],
             person_fields=sorted(PERSON_FIELDS),
             operators=list(OPERATORS),
             metrics=list(DAILY_METRICS),
@@ -390,7 +396,7 @@ class Mutation:
         _policy(info).note(preset=False, last_day=None, cacheable=False)
         question, _preset = to_question(info, event, filters, group_by, date_range, None)
         # refuse a question that cannot run now, not in the background job
-        compile_insight(question, await _warehouse(info).catalogue(), EXPORT_MAX_DAYS)
+        await _warehouse(info).questions.check(to_trends(question, EXPORT_MAX_DAYS))
         exports = await _exports()
         return ExportJob(**await asyncio.to_thread(exports.start_export, info.context["settings"], question))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time as clock
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -19,7 +18,7 @@ from common.ratios import ratio
 from common.redis_keys import HotKeys
 from common.settings import utc_today
 from dashboards.config import DashboardSettings
-from dashboards.insight import Catalogue, Compiled, Insight, InsightError, compile_insight
+from dashboards.insight import Insight, InsightError, insight_rows, to_trends
 from dashboards.questions import Questions
 
 log = logging.getLogger("analyticspro.dashboards")
@@ -73,7 +72,7 @@ class Warehouse:
             settings.base.redis_url, socket_connect_timeout=0.5, socket_timeout=0.5, retry_on_timeout=False
         )
         self._redis_down_until = 0.0
-        self._catalogue: tuple[float, Catalogue] | None = None
+        self._catalogue: tuple[float, dict[str, set[str]]] | None = None
         self._catalogue_lock = asyncio.Lock()
         self.questions = Questions(settings.base)  # the insights engine (insights/), for `query(spec)`
 
@@ -293,7 +292,8 @@ class Warehouse:
         ]
 
     # -- the query builder ---------------------------------------------------------------------------------
-    async def catalogue(self) -> Catalogue:
+    async def catalogue(self) -> dict[str, set[str]]:
+        """Event names and the property keys each has carried (analytics.dim_event_properties), cached 60 s."""
         cached = self._catalogue
         if cached and clock.monotonic() - cached[0] < CATALOGUE_TTL_SECONDS:
             return cached[1]
@@ -301,58 +301,17 @@ class Warehouse:
             cached = self._catalogue
             if cached and clock.monotonic() - cached[0] < CATALOGUE_TTL_SECONDS:
                 return cached[1]
-            rows = await self.fetch("select event_name, property_key, value_types from analytics.dim_event_properties")
-            catalogue = Catalogue.from_rows([dict(row) for row in rows])
+            rows = await self.fetch("select event_name, property_key from analytics.dim_event_properties")
+            catalogue: dict[str, set[str]] = {}
+            for row in rows:
+                catalogue.setdefault(row["event_name"], set()).add(row["property_key"])
             self._catalogue = (clock.monotonic(), catalogue)
             return catalogue
 
     async def insight(self, question: Insight) -> dict[str, Any]:
-        compiled = compile_insight(question, await self.catalogue(), self.settings.insight_max_days)
-        rows = await self.run_insight(compiled)
-        return insight_result(question, compiled, rows)
-
-    async def run_insight(self, compiled: Compiled) -> list[asyncpg.Record]:
-        if self.pool is None:
-            raise WarehouseUnavailable("the dashboards service is not connected to PostgreSQL yet")
-        timeout_ms = self.settings.insight_timeout_ms
-        try:
-            async with self.pool.acquire() as connection, connection.transaction(readonly=True):
-                await connection.execute(f"set local statement_timeout = {int(timeout_ms)}")
-                return await connection.fetch(compiled.sql, *compiled.params)
-        except asyncpg.QueryCanceledError:
-            raise InsightError(
-                f"the question took longer than {timeout_ms / 1000:g}s: narrow the date range or the filters, "
-                "ask for a sample (sample: 0.1), or export it (exportInsight runs it in the background)"
-            ) from None
-        except asyncpg.UndefinedTableError as exc:
-            raise WarehouseUnavailable(f"{exc}: run `analyticspro materialize` first") from exc
-        except (asyncpg.DataError, ValueError) as exc:
-            raise InsightError(f"a value in the question cannot be used: {exc}") from None
-
-
-def insight_result(question: Insight, compiled: Compiled, rows: list[Any]) -> dict[str, Any]:
-    """Rows scaled by the sample (marked estimated) and the grouping facts."""
-    scale = compiled.scale
-    estimated = question.estimated
-    return {
-        "rows": [
-            {
-                "bucket": row["bucket"],
-                "group": row["grp"],
-                "events": round(row["events"] * scale) if estimated else row["events"],
-                "persons": None if estimated else row["persons"],
-                # 95% margin of error of the estimate (0 when exact)
-                "events_margin": round(1.96 * math.sqrt((1 - question.sample) * row["y2"]) / question.sample)
-                if estimated
-                else 0,
-            }
-            for row in rows
-        ],
-        "estimated": estimated,
-        "sample_rate": question.sample if estimated else 1.0,
-        "groups_total": rows[0]["groups_total"] if rows else 0,
-        "truncated": bool(rows) and rows[0]["groups_total"] > len(rows),
-    }
+        """The query builder's question, answered by the insights engine as trends (dashboards/insight.py)."""
+        answer = await self.questions.ask(to_trends(question, self.settings.insight_max_days))
+        return insight_rows(question, answer)
 
 
 def day_range(today: date, preset: str) -> tuple[date, date]:

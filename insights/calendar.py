@@ -29,7 +29,9 @@ def next_period(start: date, interval: str, count: int = 1) -> date:
 
 
 def periods(first: date, last: date, interval: str) -> list[date]:
-    """The start of every period that overlaps [first, last], in order."""
+    """The start of every period that overlaps [first, last], in order ("all": the range is one period)."""
+    if interval == "all":
+        return [first]
     found, current = [], period_start(first, interval)
     while current <= last:
         found.append(current)

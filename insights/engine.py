@@ -210,6 +210,10 @@ class Engine:
         finally:
             cursor.close()
 
+    def check(self, spec: Spec) -> None:
+        """Compile `spec` without running it: SpecError when it names an event or property that does not exist."""
+        KINDS[spec.kind](spec, Compiler(self.catalogue), lambda statement, params: [])
+
     def ask(self, data: object, max_days: int = 366) -> dict[str, Any]:
         """parse_spec then run: the answer to a question given as parsed JSON."""
         return self.run(parse_spec(data, max_days))

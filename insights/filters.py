@@ -124,7 +124,7 @@ class Compiler:
                 if key in keys:
                     types |= set(keys[key].split(","))
             if types:
-                kind = "numeric" if types == {"number"} else "text"
+                kind = "numeric" if types == {"number"} else ("mixed" if "number" in types else "text")
                 return f"json_extract_string({alias}.properties, {self.params.bind(json_pointer(key))})", kind, False
             if key in EVENT_COLUMNS:
                 return f"{alias}.{key}", "text", False
@@ -163,8 +163,8 @@ class Compiler:
             operator = {"=": "=", "!=": "is distinct from"}.get(op, op)
             return f"{expression} {operator} {self.params.bind(day)}"
         if op in (">", "<"):
-            if kind == "boolean":
-                raise SpecError(f"{at}: {condition.field} is true or false; > and < compare numbers")
+            if kind in ("text", "boolean"):
+                raise SpecError(f"{at}: {condition.field} holds no numbers: > and < compare numbers; use = or contains")
             # a property of mixed types compares the values that are numbers, as numbers
             return f"try_cast({expression} as double) {op} {self.params.bind(_number(value, at))}"
         operator = "=" if op == "=" else "is distinct from"

@@ -310,7 +310,8 @@ def _trends(reader: _Reader, first: date, last: date) -> TrendsSpec:
         date_from=first,
         date_to=last,
         series=tuple(series),
-        interval=reader.text("interval", "day", INTERVALS) or "day",
+        # "all": one point for the whole range (what the query builder's grouping by a property asks)
+        interval=reader.text("interval", "day", (*INTERVALS, "all")) or "day",
         breakdown=reader.text("breakdown"),
         formula=reader.text("formula"),
         compare=reader.boolean("compare", False),

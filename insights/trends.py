@@ -81,6 +81,10 @@ def _statement(spec: TrendsSpec, compiler: Compiler, first: date, last: date) ->
     bind = compiler.params.bind
     start, end = bind(midnight(first)), bind(midnight(last + timedelta(days=1)))
     current = bind(midnight(spec.date_from))
+    if spec.interval == "all":  # one bucket per window: the range, and the previous period when compared
+        bucket = f"case when e.event_at >= {current} then {bind(spec.date_from)} else {bind(first)} end"
+    else:
+        bucket = trunc(spec.interval, "e.event_at")
     parts = []
     for index, item in enumerate(spec.series):
         events = compiler.event_names(item.selector)
@@ -91,8 +95,8 @@ def _statement(spec: TrendsSpec, compiler: Compiler, first: date, last: date) ->
             value = f"try_cast({expression} as double)"
         breakdown, join = compiler.breakdown(spec.breakdown, events) if spec.breakdown else ("null", "")
         parts.append(
-            f"""select {index} as s, e.person_key, e.event_at >= {current} as cur, {trunc(spec.interval, "e.event_at")}
-           as bucket, {value} as v, {breakdown} as b
+            f"""select {index} as s, e.person_key, e.event_at >= {current} as cur, {bucket} as bucket, {value} as v,
+           {breakdown} as b
     from events as e {join}
     where {compiler.selector(item.selector)} and e.event_at >= {start} and e.event_at < {end}"""
         )

@@ -287,21 +287,20 @@ function question() {
 }
 
 const INSIGHT = `
-query Insight($event: String!, $filters: [FilterInput!], $groupBy: String!, $range: DateRangePreset!, $sample: Float) {
-  insight(event: $event, filters: $filters, groupBy: $groupBy, dateRange: {preset: $range}, sample: $sample) {
-    rows { bucket group events persons } estimated sampleRate groupsTotal truncated
+query Insight($event: String!, $filters: [FilterInput!], $groupBy: String!, $range: DateRangePreset!) {
+  insight(event: $event, filters: $filters, groupBy: $groupBy, dateRange: {preset: $range}) {
+    rows { bucket group events persons } truncated
   }
 }`;
 
 async function runInsight(event) {
   if (event) event.preventDefault();
   const q = question();
-  const sample = document.getElementById("q-sample").checked ? 0.1 : null;
   const status = document.getElementById("q-status");
   status.textContent = "running…";
   const started = performance.now();
   try {
-    const data = await gql(INSIGHT, { event: q.event, filters: q.filters, groupBy: q.groupBy, range: q.range, sample });
+    const data = await gql(INSIGHT, { event: q.event, filters: q.filters, groupBy: q.groupBy, range: q.range });
     const answer = data.insight;
     const byDate = ["day", "week", "month"].includes(q.groupBy);
     const labels = answer.rows.map((r) => (byDate ? r.bucket : r.group));
@@ -321,9 +320,8 @@ async function runInsight(event) {
       answer.rows.map((r, i) => `<tr><td></td><td>${fmt.format(r.events)}</td><td>${r.persons === null ? "–" : fmt.format(r.persons)}</td></tr>`).join("");
     [...table.querySelectorAll("tr td:first-child")].forEach((cell, i) => (cell.textContent = labels[i]));
     const took = Math.round(performance.now() - started);
-    status.textContent = (answer.estimated ? `estimated from a ${answer.sampleRate * 100}% sample` : "exact") +
-      `, ${answer.rows.length} rows` + (answer.truncated ? ` (largest ${answer.rows.length} of ${answer.groupsTotal} groups)` : "") +
-      `, ${took} ms`;
+    status.textContent = `exact, ${answer.rows.length} rows` +
+      (answer.truncated ? " (the 25 largest groups; the rest are one group, other)" : "") + `, ${took} ms`;
   } catch (error) {
     status.textContent = "";
     showError("Query builder: " + error.message);
