@@ -16,8 +16,9 @@ from insights.store import store_dir
 
 
 class Questions:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, timeout_ms: int) -> None:
         self.folder = store_dir(settings)
+        self.timeout_seconds = timeout_ms / 1000
         self._engine: Engine | None = None
         self._creating = threading.Lock()
 
@@ -33,7 +34,7 @@ class Questions:
             engine.refresh()
         except StoreMissing as error:
             raise InsightError(str(error)) from None
-        return engine.run(spec)
+        return engine.run(spec, timeout_seconds=self.timeout_seconds)
 
     def _check(self, spec: Spec) -> None:
         engine = self._engine_now()

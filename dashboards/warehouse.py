@@ -74,7 +74,8 @@ class Warehouse:
         self._redis_down_until = 0.0
         self._catalogue: tuple[float, dict[str, set[str]]] | None = None
         self._catalogue_lock = asyncio.Lock()
-        self.questions = Questions(settings.base)  # the insights engine (insights/), for `query(spec)`
+        # the insights engine (insights/): `query(spec)` and the query builder
+        self.questions = Questions(settings.base, settings.insight_timeout_ms)
 
     # -- connections ---------------------------------------------------------------------------------------
     async def open(self) -> None:

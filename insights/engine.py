@@ -196,18 +196,29 @@ class Engine:
         self.persons_file = name
 
     # -- answering ----------------------------------------------------------------------------------------------------
-    def run(self, spec: Spec) -> dict[str, Any]:
-        """The answer to `spec` (see docs/metrics.md, "Insights"); SpecError when it names what does not exist."""
+    def run(self, spec: Spec, timeout_seconds: float | None = None) -> dict[str, Any]:
+        """The answer to `spec` (see docs/metrics.md, "Insights"); SpecError when it names what does not exist, or
+        when it runs longer than `timeout_seconds` (it is interrupted)."""
         if not self.generation:
             self.refresh()
         cursor = self._db.cursor()  # a connection of its own: questions run side by side, and beside a refresh
+        timer = threading.Timer(timeout_seconds, cursor.interrupt) if timeout_seconds else None
         try:
 
             def fetch(statement: str, params: list[object]) -> list[tuple]:
                 return cursor.execute(statement, params).fetchall()
 
+            if timer is not None:
+                timer.start()
             return KINDS[spec.kind](spec, Compiler(self.catalogue), fetch)
+        except duckdb.InterruptException:
+            raise SpecError(
+                f"the question ran longer than {timeout_seconds:g}s (INSIGHT_TIMEOUT_MS) and was stopped: narrow the "
+                "date range or the steps' filters"
+            ) from None
         finally:
+            if timer is not None:
+                timer.cancel()
             cursor.close()
 
     def check(self, spec: Spec) -> None:

@@ -10,6 +10,7 @@ import gzip
 import json
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,8 +22,9 @@ from common.db import drop_database, ensure_database
 from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import generate
+from insights import engine as insights_engine
 from insights.engine import Engine
-from insights.spec import SpecError
+from insights.spec import SpecError, parse_spec
 from insights.store import Manifest, store_dir, sync_store
 from testing import insights_reference as ref
 from testing.dbt import dbt_build
@@ -427,6 +429,20 @@ def test_the_command_line_prints_the_answer(warehouse, tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "analyticspro: to is required" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_question_over_its_time_is_stopped_with_a_clear_error(engine, monkeypatch):
+    def endless(spec, compiler, fetch):  # a question that would run for minutes
+        return fetch("select count(*) from range(100000000000)", [])
+
+    monkeypatch.setitem(insights_engine.KINDS, "stickiness", endless)
+    spec = parse_spec({"kind": "stickiness", "event": "x_view", "from": FROM, "to": TO})
+    started = time.monotonic()
+    with pytest.raises(SpecError, match=r"ran longer than 0.3s \(INSIGHT_TIMEOUT_MS\) and was stopped"):
+        engine.run(spec, timeout_seconds=0.3)
+    assert time.monotonic() - started < 5
+    monkeypatch.undo()
+    assert engine.run(spec, timeout_seconds=5)["counts"]["1"] == 9  # the engine answers again at once
 
 
 def test_a_late_event_rewrites_one_day_and_archived_days_answer_the_same(warehouse, engine, events):
