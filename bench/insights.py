@@ -150,9 +150,11 @@ def _bench(settings, root: Path, target_events: int, days: int) -> dict:
     sync_store(settings, say=_say)
     build_s = time.perf_counter() - started
     engine = Engine()
+    before_mb = _rss_mb()
     started = time.perf_counter()
     engine.refresh()
     load_s = time.perf_counter() - started
+    engine_memory_mb = _rss_mb() - before_mb
     _say(f"copy built in {build_s:.1f}s, engine loaded {engine.events:,} events in {load_s:.1f}s; a new hour arrives")
 
     _copy(connection, _rows(held_back, f"{time.time():.6f}"))
@@ -205,6 +207,7 @@ def _bench(settings, root: Path, target_events: int, days: int) -> dict:
         "models_build_s": round(models_s, 1),
         "build_s": round(build_s, 1),
         "load_s": round(load_s, 1),
+        "engine_memory_mb": round(engine_memory_mb),
         "new_hour_events": len(held_back),
         "refresh_s": round(refresh_s, 2),
         "refresh_vs_build": round(refresh_s / build_s, 3),
@@ -219,6 +222,14 @@ def _bench(settings, root: Path, target_events: int, days: int) -> dict:
         "paths_ms": round(figures["paths_ms"], 1),
         "funnel_persons_by_step": persons,
     }
+
+
+def _rss_mb() -> float:
+    """This process's resident memory in MB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _midnight(day: str, plus_days: int = 0) -> datetime:
