@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime
 
@@ -43,6 +44,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     except StoreMissing as error:
         raise ValueError(str(error)) from None
     answer = engine.run(spec)
-    json.dump(answer, sys.stdout, indent=2 if args.pretty else None)
-    sys.stdout.write("\n")
+    try:
+        json.dump(answer, sys.stdout, indent=2 if args.pretty else None)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -4,11 +4,12 @@ Dagster: quick)."""
 from __future__ import annotations
 
 import argparse
-from datetime import date
+import json
+from datetime import date, timedelta
 
 from common.console import say
 from common.db import ensure_database
-from common.settings import get_settings
+from common.settings import get_settings, utc_today
 from dashboards.config import dashboard_url
 from warehouse.archive import restore_dates
 from warehouse.erasure import forget
@@ -30,6 +31,20 @@ def print_lake_summary() -> None:
         "  (Spark: spark.read.parquet(...); Athena/Trino: CREATE EXTERNAL TABLE ... LOCATION '<lake>/marts/<model>/')",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _example_funnel(last: date | None) -> str:
+    """A funnel spec over the 30 days up to `last` (the data's last day), as one line of JSON."""
+    last = last or utc_today()
+    spec = {
+        "kind": "funnel",
+        "from": (last - timedelta(days=29)).isoformat(),
+        "to": last.isoformat(),
+        "window_days": 7,
+        "steps": [{"page": "/pricing"}, {"event": "user_signed_up"}, {"event": "purchase_completed"}],
+        "breakdown": "event.utm_source",
+    }
+    return json.dumps(spec, separators=(",", ":"))
 
 
 def print_summary(day: date | None = None) -> None:
@@ -63,7 +78,10 @@ def print_summary(day: date | None = None) -> None:
         "  # more marts: analytics.fct_funnel_steps, fct_cohort_retention, revenue_monthly, dim_users, fct_sessions",
         "  # what every number means: docs/metrics.md",
         f"  redis-cli -u {settings.redis_url} --scan --pattern '{settings.redis_key_prefix}:metrics:*'",
-        "  make dashboard               # the web dashboard and GraphQL API, then open:",
+        "  # any question, exact, in under a second (README: Insights): e.g. a funnel of the last 30 days",
+        f"  echo '{_example_funnel(s.last_day)}' \\",
+        "    | .venv/bin/analyticspro query --pretty -",
+        "  make dashboard               # the web dashboard (with the insights builder) and GraphQL API, then open:",
         f"    {dashboard_url()}",
         "  make collector               # Segment's HTTP API on http://127.0.0.1:8060: set any Segment SDK's host to",
         "                               # it; its write key is printed (ANALYTICSPRO_WRITE_KEYS, else a local one)",

@@ -295,6 +295,7 @@ def create_app(settings: DashboardSettings) -> Starlette:
     async def lifespan(app: Starlette):  # noqa: ANN202
         await warehouse.open()
         app.state.warehouse = warehouse
+        warehouse.questions.warm_up()  # load the insights engine in the background: the first question is fast
         # everything imported so far lives as long as the process: keep it out of the cyclic collector's full
         # passes, whose pauses were the latency tail under load
         gc.collect()

@@ -5,6 +5,7 @@ of that question). Questions run in threads: DuckDB works outside the event loop
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -13,6 +14,8 @@ from dashboards.insight import InsightError
 from insights.engine import Engine, StoreMissing
 from insights.spec import Spec
 from insights.store import store_dir
+
+log = logging.getLogger("analyticspro.dashboards")
 
 
 class Questions:
@@ -27,6 +30,20 @@ class Questions:
             if self._engine is None:
                 self._engine = Engine(self.folder)
             return self._engine
+
+    def warm_up(self) -> None:
+        """Load the engine in a background thread, if there is a copy to load; a question asked meanwhile waits
+        for the load (the engine's refresh lock), never sees half of it."""
+
+        def load() -> None:
+            try:
+                self._engine_now().refresh()
+            except StoreMissing:
+                log.info("insights: no columnar copy yet (`analyticspro materialize` writes it); loaded at first use")
+            except Exception:  # the first question will report it
+                log.exception("insights: loading the columnar copy failed")
+
+        threading.Thread(target=load, name="insights-warm-up", daemon=True).start()
 
     def _answer(self, spec: Spec) -> dict[str, Any]:
         engine = self._engine_now()
