@@ -36,7 +36,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     if not args.no_refresh:
         ensure_database(settings)
         result = sync_store(settings, say=_note)
-        if result.days_written or result.days_removed:
+        if result.days_written or result.days_removed or result.no_events_table:
             _note(result.describe())
     engine = Engine()
     try:

@@ -124,8 +124,14 @@ class StoreSync:
     rows_written: int = 0
     persons_written: bool = False
     seconds: float = 0.0
+    no_events_table: bool = False
 
     def describe(self) -> str:
+        if self.no_events_table:
+            return (
+                "insights: PostgreSQL has no analytics.fct_events yet, so the copy is empty: build the marts on "
+                "PostgreSQL with `analyticspro materialize` (a Spark-only warehouse has none for the engine to read)"
+            )
         if not (self.days_written or self.days_removed or self.persons_written):
             return f"insights: the columnar copy in {self.folder} is current ({self.seconds:.1f}s)"
         return (
@@ -294,6 +300,7 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
             with connection.cursor() as cursor:
                 cursor.execute("set local timezone = 'UTC'")
                 warm = _warm_fingerprints(cursor)
+                result.no_events_table = not table_exists(cursor, "analytics.fct_events")
                 archived = _archived_files(cursor)
                 # a change of the identity map re-stitches the archived days (their person ids were fixed when archived)
                 identity_print = _table_fingerprint(cursor, "intermediate.int_identity_map") or "none"
