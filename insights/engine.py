@@ -68,6 +68,10 @@ class Engine:
         self.folder = folder or store_dir()
         self._db = duckdb.connect(":memory:", config={"threads": threads or os.cpu_count() or 1})
         self._db.execute(SCHEMA)
+        # the database's own connection only hands out cursors; loading has a connection of its own, so a refresh
+        # and any number of questions never share one (a DuckDB connection is not for two threads at once)
+        self._loader = self._db.cursor()
+        self._cursors = threading.Lock()
         self._refreshing = threading.Lock()
         self.generation = 0
         self.loaded: dict[str, str] = {}  # day -> file
@@ -100,7 +104,7 @@ class Engine:
             if manifest.persons and manifest.persons["file"] != self.persons_file:
                 self._load_persons(manifest.persons["file"])
             self.generation = manifest.generation
-            self.events = self._db.execute("select count(*) from events").fetchone()[0]
+            self.events = self._loader.execute("select count(*) from events").fetchone()[0]
             self.load_seconds = time.monotonic() - started
             return True
 
@@ -115,7 +119,7 @@ class Engine:
                 properties.setdefault(row["event_name"], {})[row["property_key"]] = row["value_types"] or ""
         files = self._files(new_files)
         if files:
-            found = self._db.execute("select distinct event_name from read_parquet($1)", [files]).fetchall()
+            found = self._loader.execute("select distinct event_name from read_parquet($1)", [files]).fetchall()
             names |= {name for (name,) in found if name is not None}
         event_ids = dict(self.catalogue.event_ids)
         for name in sorted(names - set(event_ids)):
@@ -123,7 +127,7 @@ class Engine:
         self.catalogue = Catalogue(event_ids=event_ids, properties=properties)
 
     def _load_days(self, stale: list[str], new: dict[str, str]) -> None:
-        db = self._db
+        db = self._loader
         db.execute("begin")
         try:
             if stale:
@@ -160,7 +164,7 @@ class Engine:
 
     def _add_person_keys(self, relation: str) -> None:
         """Give every person id of `relation` not seen before the next integer keys."""
-        self._db.execute(
+        self._loader.execute(
             f"""
             insert into person_keys
             select person_id, $1 + row_number() over (order by person_id)
@@ -169,10 +173,10 @@ class Engine:
             """,
             [self._next_person],
         )
-        self._next_person = self._db.execute("select coalesce(max(person_key), 0) from person_keys").fetchone()[0]
+        self._next_person = self._loader.execute("select coalesce(max(person_key), 0) from person_keys").fetchone()[0]
 
     def _load_persons(self, name: str) -> None:
-        db = self._db
+        db = self._loader
         db.execute("begin")
         try:
             db.execute(
@@ -201,7 +205,8 @@ class Engine:
         when it runs longer than `timeout_seconds` (it is interrupted)."""
         if not self.generation:
             self.refresh()
-        cursor = self._db.cursor()  # a connection of its own: questions run side by side, and beside a refresh
+        with self._cursors:  # a connection of its own: questions run side by side, and beside a refresh
+            cursor = self._db.cursor()
         timer = threading.Timer(timeout_seconds, cursor.interrupt) if timeout_seconds else None
         try:
 
@@ -231,7 +236,10 @@ class Engine:
 
     def days(self) -> tuple[date, date] | None:
         """The first and last day the engine holds."""
-        first, last = self._db.execute("select min(event_date), max(event_date) from events").fetchone()
+        with self._cursors:
+            cursor = self._db.cursor()
+        with cursor:
+            first, last = cursor.execute("select min(event_date), max(event_date) from events").fetchone()
         return (first, last) if first else None
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -429,6 +430,18 @@ def test_the_command_line_prints_the_answer(warehouse, tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "analyticspro: to is required" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_questions_run_side_by_side(engine):
+    questions = [
+        EDGE_FUNNEL,
+        {"kind": "trends", "from": "2026-02-10", "to": "2026-03-15", "series": [{"event": "page", "math": "persons"}]},
+        {"kind": "lifecycle", "event": "any", "from": "2026-02-16", "to": "2026-03-15", "interval": "week"},
+    ] * 8
+    alone = [engine.ask(spec) for spec in questions]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(engine.ask, questions))
+    assert together == alone
 
 
 def test_a_question_over_its_time_is_stopped_with_a_clear_error(engine, monkeypatch):
