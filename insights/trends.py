@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from insights.calendar import midnight, periods, trunc
-from insights.filters import Compiler
+from insights.filters import NONE_LABEL, Compiler
 from insights.spec import SpecError, TrendsSpec
 
 TOP_BREAKDOWN_VALUES = 25
@@ -77,6 +77,24 @@ def _label(series_spec: Any) -> str:
     return f"{selector.label} ({series_spec.math} of {series_spec.property})"
 
 
+def _breakdowns(spec: TrendsSpec, compiler: Compiler) -> list[tuple[str, str]]:
+    """Each series' breakdown expression and join. A property only some series' events carry is "(none)" for the
+    others; one that none of them carries is an error."""
+    if not spec.breakdown:
+        return [("null", "")] * len(spec.series)
+    found: list[tuple[str, str] | None] = []
+    errors = []
+    for item in spec.series:
+        try:
+            found.append(compiler.breakdown(spec.breakdown, compiler.event_names(item.selector)))
+        except SpecError as error:
+            found.append(None)
+            errors.append(error)
+    if all(item is None for item in found):
+        raise errors[0]
+    return [item or (compiler.params.bind(NONE_LABEL), "") for item in found]
+
+
 def _statement(spec: TrendsSpec, compiler: Compiler, first: date, last: date) -> str:
     bind = compiler.params.bind
     start, end = bind(midnight(first)), bind(midnight(last + timedelta(days=1)))
@@ -85,6 +103,7 @@ def _statement(spec: TrendsSpec, compiler: Compiler, first: date, last: date) ->
         bucket = f"case when e.event_at >= {current} then {bind(spec.date_from)} else {bind(first)} end"
     else:
         bucket = trunc(spec.interval, "e.event_at")
+    breakdowns = _breakdowns(spec, compiler)
     parts = []
     for index, item in enumerate(spec.series):
         events = compiler.event_names(item.selector)
@@ -93,7 +112,7 @@ def _statement(spec: TrendsSpec, compiler: Compiler, first: date, last: date) ->
             key = item.property.removeprefix("event.")
             expression, _kind, _person = compiler.field(f"event.{key}", events, f"series[{index}].property")
             value = f"try_cast({expression} as double)"
-        breakdown, join = compiler.breakdown(spec.breakdown, events) if spec.breakdown else ("null", "")
+        breakdown, join = breakdowns[index]
         parts.append(
             f"""select {index} as s, e.person_key, e.event_at >= {current} as cur, {bucket} as bucket, {value} as v,
            {breakdown} as b

@@ -23,6 +23,8 @@ from common.settings import get_settings, utc_today
 from dashboards.config import get_dashboard_settings, readonly_url
 from dashboards.readonly import drop_readonly_role, ensure_readonly_role
 from ingestion.generator import generate
+from insights.engine import Engine
+from insights.store import store_dir
 from orchestration.runs import run_materialize
 from testing import insights_reference
 from testing import reference_marts as ref
@@ -470,6 +472,33 @@ def test_any_question_through_graphql_equals_the_reference(dash):
     assert [p["value"] for p in points] == [by_day.get(FIRST + timedelta(days=k), 0) for k in range(DAYS)]
 
 
+def every_kind() -> list[dict]:
+    window = custom()
+    return [
+        {**window, **FUNNEL_SPEC, "breakdown": "user.plan", "interval": "week"},
+        {
+            **window,
+            "kind": "trends",
+            "interval": "week",
+            "series": [{"event": "purchase_completed", "math": "sum", "property": "revenue"}, {"event": "page"}],
+            "formula": "A / B",
+            "breakdown": "event.plan",
+            "compare": True,
+        },
+        {**window, "kind": "retention", "start": {"event": "user_signed_up"}, "return": {"event": "any"}},
+        {**window, "kind": "paths", "start": {"page": "/pricing"}, "steps": 3},
+        {**window, "kind": "stickiness", "event": "page", "interval": "week"},
+        {**window, "kind": "lifecycle", "event": "any", "interval": "week"},
+    ]
+
+
+def test_every_kind_through_graphql_is_the_engines_answer(dash):
+    engine = Engine(store_dir(dash.settings))
+    engine.refresh()
+    for spec in every_kind():
+        assert data(gql(dash.url, QUERY, {"spec": spec}))["query"] == engine.ask(spec), spec["kind"]
+
+
 def test_a_wrong_spec_gets_an_error_naming_the_field(dash):
     spec = {**FUNNEL_SPEC, **custom(), "steps": [{"event": "user_signed_upp"}, {"event": "purchase_completed"}]}
     response = gql(dash.url, QUERY, {"spec": spec})
@@ -693,6 +722,20 @@ def test_the_web_dashboard_renders_every_chart_and_runs_a_question_in_chromium(d
             assert shown == [s["persons"] for s in answer["steps"]] and shown[0] > shown[2] > 0
             assert page.is_hidden("#banner"), page.inner_text("#banner")
             page.locator("#insights").screenshot(path=str(ARTIFACTS / "insights-funnel.png"))
+            # every other kind draws its chart and table
+            for kind in ("trends", "retention", "paths", "stickiness", "lifecycle"):
+                page.select_option("#i-kind", kind)
+                first = page.locator("#i-steps .step").first
+                first.locator(".step-event").select_option("page path…")
+                first.locator(".step-page").fill("/pricing")
+                if kind == "retention":
+                    page.locator("#i-steps .step").nth(1).locator(".step-event").select_option("any")
+                page.evaluate("document.getElementById('chart-query').dataset.rendered = 'false'")
+                page.click("#i-run")
+                page.wait_for_selector("#chart-query[data-rendered='true']", timeout=30_000)
+                assert page.locator("#query-table tr").count() > 1, kind
+                assert page.is_hidden("#banner"), (kind, page.inner_text("#banner"))
+                page.locator("#insights").screenshot(path=str(ARTIFACTS / f"insights-{kind}.png"))
             # GraphiQL, served by the service too, loads the schema with the same token
             with page.expect_response(lambda r: r.url.endswith("/graphql") and r.request.method == "POST") as first:
                 page.goto(f"{dash.url}/graphql")

@@ -187,7 +187,7 @@ function seconds(value) {
 
 function draw(chartOption) {
   // no animation: the chart is final when it is marked rendered (and in a screenshot)
-  chart("chart-query").setOption({ animation: false, ...chartOption });
+  chart("chart-query").setOption({ animation: false, ...chartOption }, true);
 }
 
 const DRAW = {
@@ -217,14 +217,22 @@ const DRAW = {
   },
   retention(answer) {
     const cohorts = answer.cohorts;
+    const startedPeriod = (start, k) => {
+      const day = new Date(start + "T00:00:00Z");
+      if (value("i-period") === "month") day.setUTCMonth(day.getUTCMonth() + k);
+      else day.setUTCDate(day.getUTCDate() + k * (value("i-period") === "week" ? 7 : 1));
+      return day <= new Date();
+    };
     const periods = cohorts.length ? cohorts[0].returned.length : 0;
     draw({ tooltip: { trigger: "axis" }, legend: { type: "scroll", top: 0 },
       grid: { left: 60, right: 20, top: 40, bottom: 40 },
       xAxis: { type: "category", data: [...Array(periods).keys()].map((k) => `+${k}`) }, yAxis: { type: "value", max: 1 },
       series: cohorts.filter((c) => c.size).map((c) => ({ name: c.start, type: "line",
-        data: c.returned.map((n) => n / c.size) })) });
+        data: c.returned.map((n, k) => (startedPeriod(c.start, k) ? n / c.size : null)) })) });
+    // a period that has not started yet has no number (blank), not 0%
     table(["cohort", "size", ...[...Array(periods).keys()].map((k) => `+${k}`)],
-      cohorts.map((c) => [c.start, fmt.format(c.size), ...c.returned.map((n) => (c.size ? pct(n / c.size) : "–"))]));
+      cohorts.map((c) => [c.start, fmt.format(c.size),
+        ...c.returned.map((n, k) => (!startedPeriod(c.start, k) ? "" : c.size ? pct(n / c.size) : "–"))]));
     return cohorts.length;
   },
   paths(answer) {
