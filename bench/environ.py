@@ -73,6 +73,7 @@ def own_warehouse(suffix: str, keep: bool = False) -> Iterator[tuple[Any, Path]]
             "DATABASE_URL": base.database_url_for(f"{base.database_name}_{suffix}"),
             "EVENTS_BUCKET_URL": str(root / "bucket"),
             "DLT_PIPELINES_DIR": str(root / "dlt"),
+            "INSIGHTS_DIR": str(root / "insights"),
         }
     )
     settings = get_settings()

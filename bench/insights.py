@@ -25,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from bench.environ import median_ms, own_warehouse, say_for, set_environ
+from bench.environ import median_ms, own_warehouse, say_for
 from bench.marts import _copy, _dbt, _rows, load_raw_events
 from ingestion.pipeline import ensure_raw_indexes, events_pipeline
 from insights.engine import Engine
@@ -130,15 +130,7 @@ def _quarter_copy(source: Path, target: Path) -> int:
 
 def bench_insights(target_events: int, days: int) -> dict:
     with own_warehouse("insights", keep=bool(os.environ.get("BENCH_MARTS_KEEP"))) as (settings, root):
-        saved = set_environ({"INSIGHTS_DIR": str(root / "insights")})
-        try:
-            return _bench(settings, root, target_events, days)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        return _bench(settings, root, target_events, days)
 
 
 def _bench(settings, root: Path, target_events: int, days: int) -> dict:
