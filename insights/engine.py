@@ -2,9 +2,11 @@
 
 Loading turns the copy into what the questions want: each person id becomes a dense integer key (hashing and
 joining integers is several times cheaper than strings), each event name an integer id (the dictionary lives in the
-catalogue), time a plain UTC timestamp, and every row gets `rk`, its position in its day's file, which orders the
-events of one person at one instant by message id. `refresh()` reloads only the days whose file changed since the
-last load, inside one transaction, so a question running meanwhile sees the old or the new day, never half.
+catalogue), time a plain UTC timestamp, and every row gets `rk` = (days since 1970 << 32) + its position in its day
+sorted by (person, time, message id). So among one person's events, `rk` order is time order with ties by message
+id: "the earliest event" is min(rk), "the events after this one" are rk > its rk. `refresh()` reloads only the days
+whose files changed since the last load, inside one transaction, so a question running meanwhile sees the old or the
+new day, never half.
 
 The dashboards service keeps one Engine and refreshes it when the manifest changes; the CLI makes one per command.
 """
@@ -49,6 +51,10 @@ create table persons (
     signup_date date, is_identified boolean
 );
 """
+COLUMNS = (
+    "person_id, event_at, message_id, event_date, event_name, is_activity, page_path, referrer, utm_source, "
+    "utm_medium, utm_campaign, revenue, properties"
+)
 KINDS = {
     "funnel": funnels.answer,
     "trends": trends.answer,
@@ -74,8 +80,8 @@ class Engine:
         self._cursors = threading.Lock()
         self._refreshing = threading.Lock()
         self.generation = 0
-        self.loaded: dict[str, str] = {}  # day -> file
-        self.persons_file: str | None = None
+        self.loaded: dict[str, tuple[str, ...]] = {}  # day -> its files
+        self.persons_files: tuple[str, ...] = ()
         self.catalogue = Catalogue()
         self.events = 0
         self._next_person = 0
@@ -94,15 +100,15 @@ class Engine:
             if manifest.generation == self.generation:
                 return False
             started = time.monotonic()
-            wanted = {day: entry["file"] for day, entry in manifest.days.items()}
+            wanted = {day: tuple(entry["files"]) for day, entry in manifest.days.items()}
             stale = sorted(day for day in self.loaded if wanted.get(day) != self.loaded[day])
             new = sorted(day for day in wanted if self.loaded.get(day) != wanted[day])
             if say and new:
                 say(f"insights: loading {len(new)} day(s) of events into the engine")
-            self._load_catalogue(manifest, [wanted[day] for day in new])
+            self._load_catalogue(manifest, [name for day in new for name in wanted[day]])
             self._load_days(stale, {day: wanted[day] for day in new})
-            if manifest.persons and manifest.persons["file"] != self.persons_file:
-                self._load_persons(manifest.persons["file"])
+            if manifest.persons and tuple(manifest.persons["files"]) != self.persons_files:
+                self._load_persons(tuple(manifest.persons["files"]))
             self.generation = manifest.generation
             self.events = self._loader.execute("select count(*) from events").fetchone()[0]
             self.load_seconds = time.monotonic() - started
@@ -126,28 +132,43 @@ class Engine:
             event_ids[name] = len(event_ids) + 1
         self.catalogue = Catalogue(event_ids=event_ids, properties=properties)
 
-    def _load_days(self, stale: list[str], new: dict[str, str]) -> None:
+    def _load_days(self, stale: list[str], new: dict[str, tuple[str, ...]]) -> None:
         db = self._loader
+        single = [files[0] for files in new.values() if len(files) == 1]
+        several = [name for files in new.values() if len(files) > 1 for name in files]
+        day_key = "(date_diff('day', date '1970-01-01', event_date)::bigint << 32)"
+        parts, params = [], []
+        if single:  # a day in one file is sorted by (person, time, message id): its row number orders it
+            params.append(self._files(single))
+            parts.append(
+                f"select {COLUMNS}, {day_key} + file_row_number as rk "
+                f"from read_parquet(${len(params)}, file_row_number = true)"
+            )
+        if several:  # a day and the rows changed since: the latest version of each message, numbered in that order
+            params.append(self._files(several))
+            files = len(params)
+            parts.append(
+                f"""select {COLUMNS}, {day_key} + row_number() over (
+                    partition by event_date order by person_id, event_at, message_id) as rk
+                from read_parquet(${files}, filename = true)
+                qualify row_number() over (
+                    partition by event_date, message_id order by list_position(${files}, filename) desc) = 1"""
+            )
         db.execute("begin")
         try:
             if stale:
                 db.execute("delete from events where event_date in (select unnest($1::date[]))", [stale])
             if new:
-                db.execute(
-                    "create or replace temp table staged as select * from read_parquet($1, file_row_number = true)",
-                    [self._files(list(new.values()))],
-                )
+                db.execute(f"create or replace temp table staged as {' union all '.join(parts)}", params)
                 db.execute("create or replace temp table event_names (event_name varchar, event_id integer)")
                 db.executemany("insert into event_names values (?, ?)", list(self.catalogue.event_ids.items()))
                 self._add_person_keys("staged")
                 db.execute(
                     """
                     insert into events
-                    select k.person_key,
-                           (date_diff('day', date '1970-01-01', s.event_date)::bigint << 32) + s.file_row_number,
-                           make_timestamp(epoch_us(s.event_at)), s.event_date, coalesce(n.event_id, 0), s.is_activity,
-                           s.page_path,
-                           s.referrer, s.utm_source, s.utm_medium, s.utm_campaign, s.revenue, s.properties
+                    select k.person_key, s.rk, make_timestamp(epoch_us(s.event_at)), s.event_date,
+                           coalesce(n.event_id, 0), s.is_activity, s.page_path, s.referrer, s.utm_source,
+                           s.utm_medium, s.utm_campaign, s.revenue, s.properties
                     from staged as s
                     join person_keys as k on k.person_id = s.person_id
                     left join event_names as n on n.event_name = s.event_name  -- identify, alias, group: id 0
@@ -175,13 +196,17 @@ class Engine:
         )
         self._next_person = self._loader.execute("select coalesce(max(person_key), 0) from person_keys").fetchone()[0]
 
-    def _load_persons(self, name: str) -> None:
+    def _load_persons(self, names: tuple[str, ...]) -> None:
         db = self._loader
         db.execute("begin")
         try:
-            db.execute(
-                "create or replace temp table staged_persons as select * from read_parquet($1)",
-                [str(self.folder / name)],
+            db.execute(  # a person in several files: the latest file's row
+                """
+                create or replace temp table staged_persons as
+                select * from read_parquet($1, filename = true)
+                qualify row_number() over (partition by person_id order by list_position($1, filename) desc) = 1
+                """,
+                [self._files(list(names))],
             )
             self._add_person_keys("staged_persons")
             db.execute("delete from persons")
@@ -197,7 +222,7 @@ class Engine:
         except BaseException:
             db.execute("rollback")
             raise
-        self.persons_file = name
+        self.persons_files = names
 
     # -- answering ----------------------------------------------------------------------------------------------------
     def run(self, spec: Spec, timeout_seconds: float | None = None) -> dict[str, Any]:

@@ -3,9 +3,11 @@ time (docs/metrics.md, "Insights: funnels", has the definitions this follows).
 
 One statement: step 1 is each person's first step-1 event in [from, to] (their entry); step k is, for the persons who
 reached step k-1, their earliest step-k event at or after that step's time and no later than entry + window, other
-than the rows that reached earlier steps (ties at one instant go by message id, the engine's `rk`). Each step is a
-hash join of that step's rows with the persons still in the funnel, so the work follows the steps' events, not the
-whole table. Exclusions then remove the persons with an excluded event strictly between the two steps' times.
+than the rows that reached earlier steps. "Earliest" is the smallest `rk`: among one person's events, the engine's
+row key orders by time, then message id (engine.py), so one integer minimum replaces comparing (time, message id).
+Each step is a hash join of that step's rows with the persons still in the funnel, so the work follows the steps'
+events, not the whole table. Exclusions then remove the persons with an excluded event strictly between the two
+steps' times.
 """
 
 from __future__ import annotations
@@ -35,20 +37,20 @@ def _statement(spec: FunnelSpec, compiler: Compiler) -> str:
         breakdown, join = compiler.breakdown(spec.breakdown, first_events)
     ctes = [
         f"""entries as (
-    select e.person_key, min({{'t': e.event_at, 'r': e.rk, 'b': {breakdown}}}) as m
+    select e.person_key, min(e.rk) as r1, arg_min(e.event_at, e.rk) as t1, arg_min({breakdown}, e.rk) as b
     from events as e {join}
     where {compiler.selector(spec.steps[0])} and e.event_at >= {start} and e.event_at < {end}
     group by e.person_key
 )""",
         f"""f1 as (
-    select person_key, m.t as t1, m.r as r1, m.b as b, m.t + {window} as deadline from entries
+    select person_key, t1, r1, b, t1 + {window} as deadline from entries
 )""",
     ]
     for k in range(2, n + 1):
         used = " and ".join(f"e.rk <> f.r{j}" for j in range(1, k))
         ctes.append(
             f"""s{k} as (
-    select f.person_key, min({{'t': e.event_at, 'r': e.rk}}) as m
+    select f.person_key, min(e.rk) as r, arg_min(e.event_at, e.rk) as t
     from f{k - 1} as f
     join events as e on e.person_key = f.person_key
     where f.t{k - 1} is not null and {compiler.selector(spec.steps[k - 1])}
@@ -59,7 +61,7 @@ def _statement(spec: FunnelSpec, compiler: Compiler) -> str:
         )
         ctes.append(
             f"""f{k} as (
-    select f.*, s.m.t as t{k}, s.m.r as r{k} from f{k - 1} as f left join s{k} as s using (person_key)
+    select f.*, s.t as t{k}, s.r as r{k} from f{k - 1} as f left join s{k} as s using (person_key)
 )"""
         )
     excluded = []

@@ -27,19 +27,17 @@ def answer(spec: PathsSpec, compiler: Compiler, fetch: Callable[[str, list], lis
     bind = compiler.params.bind
     start, end = bind(midnight(spec.date_from)), bind(midnight(spec.date_to + timedelta(days=1)))
     later = spec.direction == "next"
+    # a person's events in time order (ties by message id) are their events in `rk` order (engine.py)
     pick = "min" if later else "max"
-    after = "(e.event_at, e.rk) > (a.t, a.r)" if later else "(e.event_at, e.rk) < (a.t, a.r)"
-    order = "e.event_at, e.rk" if later else "e.event_at desc, e.rk desc"
+    after = "e.rk > a.r" if later else "e.rk < a.r"
+    order = "e.rk" if later else "e.rk desc"
     page = compiler.catalogue.event_ids.get("page", -1)
     statement = f"""
 with anchors as (
-    select person_key, m.t as t, m.r as r
-    from (
-        select e.person_key, {pick}({{'t': e.event_at, 'r': e.rk}}) as m
-        from events as e
-        where {compiler.selector(spec.anchor)} and e.event_at >= {start} and e.event_at < {end}
-        group by e.person_key
-    )
+    select e.person_key, {pick}(e.rk) as r
+    from events as e
+    where {compiler.selector(spec.anchor)} and e.event_at >= {start} and e.event_at < {end}
+    group by e.person_key
 ),
 walked as (
     select a.person_key, e.event_id, case when e.event_id = {bind(page)} then e.page_path end as page_path,

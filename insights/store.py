@@ -43,6 +43,8 @@ from common.settings import DEFAULT_STATE_DIR, Settings, get_settings
 from common.storage import bucket_filesystem
 
 INSIGHTS_LOCK = "analyticspro.insights"
+MAX_FILES = 8  # a day (or the persons) in this many files is written again as one
+MAX_DELTA_SHARE = 0.3  # ... and so is one whose changed rows are more than this share of it
 MANIFEST = "manifest.json"
 FILE_GRACE_SECONDS = 3600  # an engine reading an older generation has long finished by then
 
@@ -92,8 +94,10 @@ def store_dir(settings: Settings | None = None) -> Path:
 @dataclass
 class Manifest:
     generation: int = 0
-    days: dict[str, dict] = field(default_factory=dict)  # "YYYY-MM-DD" -> {file, rows, fingerprint, tier}
-    persons: dict = field(default_factory=dict)  # {file, rows, fingerprint}
+    # "YYYY-MM-DD" -> {files, rows, fingerprint, built_at, tier}; a later file's row replaces an earlier one's with the
+    # same message id (a day is its first file plus the rows changed since, until it is written again as one)
+    days: dict[str, dict] = field(default_factory=dict)
+    persons: dict = field(default_factory=dict)  # {files, rows, fingerprint, built_at}; later files win by person_id
     catalogue: dict = field(default_factory=dict)
     synced_at: str | None = None
 
@@ -103,6 +107,9 @@ class Manifest:
         if not path.exists():
             return cls()
         data = json.loads(path.read_text())
+        for entry in [*data["days"].values(), data["persons"]]:  # a manifest written before deltas: one file each
+            if "file" in entry:
+                entry["files"] = [entry.pop("file")]
         return cls(**{key: data[key] for key in ("generation", "days", "persons", "catalogue", "synced_at")})
 
     def write(self, folder: Path) -> None:
@@ -112,8 +119,10 @@ class Manifest:
         os.replace(temporary, folder / MANIFEST)
 
     def files(self) -> set[str]:
-        listed = {entry["file"] for entry in self.days.values()}
-        return listed | {entry["file"] for entry in (self.persons, self.catalogue) if entry}
+        entries = [*self.days.values(), self.persons]
+        return {name for entry in entries for name in entry.get("files", [])} | (
+            {self.catalogue["file"]} if self.catalogue else set()
+        )
 
 
 @dataclass
@@ -215,11 +224,28 @@ def _archived_day(settings: Settings, urls: list[str], identities: dict[str, str
     return pa.table(columns, schema=EVENT_SCHEMA)
 
 
-def _warm_fingerprints(cursor) -> dict[str, str]:
+def _warm_days(cursor) -> dict[str, tuple[int, str]]:
+    """Each day of fct_events: (rows, latest _built_at)."""
     if not table_exists(cursor, "analytics.fct_events"):
         return {}
     cursor.execute("select event_date, count(*), max(_built_at) from analytics.fct_events group by 1")
-    return {day.isoformat(): f"{count}:{built.isoformat()}" for day, count, built in cursor.fetchall()}
+    return {day.isoformat(): (count, built.isoformat()) for day, count, built in cursor.fetchall()}
+
+
+def _delta(cursor, folder: Path, entry: dict, key: str, query: str, args: tuple, rows: int) -> pa.Table | None:
+    """The rows built since `entry` was written (`query` with `_built_at > %s` last), when adding them as one more
+    file is exact — each replaces the row of its key if there was one, and the row count adds up, so nothing was
+    deleted; None when the whole set must be written again (or when that is cheaper)."""
+    if not entry.get("built_at") or len(entry.get("files", [])) >= MAX_FILES:
+        return None
+    delta = _copy_csv(cursor, query, (*args, entry["built_at"]), EVENT_SCHEMA if key == "message_id" else PERSON_SCHEMA)
+    if delta.num_rows > max(1000, MAX_DELTA_SHARE * rows):
+        return None
+    known = [pq.read_table(folder / name, columns=[key]).column(key) for name in entry["files"]]
+    seen = pa.chunked_array([chunk for column in known for chunk in column.chunks], pa.string())
+    replacing = pc.is_in(delta.column(key), value_set=seen.combine_chunks())
+    added = delta.num_rows - (pc.sum(pc.cast(replacing, pa.int64())).as_py() or 0)
+    return delta if entry["rows"] + added == rows else None
 
 
 def _archived_files(cursor) -> dict[str, list[str]]:
@@ -243,19 +269,32 @@ def _table_fingerprint(cursor, relation: str) -> str | None:
     return f"{count}:{built.isoformat() if built else ''}"
 
 
+PERSON_SELECT = (
+    "select "
+    + ", ".join(f"{name}::float8" if name == "mrr" else name for name in PERSON_SCHEMA.names)
+    + " from analytics.dim_users"
+)
+
+
 def _sync_persons(cursor, folder: Path, manifest: Manifest, generation: int) -> bool:
-    fingerprint = _table_fingerprint(cursor, "analytics.dim_users")
-    if fingerprint is None or manifest.persons.get("fingerprint") == fingerprint:
+    if not table_exists(cursor, "analytics.dim_users"):
         return False
-    query = (
-        "select "
-        + ", ".join(f"{name}::float8" if name == "mrr" else name for name in PERSON_SCHEMA.names)
-        + " from analytics.dim_users where %s"
-    )
-    persons = _copy_csv(cursor, query, (True,), PERSON_SCHEMA)
+    cursor.execute("select count(*), max(_built_at) from analytics.dim_users")
+    count, built = cursor.fetchone()
+    built_at = built.isoformat() if built else None
+    fingerprint = f"{count}:{built_at}"
+    if manifest.persons.get("fingerprint") == fingerprint:
+        return False
+    entry = manifest.persons
     name = f"persons.{generation}.parquet"
-    _write_parquet(folder, name, persons)
-    manifest.persons = {"file": name, "rows": persons.num_rows, "fingerprint": fingerprint}
+    delta = _delta(cursor, folder, entry, "person_id", PERSON_SELECT + " where _built_at > %s", (), count)
+    if delta is not None:
+        _write_parquet(folder, name, delta)
+        files = [*entry["files"], name]
+    else:
+        _write_parquet(folder, name, _copy_csv(cursor, PERSON_SELECT + " where %s", (True,), PERSON_SCHEMA))
+        files = [name]
+    manifest.persons = {"files": files, "rows": count, "fingerprint": fingerprint, "built_at": built_at}
     return True
 
 
@@ -299,38 +338,46 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
             connection.set_session(readonly=True, isolation_level="REPEATABLE READ")  # one snapshot for all days
             with connection.cursor() as cursor:
                 cursor.execute("set local timezone = 'UTC'")
-                warm = _warm_fingerprints(cursor)
+                warm = _warm_days(cursor)
                 result.no_events_table = not table_exists(cursor, "analytics.fct_events")
                 archived = _archived_files(cursor)
                 # a change of the identity map re-stitches the archived days (their person ids were fixed when archived)
                 identity_print = _table_fingerprint(cursor, "intermediate.int_identity_map") or "none"
                 identities: dict[str, str] | None = None
-                wanted = dict(warm)
+                wanted = {day: f"{count}:{built}" for day, (count, built) in warm.items()}
                 for day, urls in archived.items():
                     # an archived day's events are in its cold files, plus any late events loaded since (warm again)
                     cold = hashlib.sha256("|".join([*urls, identity_print]).encode()).hexdigest()
-                    wanted[day] = f"{warm.get(day, '')}|cold:{cold}"
+                    wanted[day] = f"{wanted.get(day, '')}|cold:{cold}"
                 changed = sorted(
                     day for day, mark in wanted.items() if manifest.days.get(day, {}).get("fingerprint") != mark
                 )
                 if changed:
                     say(f"insights: writing {len(changed)} day(s) to the columnar copy in {folder}")
                 for index, day in enumerate(changed, start=1):
-                    parts = []
-                    if day in warm:
-                        parts.append(_copy_csv(cursor, EVENT_SELECT, (date.fromisoformat(day),), EVENT_SCHEMA))
-                    if day in archived:
-                        identities = _identity_map(cursor) if identities is None else identities
-                        parts.append(_archived_day(settings, archived[day], identities))
-                    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-                    tier = "cold" if day in archived else "warm"
+                    entry = manifest.days.get(day, {})
                     name = f"events/{day}.{generation}.parquet"
+                    delta = None
+                    if day in warm and day not in archived and entry.get("tier") == "warm":
+                        since, on = EVENT_SELECT + " and _built_at > %s", (date.fromisoformat(day),)
+                        delta = _delta(cursor, folder, entry, "message_id", since, on, warm[day][0])
+                    if delta is not None:  # the rows built since the day was written, as one more file
+                        table, files = delta, [*entry["files"], name]
+                    else:
+                        parts = []
+                        if day in warm:
+                            parts.append(_copy_csv(cursor, EVENT_SELECT, (date.fromisoformat(day),), EVENT_SCHEMA))
+                        if day in archived:
+                            identities = _identity_map(cursor) if identities is None else identities
+                            parts.append(_archived_day(settings, archived[day], identities))
+                        table, files = (pa.concat_tables(parts) if len(parts) > 1 else parts[0]), [name]
                     _write_parquet(folder, name, _sorted(table))
                     manifest.days[day] = {
-                        "file": name,
-                        "rows": table.num_rows,
+                        "files": files,
+                        "rows": warm[day][0] if day in warm and day not in archived else table.num_rows,
                         "fingerprint": wanted[day],
-                        "tier": tier,
+                        "built_at": warm[day][1] if day in warm and day not in archived else None,
+                        "tier": "cold" if day in archived else "warm",
                     }
                     result.days_written += 1
                     result.rows_written += table.num_rows
@@ -373,20 +420,22 @@ def scrub_store(settings: Settings, identities: list[str], say: Callable[[str], 
         entries = [(f"events/{day}", entry) for day, entry in manifest.days.items()]
         entries += [("persons", manifest.persons)] if manifest.persons else []
         for stem, entry in entries:
-            table = pq.read_table(folder / entry["file"])
-            theirs = pc.is_in(table.column("person_id"), value_set=wanted)
-            for column in ("user_id", "anonymous_id"):
-                if column in table.column_names:
-                    theirs = pc.or_(theirs, pc.fill_null(pc.is_in(table.column(column), value_set=wanted), False))
-            count = pc.sum(pc.cast(theirs, pa.int64())).as_py() or 0
-            if not count:
-                continue
-            kept = table.filter(pc.invert(theirs))
-            entry["file"] = f"{stem}.{generation}.parquet"
-            entry["rows"] = kept.num_rows
-            entry["fingerprint"] = ""  # the next sync writes the day again from PostgreSQL (or the scrubbed archive)
-            _write_parquet(folder, entry["file"], kept)
-            removed += count
+            files = list(entry["files"])
+            for position, name in enumerate(files):
+                table = pq.read_table(folder / name)
+                theirs = pc.is_in(table.column("person_id"), value_set=wanted)
+                for column in ("user_id", "anonymous_id"):
+                    if column in table.column_names:
+                        theirs = pc.or_(theirs, pc.fill_null(pc.is_in(table.column(column), value_set=wanted), False))
+                count = pc.sum(pc.cast(theirs, pa.int64())).as_py() or 0
+                if not count:
+                    continue
+                files[position] = f"{stem}.{generation}.{position}.parquet"
+                _write_parquet(folder, files[position], table.filter(pc.invert(theirs)))
+                removed += count
+                # the next sync writes it again in full from PostgreSQL (or the scrubbed archive)
+                entry.update(fingerprint="", built_at=None)
+            entry["files"] = files
         if removed:
             manifest.generation = generation
             manifest.write(folder)

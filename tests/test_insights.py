@@ -465,6 +465,7 @@ def test_a_late_event_rewrites_one_day_and_archived_days_answer_the_same(warehou
     late = [
         track("edge-3", "x_signup", "2026-03-03T12:00:00"),
         track("visitor-10", "x_view", "2026-03-02T10:00:00", True),
+        track("visitor-12", "x_cancel", "2026-03-08T09:00:00", True),
     ]
     write_batch(root / "bucket", "late", late)
     load_events(progress=False)
@@ -474,6 +475,27 @@ def test_a_late_event_rewrites_one_day_and_archived_days_answer_the_same(warehou
     assert engine.refresh()
     after = engine.ask(EDGE_FUNNEL)
     assert [s["persons"] for s in after["steps"]] == [8, 6, 4] != [s["persons"] for s in before["steps"]]
+
+    # the copy took the late rows as one more file of each day they touched, not the whole days again
+    days = Manifest.read(store_dir(own)).days
+    assert len(days["2026-03-03"]["files"]) == 2 and len(days["2026-03-08"]["files"]) == 2
+    # visitor-12 identifies: their anonymous row of 03-08 is rewritten with the person (a changed row, not a new one)
+    write_batch(root / "bucket", "restitch", [identify("visitor-12", "edge-12", "2026-03-09T08:00:00")])
+    load_events(progress=False)
+    dbt_build(root)
+    sync_store(own, say=lambda _: None)
+    assert engine.refresh()
+    assert len(Manifest.read(store_dir(own)).days["2026-03-08"]["files"]) == 3
+    cancels = {"kind": "trends", "from": FROM, "to": TO, "interval": "all", "breakdown": "user.user_id",
+               "series": [{"event": "x_cancel"}, {"event": "x_cancel", "math": "persons"}]}  # fmt: skip
+    answer = {(s["label"], s["breakdown_value"]): s["points"][0]["value"] for s in engine.ask(cancels)["series"]}
+    assert answer[("x_cancel", "edge-12")] == answer[("x_cancel (persons)", "edge-12")] == 1
+    assert sum(v for (label, _), v in answer.items() if label == "x_cancel") == 4  # edge-4, edge-5, edge-8, edge-12
+    rows, persons = ref.read_events(own.database_url)
+    for spec in (EDGE_FUNNEL, {**EDGE_FUNNEL, "window_days": 14, "exclusions": []}):
+        assert [s["persons"] for s in engine.ask(spec)["steps"]] == [
+            s["persons"] for s in ref.funnel(spec, rows, persons)["steps"]
+        ]
 
     specs = [
         EDGE_FUNNEL,
