@@ -114,14 +114,17 @@ def _quarter_copy(source: Path, target: Path) -> int:
     manifest = Manifest.read(source)
     (target / "events").mkdir(parents=True, exist_ok=True)
     duck = duckdb.connect()
-    for entry in [*manifest.days.values(), manifest.persons, manifest.catalogue]:
-        where = "where hash(person_id) % 4 = 0" if entry is not manifest.catalogue else ""
+    names = [name for entry in [*manifest.days.values(), manifest.persons] for name in entry["files"]]
+    for name in names:
         duck.execute(
-            f"copy (select * from read_parquet($1) {where}) to '{target / entry['file']}' (format parquet)",
-            [str(source / entry["file"])],
+            f"copy (select * from read_parquet($1) where hash(person_id) % 4 = 0) to '{target / name}' "
+            "(format parquet)",
+            [str(source / name)],
         )
+    shutil.copy(source / manifest.catalogue["file"], target / manifest.catalogue["file"])
     rows = duck.execute(
-        "select count(*) from read_parquet($1)", [[str(target / e["file"]) for e in manifest.days.values()]]
+        "select count(*) from (select distinct message_id from read_parquet($1))",
+        [[str(target / name) for entry in manifest.days.values() for name in entry["files"]]],
     ).fetchone()[0]
     duck.close()
     manifest.write(target)
@@ -158,6 +161,7 @@ def _bench(settings, root: Path, target_events: int, days: int) -> dict:
     engine.refresh()
     refresh_s = time.perf_counter() - started
     _say(f"new hour: models {incremental_models_s:.0f}s, copy and engine {refresh_s:.2f}s ({synced.describe()})")
+    _say(f"  copy by phase (s): {synced.phases}; engine by phase (s): {engine.phases}")
 
     first, last = min(engine.loaded), max(engine.loaded)
     questions = specs(first, last, (date.fromisoformat(last) - timedelta(weeks=12)).isoformat())
@@ -171,11 +175,14 @@ def _bench(settings, root: Path, target_events: int, days: int) -> dict:
 
     # DuckDB alone: the events in a table of its own, sorted by (person, time), and the funnel written by hand
     folder = store_dir(settings)
-    files = [str(folder / entry["file"]) for entry in Manifest.read(folder).days.values()]
+    entries = Manifest.read(folder).days.values()
+    files = [str(folder / name) for entry in entries for name in entry["files"]]
     duck = duckdb.connect()
-    duck.execute(
+    duck.execute(  # the latest version of each event (a day may be its first file and the rows changed since)
         "create table ev as select person_id, make_timestamp(epoch_us(event_at)) as event_at, message_id, event_type, "
-        "event_name, page_path, json_extract_string(properties, '$.plan') as plan from read_parquet($1) "
+        "event_name, page_path, json_extract_string(properties, '$.plan') as plan "
+        "from read_parquet($1, filename = true) "
+        "qualify row_number() over (partition by message_id order by list_position($1, filename) desc) = 1 "
         "order by person_id, event_at",
         [files],
     )

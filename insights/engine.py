@@ -86,6 +86,7 @@ class Engine:
         self.events = 0
         self._next_person = 0
         self.load_seconds = 0.0
+        self.phases: dict[str, float] = {}  # seconds by phase of the last refresh
 
     # -- loading ------------------------------------------------------------------------------------------------------
     def refresh(self, say: Callable[[str], None] | None = None) -> bool:
@@ -107,8 +108,10 @@ class Engine:
                 say(f"insights: loading {len(new)} day(s) of events into the engine")
             self._load_catalogue(manifest, [name for day in new for name in wanted[day]])
             self._load_days(stale, {day: wanted[day] for day in new})
+            self.phases = {"days": round(time.monotonic() - started, 2)}
             if manifest.persons and tuple(manifest.persons["files"]) != self.persons_files:
                 self._load_persons(tuple(manifest.persons["files"]))
+                self.phases["persons"] = round(time.monotonic() - started - self.phases["days"], 2)
             self.generation = manifest.generation
             self.events = self._loader.execute("select count(*) from events").fetchone()[0]
             self.load_seconds = time.monotonic() - started

@@ -134,6 +134,7 @@ class StoreSync:
     persons_written: bool = False
     seconds: float = 0.0
     no_events_table: bool = False
+    phases: dict[str, float] = field(default_factory=dict)  # seconds by phase, for whoever tunes it
 
     def describe(self) -> str:
         if self.no_events_table:
@@ -338,7 +339,9 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
             connection.set_session(readonly=True, isolation_level="REPEATABLE READ")  # one snapshot for all days
             with connection.cursor() as cursor:
                 cursor.execute("set local timezone = 'UTC'")
+                mark = time.monotonic()
                 warm = _warm_days(cursor)
+                result.phases["fingerprints"] = round(time.monotonic() - mark, 2)
                 result.no_events_table = not table_exists(cursor, "analytics.fct_events")
                 archived = _archived_files(cursor)
                 # a change of the identity map re-stitches the archived days (their person ids were fixed when archived)
@@ -386,8 +389,13 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
                 for day in sorted(set(manifest.days) - set(wanted)):
                     del manifest.days[day]
                     result.days_removed += 1
+                result.phases["days"] = round(time.monotonic() - mark - result.phases["fingerprints"], 2)
+                mark = time.monotonic()
                 result.persons_written = _sync_persons(cursor, folder, manifest, generation)
+                result.phases["persons"] = round(time.monotonic() - mark, 2)
+                mark = time.monotonic()
                 catalogue_written = _sync_catalogue(cursor, folder, manifest, generation)
+                result.phases["catalogue"] = round(time.monotonic() - mark, 2)
         finally:
             connection.close()
         if (
