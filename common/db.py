@@ -3,6 +3,8 @@ errors that say what to start; and the existence check every read-out makes befo
 
 from __future__ import annotations
 
+from datetime import date
+
 import psycopg2
 import redis
 from psycopg2 import sql
@@ -67,3 +69,18 @@ def table_exists(cursor, qualified: str) -> bool:
     """True when the table (or view) `schema.name` exists; every read-out checks before it queries."""
     cursor.execute("select to_regclass(%s) is not null", (qualified,))
     return bool(cursor.fetchone()[0])
+
+
+def fct_events_days(cursor) -> list[date]:
+    """The days that have an analytics.fct_events partition in PostgreSQL (the warm tier), from the catalogue: no
+    row is read."""
+    if not table_exists(cursor, "analytics.fct_events"):
+        return []
+    cursor.execute(
+        """
+        select cast(substring(pg_get_expr(child.relpartbound, child.oid) from $r$FROM \\('([0-9-]+)'\\)$r$) as date)
+        from pg_inherits join pg_class as child on child.oid = pg_inherits.inhrelid
+        where pg_inherits.inhparent = 'analytics.fct_events'::regclass order by 1
+        """
+    )
+    return [row[0] for row in cursor.fetchall()]

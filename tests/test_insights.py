@@ -472,6 +472,8 @@ def test_a_late_event_rewrites_one_day_and_archived_days_answer_the_same(warehou
     dbt_build(root)
     synced = sync_store(own, say=lambda _: None)
     assert synced.days_written >= 1 and synced.days_written <= 3, synced
+    again = sync_store(own, say=lambda _: None)  # nothing new: nothing written
+    assert (again.days_written, again.days_removed, again.persons_written) == (0, 0, False)
     assert engine.refresh()
     after = engine.ask(EDGE_FUNNEL)
     assert [s["persons"] for s in after["steps"]] == [8, 6, 4] != [s["persons"] for s in before["steps"]]

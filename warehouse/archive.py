@@ -32,7 +32,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from psycopg2 import sql
 
-from common.db import ensure_database, table_exists
+from common.db import ensure_database, fct_events_days, table_exists
 from common.ops import ensure_ops_tables
 from common.settings import Settings, get_settings
 from common.storage import arrow_type, bucket_filesystem, table_columns
@@ -187,16 +187,7 @@ def remember_people(cursor, day: date, archive_file: str) -> None:
 def partition_dates(connection: psycopg2.extensions.connection) -> list[date]:
     """The days that have an fct_events partition in PostgreSQL (the warm tier)."""
     with connection.cursor() as cursor:
-        if not table_exists(cursor, "analytics.fct_events"):
-            return []
-        cursor.execute(
-            """
-            select cast(substring(pg_get_expr(child.relpartbound, child.oid) from $r$FROM \\('([0-9-]+)'\\)$r$) as date)
-            from pg_inherits join pg_class as child on child.oid = pg_inherits.inhrelid
-            where pg_inherits.inhparent = 'analytics.fct_events'::regclass order by 1
-            """
-        )
-        return [row[0] for row in cursor.fetchall()]
+        return fct_events_days(cursor)
 
 
 def archivable_dates(connection: psycopg2.extensions.connection, warm_days: int, today: date) -> list[date]:
