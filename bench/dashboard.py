@@ -26,13 +26,14 @@ import httpx
 import psycopg2
 import redis
 
-from bench.environ import median_ms, restore_environ, set_environ
+from bench.environ import median_ms
 from common.redis_keys import HotKeys
 from common.settings import get_settings, utc_today
 from dashboards.config import get_dashboard_settings
 from dashboards.readonly import drop_readonly_role, ensure_readonly_role
 from insights.store import sync_store
 from testing.dashboard_server import dashboard_process
+from testing.db import restore_environ, set_environ
 from warehouse.summary import read_daily_metrics
 
 OVERVIEW = """query Overview($range: DateRangeInput) {

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import duckdb
 
-from bench.environ import median_ms, own_warehouse, say_for
+from bench.environ import median_ms, say_for
 from bench.marts import _copy, _dbt, _rows, load_raw_events
 from ingestion.pipeline import ensure_raw_indexes, events_pipeline
 from insights.engine import Engine
 from insights.store import Manifest, store_dir, sync_store
+from testing.db import own_warehouse
 
 _say = say_for("insights")
 MODELS = "+fct_events +dim_users +dim_event_properties"

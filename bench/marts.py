@@ -29,13 +29,14 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.environ import median_ms, own_warehouse, say_for, setup_environment
+from bench.environ import median_ms, say_for, setup_environment
 from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import iter_events
 from ingestion.pipeline import ensure_raw_indexes, events_pipeline
 from ingestion.validation import validate_event
 from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
+from testing.db import own_warehouse
 
 RAW_COLUMNS = [
     "message_id", "type", "event", "name", "user_id", "anonymous_id", "timestamp", "sent_at", "received_at",

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import psycopg2
 
-from bench.environ import own_warehouse, restore_environ, set_environ
 from bench.marts import _dbt, load_raw_events
 from orchestration.engines import dbt_target, spark_environment
+from testing.db import own_warehouse, restore_environ, set_environ
 from warehouse.lake import lake_marts, sync_lake
 
 

@@ -45,21 +45,20 @@ class Questions:
 
         threading.Thread(target=load, name="insights-warm-up", daemon=True).start()
 
-    def _answer(self, spec: Spec) -> dict[str, Any]:
+    def _ready(self) -> Engine:
+        """The engine with the copy's latest days loaded; InsightError when there is no copy yet."""
         engine = self._engine_now()
         try:
             engine.refresh()
         except StoreMissing as error:
             raise InsightError(str(error)) from None
-        return engine.run(spec, timeout_seconds=self.timeout_seconds)
+        return engine
+
+    def _answer(self, spec: Spec) -> dict[str, Any]:
+        return self._ready().run(spec, timeout_seconds=self.timeout_seconds)
 
     def _check(self, spec: Spec) -> None:
-        engine = self._engine_now()
-        try:
-            engine.refresh()
-        except StoreMissing as error:
-            raise InsightError(str(error)) from None
-        engine.check(spec)
+        self._ready().check(spec)
 
     async def check(self, spec: Spec) -> None:
         """SpecError when `spec` names an event or property the engine does not know (nothing is run)."""

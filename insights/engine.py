@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,7 @@ class Engine:
                 qualify row_number() over (
                     partition by event_date, message_id order by list_position(${files}, filename) desc) = 1"""
             )
-        db.execute("begin")
-        try:
+        with self._transaction():
             if stale:
                 db.execute("delete from events where event_date in (select unnest($1::date[]))", [stale])
             if new:
@@ -178,13 +178,20 @@ class Engine:
                     """
                 )
                 db.execute("drop table staged")
-            db.execute("commit")
-        except BaseException:
-            db.execute("rollback")
-            raise
         for day in stale:
             self.loaded.pop(day, None)
         self.loaded.update(new)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction on the loading connection: a question meanwhile sees all of a load or none of it."""
+        self._loader.execute("begin")
+        try:
+            yield
+        except BaseException:
+            self._loader.execute("rollback")
+            raise
+        self._loader.execute("commit")
 
     def _add_person_keys(self, relation: str) -> None:
         """Give every person id of `relation` not seen before the next integer keys."""
@@ -201,8 +208,7 @@ class Engine:
 
     def _load_persons(self, names: tuple[str, ...]) -> None:
         db = self._loader
-        db.execute("begin")
-        try:
+        with self._transaction():
             db.execute(  # a person in several files: the latest file's row
                 """
                 create or replace temp table staged_persons as
@@ -221,10 +227,6 @@ class Engine:
                 """
             )
             db.execute("drop table staged_persons")
-            db.execute("commit")
-        except BaseException:
-            db.execute("rollback")
-            raise
         self.persons_files = names
 
     # -- answering ----------------------------------------------------------------------------------------------------

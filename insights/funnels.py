@@ -140,15 +140,18 @@ def answer(spec: FunnelSpec, compiler: Compiler, fetch: Callable[[str, list], li
         else:
             by_date[entered_on] = counts
     result: dict[str, Any] = {"steps": _steps(spec, total, total_medians)}
-    result["conversion_over_time"] = [
-        {
-            "date": day.isoformat(),
-            "entered": int(by_date.get(day, (0,))[0]),
-            "converted": int(by_date.get(day, (0,) * n)[n - 1]),
-            "conversion": ratio(by_date.get(day, (0,) * n)[n - 1], by_date.get(day, (0,))[0]),
-        }
-        for day in periods(spec.date_from, spec.date_to, spec.interval)
-    ]
+    result["conversion_over_time"] = []
+    for day in periods(spec.date_from, spec.date_to, spec.interval):
+        counts = by_date.get(day, (0,) * n)
+        entered, converted = int(counts[0]), int(counts[-1])
+        result["conversion_over_time"].append(
+            {
+                "date": day.isoformat(),
+                "entered": entered,
+                "converted": converted,
+                "conversion": ratio(converted, entered),
+            }
+        )
     if spec.breakdown:
         ordered = sorted(
             (label for label in by_label if label is not None and label != OTHER), key=lambda v: (-by_label[v][0][0], v)

@@ -258,13 +258,15 @@ def _warm_days(cursor, manifest: Manifest) -> dict[str, tuple[int, str]]:
     return found
 
 
-def _delta(cursor, folder: Path, entry: dict, key: str, query: str, args: tuple, rows: int) -> pa.Table | None:
+def _delta(
+    cursor, folder: Path, entry: dict, schema: pa.Schema, key: str, query: str, args: tuple, rows: int
+) -> pa.Table | None:
     """The rows built since `entry` was written (`query` with `_built_at > %s` last), when adding them as one more
     file is exact — each replaces the row of its key if there was one, and the row count adds up, so nothing was
     deleted; None when the whole set must be written again (or when that is cheaper)."""
     if not entry.get("built_at") or len(entry.get("files", [])) >= MAX_FILES:
         return None
-    delta = _copy_csv(cursor, query, (*args, entry["built_at"]), EVENT_SCHEMA if key == "message_id" else PERSON_SCHEMA)
+    delta = _copy_csv(cursor, query, (*args, entry["built_at"]), schema)
     if delta.num_rows > max(1000, MAX_DELTA_SHARE * rows):
         return None
     known = [pq.read_table(folder / name, columns=[key]).column(key) for name in entry["files"]]
@@ -313,7 +315,9 @@ def _sync_persons(cursor, folder: Path, manifest: Manifest, generation: int) -> 
         return False
     entry = manifest.persons
     name = f"persons.{generation}.parquet"
-    delta = _delta(cursor, folder, entry, "person_id", PERSON_SELECT + " where _built_at > %s", (), count)
+    delta = _delta(
+        cursor, folder, entry, PERSON_SCHEMA, "person_id", PERSON_SELECT + " where _built_at > %s", (), count
+    )
     if delta is not None:
         _write_parquet(folder, name, delta)
         files = [*entry["files"], name]
@@ -388,7 +392,7 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
                     delta = None
                     if day in warm and day not in archived and entry.get("tier") == "warm":
                         since, on = EVENT_SELECT + " and _built_at > %s", (date.fromisoformat(day),)
-                        delta = _delta(cursor, folder, entry, "message_id", since, on, warm[day][0])
+                        delta = _delta(cursor, folder, entry, EVENT_SCHEMA, "message_id", since, on, warm[day][0])
                     if delta is not None:  # the rows built since the day was written, as one more file
                         table, files = delta, [*entry["files"], name]
                     else:

@@ -19,8 +19,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from common.db import drop_database, ensure_database
-from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import generate
 from insights import engine as insights_engine
@@ -28,6 +26,7 @@ from insights.engine import Engine
 from insights.spec import SpecError, parse_spec
 from insights.store import Manifest, store_dir, sync_store
 from testing import insights_reference as ref
+from testing.db import own_warehouse
 from testing.dbt import dbt_build
 from warehouse.archive import archive_date
 
@@ -122,24 +121,14 @@ def write_batch(bucket: Path, name: str, messages: list[dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def warehouse(settings, tmp_path_factory):
-    root = tmp_path_factory.mktemp("insights")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DATABASE_URL", settings.database_url_for(f"{settings.database_name}_insights"))
-        patch.setenv("EVENTS_BUCKET_URL", str(root / "bucket"))
-        patch.setenv("DLT_PIPELINES_DIR", str(root / "dlt"))
-        patch.setenv("INSIGHTS_DIR", str(root / "insights"))
-        own = get_settings()
-        ensure_database(own)
-        try:
-            generate(root / "bucket", days=40, users=2000, seed=11, end_date=END)
-            write_batch(root / "bucket", "crafted", CRAFTED)
-            load_events(progress=False)
-            dbt_build(root)
-            sync_store(own, say=lambda _: None)
-            yield own, root
-        finally:
-            drop_database(own)
+def warehouse(tmp_path_factory):
+    with own_warehouse("insights", tmp_path_factory.mktemp("insights")) as (own, root):
+        generate(root / "bucket", days=40, users=2000, seed=11, end_date=END)
+        write_batch(root / "bucket", "crafted", CRAFTED)
+        load_events(progress=False)
+        dbt_build(root)
+        sync_store(own, say=lambda _: None)
+        yield own, root
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,11 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from common.db import drop_database, ensure_database
-from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import generate
 from orchestration.runs import run_materialize
 from testing import reference_marts as ref
-from testing.db import rows
+from testing.db import own_warehouse, rows
 from testing.dbt import dbt, dbt_build
 from testing.engines import MARTS, differences, read_lake_mart, read_postgres_mart
 from testing.reference import compute
@@ -63,19 +61,10 @@ def snapshot(settings) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture(scope="module")
-def warehouse(settings, tmp_path_factory):
+def warehouse(tmp_path_factory):
     """Its own database, bucket and dlt state, so the other modules' data cannot mix in."""
-    root = tmp_path_factory.mktemp("marts")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DATABASE_URL", settings.database_url_for(f"{settings.database_name}_marts"))
-        patch.setenv("EVENTS_BUCKET_URL", str(root / "bucket"))
-        patch.setenv("DLT_PIPELINES_DIR", str(root / "dlt"))
-        marts_settings = get_settings()
-        ensure_database(marts_settings)
-        try:
-            yield marts_settings, root
-        finally:
-            drop_database(marts_settings)
+    with own_warehouse("marts", tmp_path_factory.mktemp("marts")) as (marts_settings, root):
+        yield marts_settings, root
 
 
 @pytest.fixture(scope="module")

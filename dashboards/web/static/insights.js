@@ -69,18 +69,22 @@ function stepRow(index) {
     row.append(math, property);
   }
   if (!layout.names) {
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.textContent = "×";
-    remove.className = "step-remove";
-    remove.onclick = () => {
+    row.append(removeButton("step-remove", () => {
       if (document.querySelectorAll("#i-steps .step").length > layout.min) row.remove();
       renumber();
-    };
-    row.append(remove);
+    }));
   }
   row.append(where, filters);
   return row;
+}
+
+function removeButton(className, onclick) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "×";
+  button.className = className;
+  button.onclick = onclick;
+  return button;
 }
 
 function filterRow(eventName) {
@@ -95,11 +99,7 @@ function filterRow(eventName) {
   const value = document.createElement("input");
   value.className = "value";
   value.placeholder = "value";
-  const remove = document.createElement("button");
-  remove.type = "button";
-  remove.textContent = "×";
-  remove.onclick = () => row.remove();
-  row.append("where", field, op, value, remove);
+  row.append("where", field, op, value, removeButton("filter-remove", () => row.remove()));
   return row;
 }
 
