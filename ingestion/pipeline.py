@@ -1,6 +1,6 @@
 """The dlt pipeline every source loads through: PostgreSQL `raw` schema, tuned for event volumes.
 
-- Arrow tables in, CSV + COPY out, 2 normalize workers: dlt does no per-row Python work (STACK-NOTES).
+- Arrow tables in, CSV + COPY out, normalize in this process: dlt does no per-row Python work (STACK-NOTES).
 - `raw.events` merges with dlt's `insert-only` strategy on `message_id`: an event already stored is never
   replaced, so the first copy received wins across loads and sources; within a load the sources keep the
   first copy themselves (ingestion/batches.py).
@@ -59,7 +59,11 @@ TABLES: dict[str, dict[str, dict[str, Any]]] = {
 
 # dlt settings for throughput (see ../shared/STACK-NOTES.md); any of them can be overridden by the env var.
 TUNING = {
-    "NORMALIZE__WORKERS": "2",
+    # one normalize worker, in this process: the events arrive as CSV files written by the chunk workers
+    # (ingestion/chunks.py), which dlt only links into the package, so a pool has nothing to spread; and dlt's pool
+    # forks this process, which is unsafe once other threads run here (the prefetching reader, DuckDB's, Arrow's):
+    # a forked worker died mid-load in CI that way (BrokenProcessPool)
+    "NORMALIZE__WORKERS": "1",
     # rejections arrive as Arrow tables: give them dlt's two columns (the dbt models read new rows by load id)
     "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID": "true",
     "NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_ID": "true",
