@@ -9,7 +9,7 @@
     analyticspro restore --from D --to D    bring archived days back into PostgreSQL
     analyticspro forget --user-id ID        GDPR erasure of one person from every tier
     analyticspro summary                    print what is in the warehouse and Redis now
-    analyticspro query SPEC                 answer an insights question (a JSON file, or - for stdin) as JSON
+    analyticspro query SPEC [--engine E]    answer an insights question (a JSON file, or - for stdin) as JSON
     analyticspro dashboard [--host --port]  serve the GraphQL API and the web dashboard
     analyticspro collector [--host --port]  receive events over Segment's HTTP API (any Segment SDK)
 
@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer from the columnar copy as it is (default: first bring it up to date from PostgreSQL)",
     )
     p.add_argument("--pretty", action="store_true", help="indent the JSON answer")
+    p.add_argument(
+        "--engine",
+        choices=("duckdb", "spark"),
+        default="duckdb",
+        help="duckdb (default): in this process; spark: the same questions on Apache Spark, local or SPARK_REMOTE",
+    )
     p.set_defaults(func="insights:cmd_query")
 
     p = sub.add_parser("dashboard", help="serve the GraphQL API (/graphql) and the web dashboard (/)")

@@ -38,9 +38,16 @@ def cmd_query(args: argparse.Namespace) -> int:
         result = sync_store(settings, say=_note)
         if result.days_written or result.days_removed or result.no_events_table:
             _note(result.describe())
-    engine = Engine()
     try:
-        engine.refresh(say=_note)
+        if args.engine == "spark":
+            from insights.spark import SparkEngine  # pyspark and a JVM: only when asked for
+
+            _note("insights: starting Spark and reading the columnar copy")
+            engine: Engine | SparkEngine = SparkEngine()
+            engine.refresh()
+        else:
+            engine = Engine()
+            engine.refresh(say=_note)
     except StoreMissing as error:
         raise ValueError(str(error)) from None
     answer = engine.run(spec)

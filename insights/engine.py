@@ -66,6 +66,24 @@ KINDS = {
 }
 
 
+def extend_catalogue(catalogue: Catalogue, folder: Path, manifest: Manifest, names: set[str | None]) -> Catalogue:
+    """The catalogue with the copy's property keys and ids for event names not seen before (an id, once given, stays:
+    the loaded rows carry it). Both engines (this one and spark.py) number events this way."""
+    properties: dict[str, dict[str, str]] = {}
+    if manifest.catalogue:
+        for row in pq.read_table(folder / manifest.catalogue["file"]).to_pylist():
+            properties.setdefault(row["event_name"], {})[row["property_key"]] = row["value_types"] or ""
+    event_ids = dict(catalogue.event_ids)
+    for name in sorted({name for name in names if name is not None} - set(event_ids)):
+        event_ids[name] = len(event_ids) + 1
+    return Catalogue(event_ids=event_ids, properties=properties)
+
+
+def answer(spec: Spec, catalogue: Catalogue, fetch: Callable[[str, list], list[tuple]]) -> dict[str, Any]:
+    """`spec`'s answer, its statements run by `fetch(statement, params)` (DuckDB's dialect, $n parameters)."""
+    return KINDS[spec.kind](spec, Compiler(catalogue), fetch)
+
+
 class StoreMissing(RuntimeError):
     """There is no columnar copy yet; the message says how to make one."""
 
@@ -122,19 +140,13 @@ class Engine:
         return [str(self.folder / name) for name in names]
 
     def _load_catalogue(self, manifest: Manifest, new_files: list[str]) -> None:
-        names = set(self.catalogue.event_ids)
-        properties: dict[str, dict[str, str]] = {}
-        if manifest.catalogue:
-            for row in pq.read_table(self.folder / manifest.catalogue["file"]).to_pylist():
-                properties.setdefault(row["event_name"], {})[row["property_key"]] = row["value_types"] or ""
         files = self._files(new_files)
-        if files:
-            found = self._loader.execute("select distinct event_name from read_parquet($1)", [files]).fetchall()
-            names |= {name for (name,) in found if name is not None}
-        event_ids = dict(self.catalogue.event_ids)
-        for name in sorted(names - set(event_ids)):
-            event_ids[name] = len(event_ids) + 1
-        self.catalogue = Catalogue(event_ids=event_ids, properties=properties)
+        found = (
+            self._loader.execute("select distinct event_name from read_parquet($1)", [files]).fetchall()
+            if files
+            else []
+        )
+        self.catalogue = extend_catalogue(self.catalogue, self.folder, manifest, {name for (name,) in found})
 
     def _load_days(self, stale: list[str], new: dict[str, tuple[str, ...]]) -> None:
         db = self._loader
@@ -245,7 +257,7 @@ class Engine:
 
             if timer is not None:
                 timer.start()
-            return KINDS[spec.kind](spec, Compiler(self.catalogue), fetch)
+            return answer(spec, self.catalogue, fetch)
         except duckdb.InterruptException:
             raise SpecError(
                 f"the question ran longer than {timeout_seconds:g}s (INSIGHT_TIMEOUT_MS) and was stopped: narrow the "
@@ -258,7 +270,7 @@ class Engine:
 
     def check(self, spec: Spec) -> None:
         """Compile `spec` without running it: SpecError when it names an event or property that does not exist."""
-        KINDS[spec.kind](spec, Compiler(self.catalogue), lambda statement, params: [])
+        answer(spec, self.catalogue, lambda statement, params: [])
 
     def ask(self, data: object, max_days: int = 366) -> dict[str, Any]:
         """parse_spec then run: the answer to a question given as parsed JSON."""
@@ -273,4 +285,4 @@ class Engine:
         return (first, last) if first else None
 
 
-__all__ = ["Engine", "SpecError", "StoreMissing"]
+__all__ = ["Engine", "SpecError", "StoreMissing", "answer", "extend_catalogue"]

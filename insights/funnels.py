@@ -77,7 +77,11 @@ def _statement(spec: FunnelSpec, compiler: Compiler) -> str:
     kept = f"f{n}"
     if excluded:
         ctes.append("excluded as (\n    " + "\n    union\n    ".join(excluded) + "\n)")
-        ctes.append(f"kept as (select * from f{n} where person_key not in (select person_key from excluded))")
+        ctes.append(  # an anti join on both engines (Spark plans `not in` as a nested loop: it must mind nulls)
+            f"""kept as (
+    select * from f{n} as f where not exists (select 1 from excluded as x where x.person_key = f.person_key)
+)"""
+        )
         kept = "kept"
     # the breakdown's most common values (by persons entering) keep their name; the rest are one "other"
     ctes.append(
