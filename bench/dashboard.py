@@ -2,7 +2,8 @@
 wrk (50 connections for 30 s) with the queries the web page sends when it opens — the overview (daily metrics,
 funnel, retention, revenue), the query builder's catalogue and today's hot metrics — once with preset ranges
 (cached in Redis, what every dashboard open after the first gets) and once with custom ranges (never cached:
-every request reads PostgreSQL). Then query-builder questions over all the events, uncached, one at a time.
+every request is computed, from the service's in-process copy of the marts). Then query-builder questions over all
+the events, uncached, one at a time.
 
 wrk (Debian's package; installed here when missing and we are root) runs on the same two cores as the service, so
 the figures are a floor. BENCH_DASHBOARD_SECONDS (default 30) and BENCH_DASHBOARD_CONNECTIONS (default 50) size
@@ -207,7 +208,7 @@ def bench_dashboard(settings, say: Callable[[str], None]) -> dict:
             say(f"dashboard: {connections} connections for {seconds}s, cached (preset ranges), {workers} workers")
             cached = _load(url, token, preset, seconds, connections, root)
             say(f"  cached: p50 {cached['p50_ms']:.1f} ms, p95 {cached['p95_ms']:.1f} ms, {cached['rps']:,.0f} req/s")
-            say(f"dashboard: {connections} connections for {seconds}s, uncached (custom ranges read PostgreSQL)")
+            say(f"dashboard: {connections} connections for {seconds}s, uncached (custom ranges, never cached)")
             uncached = _load(url, token, custom + [_body(HOT)], seconds, connections, root)
             say(
                 f"  uncached: p50 {uncached['p50_ms']:.1f} ms, p95 {uncached['p95_ms']:.1f} ms, "

@@ -45,6 +45,7 @@ class DashboardSettings:
     database_url: str
     cache_ttl_seconds: int
     live_cache_seconds: int
+    marts_refresh_seconds: int
     insight_timeout_ms: int
     insight_max_days: int
 
@@ -99,6 +100,7 @@ def get_dashboard_settings() -> DashboardSettings:
         database_url=os.environ.get("DASHBOARD_DATABASE_URL") or readonly_url(base.database_url, user, password),
         cache_ttl_seconds=_positive_int_env("DASHBOARD_CACHE_TTL_SECONDS", 60),
         live_cache_seconds=_non_negative_int_env("DASHBOARD_LIVE_CACHE_SECONDS", 1),
+        marts_refresh_seconds=_non_negative_int_env("DASHBOARD_MARTS_REFRESH_SECONDS", 5),
         insight_timeout_ms=_positive_int_env("INSIGHT_TIMEOUT_MS", 10_000),
         insight_max_days=insight_max_days(),
     )

@@ -15,7 +15,9 @@ from datetime import date, timedelta
 from typing import Annotated, Any
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -428,11 +430,17 @@ class DashboardSchema(strawberry.Schema):
             super().process_errors(unexpected, execution_context)
 
 
-# one request cannot ask for unbounded work: nesting, aliases (each a query) and document size are capped (factories:
-# strawberry builds fresh extensions for each request)
-LIMITS = [
-    lambda: QueryDepthLimiter(max_depth=8),
-    lambda: MaxAliasesLimiter(max_alias_count=20),
+# one request cannot ask for unbounded work: nesting, aliases (each a query) and document size are capped. A page
+# sends a few documents again and again with other variables (a custom range, another funnel), so each is parsed and
+# validated once per process (validating the overview's document was half of an uncached answer's CPU). The cache
+# is keyed by the document and the validation rules: the two limits are rule classes made once, here (strawberry's
+# QueryDepthLimiter and MaxAliasesLimiter would make new classes for every request, and never hit it).
+DOCUMENT_CACHE_SIZE = 512
+RULES = [max_depth_rule(8, None, None), max_aliases_rule(20)]
+EXTENSIONS = [  # factories: strawberry builds fresh extensions for each request; the caches live in the module
+    lambda: AddValidationRules(RULES),
     lambda: MaxTokensLimiter(max_token_count=3000),
+    lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+    lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
 ]
-schema = DashboardSchema(query=Query, mutation=Mutation, extensions=LIMITS)
+schema = DashboardSchema(query=Query, mutation=Mutation, extensions=EXTENSIONS)

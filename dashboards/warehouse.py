@@ -19,6 +19,7 @@ from common.redis_keys import HotKeys
 from common.settings import utc_today
 from dashboards.config import DashboardSettings
 from dashboards.insight import Insight, InsightError, insight_rows, to_trends
+from dashboards.marts import MartsCopy
 from dashboards.questions import Questions
 
 log = logging.getLogger("analyticspro.dashboards")
@@ -32,6 +33,10 @@ REDIS_RETRY_SECONDS = 5.0  # after Redis fails, answer from PostgreSQL this long
 
 class WarehouseUnavailable(RuntimeError):
     """PostgreSQL cannot answer; the message says what to do."""
+
+
+class MartMissing(WarehouseUnavailable):
+    """A mart does not exist yet (the marts were never built)."""
 
 
 def _number(value: Any) -> float:
@@ -76,16 +81,25 @@ class Warehouse:
         self._catalogue_lock = asyncio.Lock()
         # the insights engine (insights/): `query(spec)` and the query builder
         self.questions = Questions(settings.base, settings.insight_timeout_ms)
+        # the overview's marts, in the process (dashboards/marts.py)
+        self.marts = MartsCopy(self.fetch, (MartMissing,), settings.marts_refresh_seconds)
 
     # -- connections ---------------------------------------------------------------------------------------
     async def open(self) -> None:
-        async def setup(connection: asyncpg.Connection) -> None:
-            # parameters vary widely (a day or a year): plan each statement for its own values
-            await connection.execute("set plan_cache_mode = force_custom_plan")
+        async def keep_session(connection: asyncpg.Connection) -> None:
+            """Nothing to reset when a connection goes back to the pool: every statement is a read that leaves no
+            session state (asyncpg's default reset is one more round trip per query, and its RESET ALL would undo a
+            SET made when the connection opened)."""
 
         try:
             self.pool = await asyncpg.create_pool(
-                self.settings.database_url, min_size=1, max_size=10, init=setup, command_timeout=60
+                self.settings.database_url,
+                min_size=1,
+                max_size=10,
+                command_timeout=60,
+                reset=keep_session,
+                # parameters vary widely (a day or a year): plan each statement for its own values
+                server_settings={"plan_cache_mode": "force_custom_plan"},
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise WarehouseUnavailable(
@@ -105,7 +119,7 @@ class Warehouse:
         try:
             return await self.pool.fetch(query, *args, timeout=timeout)
         except asyncpg.UndefinedTableError as exc:
-            raise WarehouseUnavailable(
+            raise MartMissing(
                 f"{exc}: the marts are not built yet; run `analyticspro materialize` (or `make demo`)"
             ) from exc
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
@@ -199,35 +213,21 @@ class Warehouse:
         unknown = sorted(set(names) - set(DAILY_METRICS))
         if unknown:
             raise InsightError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(DAILY_METRICS)}")
-        rows = await self.fetch(
-            "select date, metric_name, value from analytics.daily_metrics "
-            "where date between $1 and $2 and metric_name = any($3::text[]) order by date, metric_name",
-            first,
-            last,
-            names,
-        )
-        return [{"date": row["date"], "metric": row["metric_name"], "value": _number(row["value"])} for row in rows]
+        return (await self.marts.get()).daily_metrics(names, first, last)
 
     async def funnel_names(self) -> list[str]:
-        rows = await self.fetch("select distinct funnel_name from analytics.fct_funnel_steps order by 1")
-        return [row[0] for row in rows]
+        return (await self.marts.get()).funnel_names()
 
     async def funnel(self, name: str, first: date, last: date, breakdown_by: str | None) -> dict[str, Any]:
         """The funnel of the persons who entered between `first` and `last` (entry cohorts), with drop-off."""
-        rows = await self.fetch(
-            "select step_index, step_name, sum(persons)::bigint as persons, sum(drop_off)::bigint as drop_off "
-            "from analytics.fct_funnel_steps "
-            "where funnel_name = $1 and cohort_date between $2 and $3 group by 1, 2 order by 1",
-            name,
-            first,
-            last,
-        )
-        if not rows and name not in await self.funnel_names():
-            known = ", ".join(await self.funnel_names()) or "none: build the marts first"
+        marts = await self.marts.get()
+        rows = marts.funnel_steps(name, first, last)
+        if not rows and name not in marts.funnel_names():
+            known = ", ".join(marts.funnel_names()) or "none: build the marts first"
             raise InsightError(f"unknown funnel {name!r}; configured funnels: {known}")
         result: dict[str, Any] = {
             "name": name,
-            "steps": funnel_steps([(r["step_index"], r["step_name"], r["persons"], r["drop_off"]) for r in rows]),
+            "steps": funnel_steps(rows),
             "breakdown_by": breakdown_by,
             "breakdown": [],
         }
@@ -263,34 +263,15 @@ class Warehouse:
     async def retention(self, grain: str, first: date, last: date) -> list[dict[str, Any]]:
         if grain not in RETENTION_GRAINS:
             raise InsightError(f"retention grain must be one of {', '.join(RETENTION_GRAINS)}; got {grain!r}")
-        rows = await self.fetch(
-            "select cohort_start, period_number, cohort_size, retained_persons, retention_rate "
-            "from analytics.fct_cohort_retention where cohort_grain = $1 and cohort_start between $2 and $3 "
-            "order by cohort_start, period_number",
-            grain,
-            first,
-            last,
-        )
         cohorts: dict[date, dict[str, Any]] = {}
-        for row in rows:
-            cohort = cohorts.setdefault(
-                row["cohort_start"],
-                {"cohort_start": row["cohort_start"], "size": row["cohort_size"], "retained": [], "rates": []},
-            )
-            cohort["retained"].append(row["retained_persons"])
-            cohort["rates"].append(_number(row["retention_rate"]))
+        for start, _period, size, retained, rate in (await self.marts.get()).retention_rows(grain, first, last):
+            cohort = cohorts.setdefault(start, {"cohort_start": start, "size": size, "retained": [], "rates": []})
+            cohort["retained"].append(retained)
+            cohort["rates"].append(rate)
         return list(cohorts.values())
 
     async def revenue(self, first: date, last: date) -> list[dict[str, Any]]:
-        rows = await self.fetch(
-            "select * from analytics.revenue_monthly where month between date_trunc('month', $1::date)::date and $2 "
-            "order by month",
-            first,
-            last,
-        )
-        return [
-            {key: (_number(value) if isinstance(value, Decimal) else value) for key, value in r.items()} for r in rows
-        ]
+        return (await self.marts.get()).revenue_months(first, last)
 
     # -- the query builder ---------------------------------------------------------------------------------
     async def catalogue(self) -> dict[str, set[str]]:

@@ -264,6 +264,39 @@ def test_revenue_equals_the_reference(dash):
             assert got[api] == float(want[column]), (month, api)
 
 
+def _dau(dash, day: date) -> float:
+    query = 'query($r: DateRangeInput) { dailyMetrics(metrics: ["dau"], dateRange: $r) { value } }'
+    return data(gql(dash.url, query, {"r": custom(day, day)}))["dailyMetrics"][0]["value"]
+
+
+def _until(check, seconds: float = 20.0) -> float:
+    """Seconds until `check()` holds (polled every 0.2 s); fails after `seconds`."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < seconds, "the dashboard did not follow the marts"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def test_custom_ranges_follow_the_marts_within_the_refresh_interval(dash):
+    """Custom ranges are answered from the process's copy of the marts (dashboards/marts.py), read again in the
+    background every DASHBOARD_MARTS_REFRESH_SECONDS (5): a change to a mart shows within that, then goes away."""
+    day = TODAY - timedelta(days=3)
+    before = _dau(dash, day)
+    connection = psycopg2.connect(dash.settings.database_url)
+    connection.autocommit = True
+    change = "update analytics.daily_metrics set value = value + %s where date = %s and metric_name = 'dau'"
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(change, (1000, day))
+        assert _until(lambda: _dau(dash, day) == before + 1000) < 15
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(change, (-1000, day))
+        connection.close()
+    _until(lambda: _dau(dash, day) == before)
+
+
 def test_hot_metrics_come_from_redis_and_equal_the_marts(dash):
     answer = data(gql(dash.url, "{ hotMetrics { date signups dau events revenue source updatedAt } }"))["hotMetrics"]
     assert answer["source"] == "redis" and answer["date"] == TODAY.isoformat()
