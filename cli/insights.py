@@ -40,7 +40,10 @@ def cmd_query(args: argparse.Namespace) -> int:
             _note(result.describe())
     try:
         if args.engine == "spark":
-            from insights.spark import SparkEngine  # pyspark and a JVM: only when asked for
+            try:
+                from insights.spark import SparkEngine  # pyspark and a JVM: only when asked for
+            except ImportError as error:
+                raise ValueError(str(error)) from None
 
             _note("insights: starting Spark and reading the columnar copy")
             engine: Engine | SparkEngine = SparkEngine()

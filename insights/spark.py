@@ -32,6 +32,15 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
+try:  # the `spark` extra; this module is imported only when the spark engine is asked for
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+except ImportError:
+    raise ImportError(
+        "the spark engine needs pyspark, the `spark` extra: run `uv sync --extra spark` (or `make install`)"
+    ) from None
+
 from common.settings import PROJECT_ROOT
 from insights.engine import StoreMissing, answer, extend_catalogue
 from insights.filters import Catalogue
@@ -44,12 +53,6 @@ TABLES = ("events", "persons")
 
 def spark_session() -> Any:
     """The session questions run in: an existing one (a dbt build's, in the same process) or a new one."""
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError:
-        raise SpecError(
-            "the spark engine needs pyspark, the `spark` extra: run `uv sync --extra spark` (or `make install`)"
-        ) from None
     builder = SparkSession.builder.appName("analyticspro-insights")
     if not os.environ.get("SPARK_REMOTE"):
         cores = int(os.environ.get("SPARK_CORES") or os.cpu_count() or 2)
@@ -185,9 +188,6 @@ class SparkEngine:
             )
         if manifest.generation == self.generation:
             return False
-        from pyspark.sql import functions as F
-        from pyspark.sql.window import Window
-
         event_files = [(self._path(name), name, day, position) for day, entry in sorted(manifest.days.items())
                        for position, name in enumerate(entry["files"])]  # fmt: skip
         if not event_files:
