@@ -180,6 +180,8 @@ def _service_arguments(p: argparse.ArgumentParser, host: str, port: int, access_
 def main(argv: list[str] | None = None) -> int:
     # A transitive dependency asks for sqlglot[rs]; the warning is not actionable for our users.
     warnings.filterwarnings("ignore", message=r"sqlglot\[rs\] is deprecated")
+    # pyspark warns about pandas 3 at import; `query --engine spark` uses none of its pandas functions
+    warnings.filterwarnings("ignore", message=r"PySpark does not yet fully support pandas")
     args = build_parser().parse_args(argv)
     module, name = args.func.split(":")
     try:
