@@ -66,6 +66,17 @@ KINDS = {
 }
 
 
+def read_copy(folder: Path) -> Manifest:
+    """The copy's manifest; StoreMissing, saying how to make one, when there is no copy yet (both engines)."""
+    manifest = Manifest.read(folder)
+    if not manifest.generation:
+        raise StoreMissing(
+            f"no columnar copy of the events in {folder} yet: run `analyticspro materialize` "
+            "(or `analyticspro query`), which writes it from PostgreSQL"
+        )
+    return manifest
+
+
 def extend_catalogue(catalogue: Catalogue, folder: Path, manifest: Manifest, names: set[str | None]) -> Catalogue:
     """The catalogue with the copy's property keys and ids for event names not seen before (an id, once given, stays:
     the loaded rows carry it). Both engines (this one and spark.py) number events this way."""
@@ -111,12 +122,7 @@ class Engine:
     def refresh(self, say: Callable[[str], None] | None = None) -> bool:
         """Load what changed in the copy since the last call; True when anything did."""
         with self._refreshing:
-            manifest = Manifest.read(self.folder)
-            if not manifest.generation:
-                raise StoreMissing(
-                    f"no columnar copy of the events in {self.folder} yet: run `analyticspro materialize` "
-                    "(or `analyticspro query --refresh`), which writes it from PostgreSQL"
-                )
+            manifest = read_copy(self.folder)
             if manifest.generation == self.generation:
                 return False
             started = time.monotonic()
@@ -285,4 +291,4 @@ class Engine:
         return (first, last) if first else None
 
 
-__all__ = ["Engine", "SpecError", "StoreMissing", "answer", "extend_catalogue"]
+__all__ = ["Engine", "SpecError", "StoreMissing", "answer", "extend_catalogue", "read_copy"]

@@ -42,10 +42,10 @@ except ImportError:
     ) from None
 
 from common.settings import PROJECT_ROOT
-from insights.engine import StoreMissing, answer, extend_catalogue
+from insights.engine import StoreMissing, answer, extend_catalogue, read_copy
 from insights.filters import Catalogue
 from insights.spec import Spec, SpecError, parse_spec
-from insights.store import Manifest, store_dir
+from insights.store import store_dir
 
 PROPERTIES_TYPE = "map<string,string>"
 TABLES = ("events", "persons")
@@ -180,12 +180,7 @@ class SparkEngine:
 
     def refresh(self) -> bool:
         """Point the views at the copy's current files (cached in the cluster's memory); True when they changed."""
-        manifest = Manifest.read(self.folder)
-        if not manifest.generation:
-            raise StoreMissing(
-                f"no columnar copy of the events in {self.folder} yet: run `analyticspro materialize` "
-                "(or `analyticspro query`), which writes it from PostgreSQL"
-            )
+        manifest = read_copy(self.folder)
         if manifest.generation == self.generation:
             return False
         event_files = [(self._path(name), name, day, position) for day, entry in sorted(manifest.days.items())
