@@ -2,11 +2,13 @@
 
 Loading turns the copy into what the questions want: each person id becomes a dense integer key (hashing and
 joining integers is several times cheaper than strings), each event name an integer id (the dictionary lives in the
-catalogue), time a plain UTC timestamp, and every row gets `rk` = (days since 1970 << 32) + its position in its day
-sorted by (person, time, message id). So among one person's events, `rk` order is time order with ties by message
-id: "the earliest event" is min(rk), "the events after this one" are rk > its rk. `refresh()` reloads only the days
-whose files changed since the last load, inside one transaction, so a question running meanwhile sees the old or the
-new day, never half.
+catalogue), time a plain UTC timestamp, and every row gets `rk` = (days since 1970 << 32) + a number that orders the
+person's events of that day by (time, message id): its position in the day's file, sorted by (person, time, message
+id), or, for the persons a delta touched, its rank among their events of the day. So among one person's events, `rk`
+order is time order with ties by message id: "the earliest event" is min(rk), "the events after this one" are rk > its
+rk; `rk` is never compared between persons. `refresh()` loads only what changed since the last load — new days, days
+written again, and for a day that gained a delta only the persons it touches — inside one transaction, so a question
+running meanwhile sees the old or the new copy, never half.
 
 The dashboards service keeps one Engine and refreshes it when the manifest changes; the CLI makes one per command.
 """
@@ -56,6 +58,7 @@ COLUMNS = (
     "person_id, event_at, message_id, event_date, event_name, is_activity, page_path, referrer, utm_source, "
     "utm_medium, utm_campaign, revenue, properties"
 )
+DAY_KEY = "(date_diff('day', date '1970-01-01', event_date)::bigint << 32)"  # rk's high half: days since 1970
 KINDS = {
     "funnel": funnels.answer,
     "trends": trends.answer,
@@ -117,6 +120,7 @@ class Engine:
         self._next_person = 0
         self.load_seconds = 0.0
         self.phases: dict[str, float] = {}  # seconds by phase of the last refresh
+        self.changes: dict[str, int] = {}  # what the last refresh loaded: whole days, and days that took a delta
 
     # -- loading ------------------------------------------------------------------------------------------------------
     def refresh(self, say: Callable[[str], None] | None = None) -> bool:
@@ -127,12 +131,24 @@ class Engine:
                 return False
             started = time.monotonic()
             wanted = {day: tuple(entry["files"]) for day, entry in manifest.days.items()}
-            stale = sorted(day for day in self.loaded if wanted.get(day) != self.loaded[day])
-            new = sorted(day for day in wanted if self.loaded.get(day) != wanted[day])
-            if say and new:
-                say(f"insights: loading {len(new)} day(s) of events into the engine")
-            self._load_catalogue(manifest, [name for day in new for name in wanted[day]])
-            self._load_days(stale, {day: wanted[day] for day in new})
+            # a day whose files are the loaded ones and more takes only the new ones (deltas: store.py)
+            extended = {
+                day: files
+                for day, files in wanted.items()
+                if manifest.format >= 2
+                and day in self.loaded
+                and len(files) > len(self.loaded[day])
+                and files[: len(self.loaded[day])] == self.loaded[day]
+            }
+            stale = sorted(day for day in self.loaded if wanted.get(day) != self.loaded[day] and day not in extended)
+            new = sorted(day for day in wanted if self.loaded.get(day) != wanted[day] and day not in extended)
+            if say and (new or extended):
+                say(f"insights: loading {len(new)} day(s) of events into the engine, and changes to {len(extended)}")
+            added = [name for day in new for name in wanted[day]]
+            added += [name for day, files in extended.items() for name in files[len(self.loaded[day]) :]]
+            self._load_catalogue(manifest, added)
+            self._load_days(stale, {day: wanted[day] for day in new}, extended)
+            self.changes = {"days": len(new), "deltas": len(extended)}
             self.phases = {"days": round(time.monotonic() - started, 2)}
             if manifest.persons and tuple(manifest.persons["files"]) != self.persons_files:
                 self._load_persons(tuple(manifest.persons["files"]))
@@ -148,57 +164,126 @@ class Engine:
     def _load_catalogue(self, manifest: Manifest, new_files: list[str]) -> None:
         files = self._files(new_files)
         found = (
-            self._loader.execute("select distinct event_name from read_parquet($1)", [files]).fetchall()
+            self._loader.execute(
+                "select distinct event_name from read_parquet($1, union_by_name = true)", [files]
+            ).fetchall()
             if files
             else []
         )
         self.catalogue = extend_catalogue(self.catalogue, self.folder, manifest, {name for (name,) in found})
 
-    def _load_days(self, stale: list[str], new: dict[str, tuple[str, ...]]) -> None:
+    def _load_days(
+        self, stale: list[str], new: dict[str, tuple[str, ...]], extended: dict[str, tuple[str, ...]]
+    ) -> None:
         db = self._loader
         single = [files[0] for files in new.values() if len(files) == 1]
         several = [name for files in new.values() if len(files) > 1 for name in files]
-        day_key = "(date_diff('day', date '1970-01-01', event_date)::bigint << 32)"
         parts, params = [], []
         if single:  # a day in one file is sorted by (person, time, message id): its row number orders it
             params.append(self._files(single))
             parts.append(
-                f"select {COLUMNS}, {day_key} + file_row_number as rk "
-                f"from read_parquet(${len(params)}, file_row_number = true)"
+                f"select {COLUMNS}, {DAY_KEY} + file_row_number as rk "
+                f"from read_parquet(${len(params)}, file_row_number = true, union_by_name = true)"
             )
         if several:  # a day and the rows changed since: the latest version of each message, numbered in that order
             params.append(self._files(several))
             files = len(params)
             parts.append(
-                f"""select {COLUMNS}, {day_key} + row_number() over (
+                f"""select {COLUMNS}, {DAY_KEY} + row_number() over (
                     partition by event_date order by person_id, event_at, message_id) as rk
-                from read_parquet(${files}, filename = true)
+                from read_parquet(${files}, filename = true, union_by_name = true)
                 qualify row_number() over (
                     partition by event_date, message_id order by list_position(${files}, filename) desc) = 1"""
             )
         with self._transaction():
             if stale:
                 db.execute("delete from events where event_date in (select unnest($1::date[]))", [stale])
-            if new:
-                db.execute(f"create or replace temp table staged as {' union all '.join(parts)}", params)
+            if new or extended:
                 db.execute("create or replace temp table event_names (event_name varchar, event_id integer)")
                 db.executemany("insert into event_names values (?, ?)", list(self.catalogue.event_ids.items()))
+            if new:
+                db.execute(f"create or replace temp table staged as {' union all '.join(parts)}", params)
                 self._add_person_keys("staged")
-                db.execute(
-                    """
-                    insert into events
-                    select k.person_key, s.rk, make_timestamp(epoch_us(s.event_at)), s.event_date,
-                           coalesce(n.event_id, 0), s.is_activity, s.page_path, s.referrer, s.utm_source,
-                           s.utm_medium, s.utm_campaign, s.revenue, s.properties
-                    from staged as s
-                    join person_keys as k on k.person_id = s.person_id
-                    left join event_names as n on n.event_name = s.event_name  -- identify, alias, group: id 0
-                    """
-                )
-                db.execute("drop table staged")
+                self._insert_staged()
+            if extended:
+                self._apply_deltas(extended)
         for day in stale:
             self.loaded.pop(day, None)
         self.loaded.update(new)
+        self.loaded.update(extended)
+
+    def _insert_staged(self) -> None:
+        self._loader.execute(
+            """
+            insert into events
+            select k.person_key, s.rk, make_timestamp(epoch_us(s.event_at)), s.event_date,
+                   coalesce(n.event_id, 0), s.is_activity, s.page_path, s.referrer, s.utm_source,
+                   s.utm_medium, s.utm_campaign, s.revenue, s.properties
+            from staged as s
+            join person_keys as k on k.person_id = s.person_id
+            left join event_names as n on n.event_name = s.event_name  -- identify, alias, group: id 0
+            """
+        )
+        self._loader.execute("drop table staged")
+
+    def _apply_deltas(self, extended: dict[str, tuple[str, ...]]) -> None:
+        """Days loaded before that have new files of rows changed since (store.py's deltas). Only the persons a
+        delta touches on its day are read again — those of its rows, and those its rows' messages belonged to
+        (`previous_person_id`) — all their rows of that day, the latest version of each message; their rows in the
+        engine are replaced and numbered again. `rk` then orders their day by (time, message id) as before: it
+        is an order within a person, never compared between persons."""
+        db = self._loader
+        every = [(path, position) for files in extended.values() for position, path in enumerate(self._files(files))]
+        fresh = self._files([name for day, files in extended.items() for name in files[len(self.loaded[day]) :]])
+        db.execute("create or replace temp table day_files (filename varchar, position integer)")
+        db.executemany("insert into day_files values (?, ?)", every)
+        db.execute(
+            """
+            create or replace temp table touched as
+            select distinct t.person_id, r.event_date
+            from read_parquet($1, union_by_name = true) as r, unnest([r.person_id, r.previous_person_id]) as t(person_id)
+            where t.person_id is not null
+            """,
+            [fresh],
+        )
+        # every later version of a message on these days (the deltas are small: their message ids are few)
+        db.execute(
+            """
+            create or replace temp table later as
+            select r.message_id, r.event_date, f.position
+            from read_parquet($1, filename = true, union_by_name = true) as r join day_files as f using (filename)
+            """,
+            [[name for name, position in every if position > 0]],
+        )
+        db.execute(
+            f"""
+            create or replace temp table staged as
+            select {COLUMNS}, {DAY_KEY} + row_number() over (
+                partition by person_id, event_date order by event_at, message_id) as rk
+            from (
+                select r.*, f.position
+                from read_parquet($1, filename = true, union_by_name = true) as r
+                join day_files as f using (filename)
+                semi join touched as t on t.person_id = r.person_id and t.event_date = r.event_date
+            ) as c
+            where not exists (
+                select 1 from later as v
+                where v.message_id = c.message_id and v.event_date = c.event_date and v.position > c.position
+            )
+            """,
+            [[name for name, _position in every]],
+        )
+        self._add_person_keys("staged")
+        db.execute(
+            """
+            delete from events as e using (
+                select k.person_key, t.event_date from touched as t join person_keys as k using (person_id)
+            ) as t
+            where e.person_key = t.person_key and e.event_date = t.event_date
+            """
+        )
+        self._insert_staged()
+        db.execute("drop table touched; drop table later; drop table day_files")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -225,7 +310,11 @@ class Engine:
         self._next_person = self._loader.execute("select coalesce(max(person_key), 0) from person_keys").fetchone()[0]
 
     def _load_persons(self, names: tuple[str, ...]) -> None:
+        """The persons' fields: from the files the engine has not read when the loaded ones are still listed first
+        (store.py adds the persons changed since as one more file), else all of them again."""
         db = self._loader
+        loaded = self.persons_files
+        more = bool(loaded) and names[: len(loaded)] == loaded
         with self._transaction():
             db.execute(  # a person in several files: the latest file's row
                 """
@@ -233,10 +322,16 @@ class Engine:
                 select * from read_parquet($1, filename = true)
                 qualify row_number() over (partition by person_id order by list_position($1, filename) desc) = 1
                 """,
-                [self._files(list(names))],
+                [self._files(list(names[len(loaded) :] if more else names))],
             )
             self._add_person_keys("staged_persons")
-            db.execute("delete from persons")
+            if more:
+                db.execute(
+                    "delete from persons where person_key in "
+                    "(select k.person_key from staged_persons join person_keys as k using (person_id))"
+                )
+            else:
+                db.execute("delete from persons")
             db.execute(
                 """
                 insert into persons

@@ -3,7 +3,7 @@ cold tier) as Parquet, one file per UTC day, sorted by (person, time, message id
 event catalogue beside them.
 
     <INSIGHTS_DIR>/manifest.json                 which file holds each day, and the fingerprint it was written at
-    <INSIGHTS_DIR>/events/YYYY-MM-DD.<gen>.parquet
+    <INSIGHTS_DIR>/events/YYYY-MM-DD.<gen>.parquet   a day, or the rows of a day built since its earlier files
     <INSIGHTS_DIR>/persons.<gen>.parquet         dim_users' fields a question may filter or break down by
     <INSIGHTS_DIR>/catalogue.<gen>.parquet       dim_event_properties: event names, their property keys and types
 
@@ -11,11 +11,15 @@ The folder is <INSIGHTS_DIR>/<database name> (INSIGHTS_DIR defaults to .analytic
 never share a copy.
 
 `sync_store` is incremental: a day is written again only when its fingerprint in PostgreSQL (row count and latest
-`_built_at`: a late event, a re-stitched person or an erasure all change it) differs from the manifest's, so a new
-hour costs one day's export. Archived days are read from their cold-tier Parquet and re-stitched with the current
-identity map, so a question reaching them never undercounts. Files are never overwritten: each write is a new
-generation and the manifest is replaced atomically, so an engine loading the copy in another process always sees
-one consistent set; files no longer listed are removed after FILE_GRACE_SECONDS.
+`_built_at`: a late event, a re-stitched person or an erasure all change it) differs from the manifest's, and then
+only the day's rows built since it was written are added, as one more file of the day (a delta), so a new hour costs
+its own rows. A delta row that replaces an earlier version of its message says whose it was (`previous_person_id`):
+an engine applying the delta re-reads only the persons it touches.
+
+Archived days are read from their cold-tier Parquet and re-stitched with the current identity map, so a question
+reaching them never undercounts. Files are never overwritten: each write is a new generation and the manifest is
+replaced atomically, so an engine loading the copy in another process always sees one consistent set; files no longer
+listed are removed after FILE_GRACE_SECONDS.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ INSIGHTS_LOCK = "analyticspro.insights"
 MAX_FILES = 8  # a day (or the persons) in this many files is written again as one
 MAX_DELTA_SHARE = 0.3  # ... and so is one whose changed rows are more than this share of it
 MANIFEST = "manifest.json"
+FORMAT = 2  # 2: event files carry previous_person_id; a copy in an older format is written again in full
 FILE_GRACE_SECONDS = 3600  # an engine reading an older generation has long finished by then
 
 # what a question can read of an event, in file order; person_id is the stitched person of fct_events
@@ -67,6 +72,9 @@ EVENT_SCHEMA = pa.schema(
         ("properties", pa.string()),
         ("user_id", pa.string()),
         ("anonymous_id", pa.string()),
+        # in a delta file, the person of the message's version it replaces (null for a new message, and in a file
+        # holding a whole day): what an engine must re-read when it applies the delta
+        ("previous_person_id", pa.string()),
     ]
 )
 # person fields a question may filter or break down by (user.<field>): name -> the dim_users column's Arrow type
@@ -101,6 +109,7 @@ class Manifest:
     catalogue: dict = field(default_factory=dict)
     synced_at: str | None = None
     events_built_at: str | None = None  # the latest fct_events `_built_at` the copy has seen
+    format: int = FORMAT
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
@@ -111,7 +120,8 @@ class Manifest:
         for entry in [*data["days"].values(), data["persons"]]:  # a manifest written before deltas: one file each
             if "file" in entry:
                 entry["files"] = [entry.pop("file")]
-        keys = ("generation", "days", "persons", "catalogue", "synced_at", "events_built_at")
+        data.setdefault("format", 1)
+        keys = ("generation", "days", "persons", "catalogue", "synced_at", "events_built_at", "format")
         return cls(**{key: data[key] for key in keys if key in data})
 
     def write(self, folder: Path) -> None:
@@ -180,7 +190,7 @@ def _copy_csv(cursor, query: str, args: tuple, schema: pa.Schema) -> pa.Table:
 EVENT_SELECT = """
 select person_id, (extract(epoch from event_at) * 1000000)::bigint, message_id, event_date, event_type, event_name,
        is_activity, page_path, referrer, utm_source, utm_medium, utm_campaign, revenue::float8, properties::text,
-       user_id, anonymous_id
+       user_id, anonymous_id, null::text
 from analytics.fct_events where event_date = %s
 """
 
@@ -259,21 +269,40 @@ def _warm_days(cursor, manifest: Manifest) -> dict[str, tuple[int, str]]:
 
 
 def _delta(
-    cursor, folder: Path, entry: dict, schema: pa.Schema, key: str, query: str, args: tuple, rows: int
+    cursor,
+    folder: Path,
+    entry: dict,
+    schema: pa.Schema,
+    query: str,
+    args: tuple,
+    rows: int,
+    events: bool,
 ) -> pa.Table | None:
     """The rows built since `entry` was written (`query` with `_built_at > %s` last), when adding them as one more
-    file is exact — each replaces the row of its key if there was one, and the row count adds up, so nothing was
-    deleted; None when the whole set must be written again (or when that is cheaper)."""
+    file is exact — each replaces the row of its key if there was one — or None when the whole set must be written
+    again (or when that is cheaper).
+
+    Events (key message_id): exact when the day's row count adds up, so no event was deleted; each row that replaces
+    an earlier version gets that version's person as `previous_person_id`. Persons (key person_id): always exact for
+    the questions, which read persons only through their events: a person deleted from dim_users (merged into
+    another, so no event carries their id any more) may keep a row in an earlier file until the persons are written
+    again as one."""
     if not entry.get("built_at") or len(entry.get("files", [])) >= MAX_FILES:
         return None
     delta = _copy_csv(cursor, query, (*args, entry["built_at"]), schema)
     if delta.num_rows > max(1000, MAX_DELTA_SHARE * rows):
         return None
-    known = [pq.read_table(folder / name, columns=[key]).column(key) for name in entry["files"]]
-    seen = pa.chunked_array([chunk for column in known for chunk in column.chunks], pa.string())
-    replacing = pc.is_in(delta.column(key), value_set=seen.combine_chunks())
-    added = delta.num_rows - (pc.sum(pc.cast(replacing, pa.int64())).as_py() or 0)
-    return delta if entry["rows"] + added == rows else None
+    if not events:
+        return delta
+    # the earlier versions, latest file first: index_in finds a message's latest version
+    known = [pq.read_table(folder / name, columns=["message_id", "person_id"]) for name in reversed(entry["files"])]
+    seen = pa.concat_tables(known).combine_chunks()
+    position = pc.index_in(delta.column("message_id"), value_set=seen.column("message_id"))
+    replacing = pc.sum(pc.cast(pc.is_valid(position), pa.int64())).as_py() or 0
+    if entry["rows"] + delta.num_rows - replacing != rows:
+        return None
+    previous = pc.take(seen.column("person_id"), position)
+    return delta.set_column(delta.schema.get_field_index("previous_person_id"), "previous_person_id", previous)
 
 
 def _archived_files(cursor) -> dict[str, list[str]]:
@@ -315,9 +344,7 @@ def _sync_persons(cursor, folder: Path, manifest: Manifest, generation: int) -> 
         return False
     entry = manifest.persons
     name = f"persons.{generation}.parquet"
-    delta = _delta(
-        cursor, folder, entry, PERSON_SCHEMA, "person_id", PERSON_SELECT + " where _built_at > %s", (), count
-    )
+    delta = _delta(cursor, folder, entry, PERSON_SCHEMA, PERSON_SELECT + " where _built_at > %s", (), count, False)
     if delta is not None:
         _write_parquet(folder, name, delta)
         files = [*entry["files"], name]
@@ -361,6 +388,8 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
     result = StoreSync(folder=folder)
     with advisory_lock(settings.database_url, INSIGHTS_LOCK, say=say):
         manifest = Manifest.read(folder)
+        if manifest.format != FORMAT:  # written by an older version: everything again (the generations go on)
+            manifest = Manifest(generation=manifest.generation)
         generation = manifest.generation + 1
         catalogue_written = False
         connection = psycopg2.connect(settings.database_url)
@@ -392,7 +421,7 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
                     delta = None
                     if day in warm and day not in archived and entry.get("tier") == "warm":
                         since, on = EVENT_SELECT + " and _built_at > %s", (date.fromisoformat(day),)
-                        delta = _delta(cursor, folder, entry, EVENT_SCHEMA, "message_id", since, on, warm[day][0])
+                        delta = _delta(cursor, folder, entry, EVENT_SCHEMA, since, on, warm[day][0], True)
                     if delta is not None:  # the rows built since the day was written, as one more file
                         table, files = delta, [*entry["files"], name]
                     else:

@@ -478,7 +478,18 @@ def test_a_late_event_rewrites_one_day_and_archived_days_answer_the_same(warehou
     dbt_build(root)
     sync_store(own, say=lambda _: None)
     assert engine.refresh()
-    assert len(Manifest.read(store_dir(own)).days["2026-03-08"]["files"]) == 3
+    manifest = Manifest.read(store_dir(own))
+    assert len(manifest.days["2026-03-08"]["files"]) == 3
+    # the merge removed visitor-12 from dim_users: the persons still take only the changed rows, as one more file
+    assert len(manifest.persons["files"]) >= 2
+    # the engine re-read the persons the deltas touched (visitor-12, edge-12), never a whole day
+    assert engine.changes["days"] == 0 and engine.changes["deltas"] >= 1
+    # the engine that took the deltas answers as one that loads the same copy from scratch
+    fresh = Engine(threads=2)
+    fresh.refresh()
+    assert fresh.changes["deltas"] == 0
+    for spec in [EDGE_FUNNEL, *SPARK_SPECS]:
+        assert engine.ask(spec) == fresh.ask(spec), spec
     cancels = {"kind": "trends", "from": FROM, "to": TO, "interval": "all", "breakdown": "user.user_id",
                "series": [{"event": "x_cancel"}, {"event": "x_cancel", "math": "persons"}]}  # fmt: skip
     answer = {(s["label"], s["breakdown_value"]): s["points"][0]["value"] for s in engine.ask(cancels)["series"]}
@@ -634,3 +645,19 @@ def test_spark_answers_every_kind_as_the_engine(warehouse, tmp_path, capsys):
         assert [s["persons"] for s in json.loads(capsys.readouterr().out)["steps"]] == [8, 7, 4]
     finally:
         session.stop()  # the JVM's memory back before the next module
+
+
+def test_a_copy_in_an_older_format_is_written_again_in_full(warehouse):
+    own, _root = warehouse
+    before = Engine(threads=2)
+    before.refresh()
+    # an older version's copy: no previous_person_id in its files, no format in its manifest
+    path = store_dir(own) / "manifest.json"
+    path.write_text(json.dumps({key: value for key, value in json.loads(path.read_text()).items() if key != "format"}))
+    assert Manifest.read(store_dir(own)).format == 1
+    synced = sync_store(own, say=lambda _: None)
+    manifest = Manifest.read(store_dir(own))
+    assert synced.days_written == len(manifest.days) and synced.persons_written and manifest.format == 2
+    assert all(len(entry["files"]) == 1 for entry in manifest.days.values())
+    assert before.refresh() and before.changes == {"days": len(manifest.days), "deltas": 0}
+    assert [s["persons"] for s in before.ask(EDGE_FUNNEL)["steps"]] == [8, 7, 4]
