@@ -222,9 +222,10 @@ def _insights_rows(n: dict) -> list[tuple[str, ...]]:
         ),
         (
             "`insights`",
-            f"the same funnel over a quarter of the persons ({n['funnel_quarter_events']:,} events, same days)",
+            f"the same funnel over a quarter of the persons ({n['funnel_quarter_events']:,} events, same days), "
+            "asked in turns with the funnel over all of them, medians of 9",
             f"{n['funnel_quarter_ms']:,} ms",
-            f"all the events: {n['funnel_ms']:,} ms",
+            f"all the events: {n.get('funnel_paired_ms', n['funnel_ms']):,} ms",
             f"{n['funnel_growth']}× for {round(n['events'] / n['funnel_quarter_events'], 1)}× the events "
             "(target ≤ 4.5)",
         ),

@@ -241,7 +241,8 @@ class Engine:
             """
             create or replace temp table touched as
             select distinct t.person_id, r.event_date
-            from read_parquet($1, union_by_name = true) as r, unnest([r.person_id, r.previous_person_id]) as t(person_id)
+            from read_parquet($1, union_by_name = true) as r,
+                 unnest([r.person_id, r.previous_person_id]) as t(person_id)
             where t.person_id is not null
             """,
             [fresh],

@@ -32,25 +32,28 @@ def _statement(spec: FunnelSpec, compiler: Compiler) -> str:
     horizon = bind(midnight(spec.date_to + timedelta(days=1 + spec.window_days)))
     window = bind(timedelta(days=spec.window_days))
     first_events = compiler.event_names(spec.steps[0])
-    breakdown, join = "null", ""
+    # a person's rows in `rk` order are in time order, so the time of their smallest rk is their smallest time: a
+    # plain min, cheaper than arg_min (the entries' aggregate has a group per person)
+    breakdown, join, b = "", "", "null"
     if spec.breakdown:
-        breakdown, join = compiler.breakdown(spec.breakdown, first_events)
+        value, join = compiler.breakdown(spec.breakdown, first_events)
+        breakdown, b = f", arg_min({value}, e.rk) as b", "b"
     ctes = [
         f"""entries as (
-    select e.person_key, min(e.rk) as r1, arg_min(e.event_at, e.rk) as t1, arg_min({breakdown}, e.rk) as b
+    select e.person_key, min(e.rk) as r1, min(e.event_at) as t1{breakdown}
     from events as e {join}
     where {compiler.selector(spec.steps[0])} and e.event_at >= {start} and e.event_at < {end}
     group by e.person_key
 )""",
         f"""f1 as (
-    select person_key, t1, r1, b, t1 + {window} as deadline from entries
+    select person_key, t1, r1, {b} as b, t1 + {window} as deadline from entries
 )""",
     ]
     for k in range(2, n + 1):
         used = " and ".join(f"e.rk <> f.r{j}" for j in range(1, k))
         ctes.append(
             f"""s{k} as (
-    select f.person_key, min(e.rk) as r, arg_min(e.event_at, e.rk) as t
+    select f.person_key, min(e.rk) as r, min(e.event_at) as t
     from f{k - 1} as f
     join events as e on e.person_key = f.person_key
     where f.t{k - 1} is not null and {compiler.selector(spec.steps[k - 1])}
