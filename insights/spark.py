@@ -279,6 +279,8 @@ class SparkEngine:
         def fetch(statement: str, params: list[object]) -> list[tuple]:
             rows: list[tuple] = []
             for step in translate(statement, params, self.views, f"{tag.replace('-', '_')}_{len(scratch)}"):
+                if stopped.is_set():  # the time ran out between two jobs: start no more
+                    raise TimeoutError(tag)
                 frame = self.spark.sql(step.sql, args=step.args)
                 if step.view is None:
                     rows = [tuple(row) for row in frame.collect()]

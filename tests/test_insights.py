@@ -637,6 +637,10 @@ def test_spark_answers_every_kind_as_the_engine(warehouse, tmp_path, capsys):
             {"event": "x_buy"},
         ]}  # fmt: skip
         assert spark.ask(hostile)["steps"][0]["persons"] == 0
+        # a question over its time: its Spark jobs are cancelled, a clear error, and the engine answers the next one
+        with pytest.raises(SpecError, match="ran longer than 0.2s"):
+            spark.run(parse_spec(SPARK_SPECS[0]), timeout_seconds=0.2)
+        assert [s["persons"] for s in spark.ask(EDGE_FUNNEL)["steps"]] == [8, 7, 4]
         spark.close()
         # the command line, in this process (the JVM is started once): `analyticspro query --engine spark`
         path = tmp_path / "spec.json"
