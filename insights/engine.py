@@ -146,13 +146,21 @@ class Engine:
                 say(f"insights: loading {len(new)} day(s) of events into the engine, and changes to {len(extended)}")
             added = [name for day in new for name in wanted[day]]
             added += [name for day, files in extended.items() for name in files[len(self.loaded[day]) :]]
-            self._load_catalogue(manifest, added)
-            self._load_days(stale, {day: wanted[day] for day in new}, extended)
+            catalogue = self._catalogue(manifest, added)
+            persons = tuple(manifest.persons["files"]) if manifest.persons else self.persons_files
+            # one transaction: a question meanwhile sees the copy before or after, persons and catalogue included
+            with self._transaction():
+                self._load_days(stale, {day: wanted[day] for day in new}, extended, catalogue)
+                self.phases = {"days": round(time.monotonic() - started, 2)}
+                if persons != self.persons_files:
+                    self._load_persons(persons)
+                    self.phases["persons"] = round(time.monotonic() - started - self.phases["days"], 2)
+            self.catalogue, self.persons_files = catalogue, persons
+            for day in stale:
+                self.loaded.pop(day, None)
+            self.loaded.update({day: wanted[day] for day in new})
+            self.loaded.update(extended)
             self.changes = {"days": len(new), "deltas": len(extended)}
-            self.phases = {"days": round(time.monotonic() - started, 2)}
-            if manifest.persons and tuple(manifest.persons["files"]) != self.persons_files:
-                self._load_persons(tuple(manifest.persons["files"]))
-                self.phases["persons"] = round(time.monotonic() - started - self.phases["days"], 2)
             self.generation = manifest.generation
             self.events = self._loader.execute("select count(*) from events").fetchone()[0]
             self.load_seconds = time.monotonic() - started
@@ -161,7 +169,8 @@ class Engine:
     def _files(self, names: list[str]) -> list[str]:
         return [str(self.folder / name) for name in names]
 
-    def _load_catalogue(self, manifest: Manifest, new_files: list[str]) -> None:
+    def _catalogue(self, manifest: Manifest, new_files: list[str]) -> Catalogue:
+        """The catalogue with the event names of `new_files` (the engine's own is replaced once they are loaded)."""
         files = self._files(new_files)
         found = (
             self._loader.execute(
@@ -170,11 +179,16 @@ class Engine:
             if files
             else []
         )
-        self.catalogue = extend_catalogue(self.catalogue, self.folder, manifest, {name for (name,) in found})
+        return extend_catalogue(self.catalogue, self.folder, manifest, {name for (name,) in found})
 
     def _load_days(
-        self, stale: list[str], new: dict[str, tuple[str, ...]], extended: dict[str, tuple[str, ...]]
+        self,
+        stale: list[str],
+        new: dict[str, tuple[str, ...]],
+        extended: dict[str, tuple[str, ...]],
+        catalogue: Catalogue,
     ) -> None:
+        """Inside refresh's transaction: drop the stale days, load the new ones, apply the deltas."""
         db = self._loader
         single = [files[0] for files in new.values() if len(files) == 1]
         several = [name for files in new.values() if len(files) > 1 for name in files]
@@ -195,22 +209,17 @@ class Engine:
                 qualify row_number() over (
                     partition by event_date, message_id order by list_position(${files}, filename) desc) = 1"""
             )
-        with self._transaction():
-            if stale:
-                db.execute("delete from events where event_date in (select unnest($1::date[]))", [stale])
-            if new or extended:
-                db.execute("create or replace temp table event_names (event_name varchar, event_id integer)")
-                db.executemany("insert into event_names values (?, ?)", list(self.catalogue.event_ids.items()))
-            if new:
-                db.execute(f"create or replace temp table staged as {' union all '.join(parts)}", params)
-                self._add_person_keys("staged")
-                self._insert_staged()
-            if extended:
-                self._apply_deltas(extended)
-        for day in stale:
-            self.loaded.pop(day, None)
-        self.loaded.update(new)
-        self.loaded.update(extended)
+        if stale:
+            db.execute("delete from events where event_date in (select unnest($1::date[]))", [stale])
+        if new or extended:
+            db.execute("create or replace temp table event_names (event_name varchar, event_id integer)")
+            db.executemany("insert into event_names values (?, ?)", list(catalogue.event_ids.items()))
+        if new:
+            db.execute(f"create or replace temp table staged as {' union all '.join(parts)}", params)
+            self._add_person_keys("staged")
+            self._insert_staged()
+        if extended:
+            self._apply_deltas(extended)
 
     def _insert_staged(self) -> None:
         self._loader.execute(
@@ -312,36 +321,35 @@ class Engine:
 
     def _load_persons(self, names: tuple[str, ...]) -> None:
         """The persons' fields: from the files the engine has not read when the loaded ones are still listed first
-        (store.py adds the persons changed since as one more file), else all of them again."""
+        (store.py adds the persons changed since as one more file), else all of them again. Inside refresh's
+        transaction."""
         db = self._loader
         loaded = self.persons_files
         more = bool(loaded) and names[: len(loaded)] == loaded
-        with self._transaction():
-            db.execute(  # a person in several files: the latest file's row
-                """
-                create or replace temp table staged_persons as
-                select * from read_parquet($1, filename = true)
-                qualify row_number() over (partition by person_id order by list_position($1, filename) desc) = 1
-                """,
-                [self._files(list(names[len(loaded) :] if more else names))],
-            )
-            self._add_person_keys("staged_persons")
-            if more:
-                db.execute(
-                    "delete from persons where person_key in "
-                    "(select k.person_key from staged_persons join person_keys as k using (person_id))"
-                )
-            else:
-                db.execute("delete from persons")
+        db.execute(  # a person in several files: the latest file's row
+            """
+            create or replace temp table staged_persons as
+            select * from read_parquet($1, filename = true)
+            qualify row_number() over (partition by person_id order by list_position($1, filename) desc) = 1
+            """,
+            [self._files(list(names[len(loaded) :] if more else names))],
+        )
+        self._add_person_keys("staged_persons")
+        if more:
             db.execute(
-                """
-                insert into persons
-                select k.person_key, s.plan, s.country, s.email, s.user_id, s.mrr, s.signup_date, s.is_identified
-                from staged_persons as s join person_keys as k on k.person_id = s.person_id
-                """
+                "delete from persons where person_key in "
+                "(select k.person_key from staged_persons join person_keys as k using (person_id))"
             )
-            db.execute("drop table staged_persons")
-        self.persons_files = names
+        else:
+            db.execute("delete from persons")
+        db.execute(
+            """
+            insert into persons
+            select k.person_key, s.plan, s.country, s.email, s.user_id, s.mrr, s.signup_date, s.is_identified
+            from staged_persons as s join person_keys as k on k.person_id = s.person_id
+            """
+        )
+        db.execute("drop table staged_persons")
 
     # -- answering ----------------------------------------------------------------------------------------------------
     def run(self, spec: Spec, timeout_seconds: float | None = None) -> dict[str, Any]:

@@ -475,8 +475,10 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
 
 def scrub_store(settings: Settings, identities: list[str], say: Callable[[str], None] = print) -> int:
     """Erasure (`analyticspro forget`): rewrite every file of the copy holding a row of these person, user or
-    anonymous ids without it, and delete the old files at once (no grace period: nothing of theirs may stay on disk).
-    Returns the rows removed. An engine holding the copy in memory drops them at its next refresh."""
+    anonymous ids without it (and without the id as a row's `previous_person_id`), and delete the old files at once
+    (no grace period: nothing of theirs may stay on disk). Every file of a day it touches gets a new name, so an
+    engine holding the day reads it again whole rather than taking the files as deltas. Returns the rows removed. An
+    engine holding the copy in memory drops them at its next refresh."""
     folder = store_dir(settings)
     if not (folder / MANIFEST).exists():
         return 0
@@ -487,26 +489,45 @@ def scrub_store(settings: Settings, identities: list[str], say: Callable[[str], 
         generation = manifest.generation + 1
         entries = [(f"events/{day}", entry) for day, entry in manifest.days.items()]
         entries += [("persons", manifest.persons)] if manifest.persons else []
+        changed = False
         for stem, entry in entries:
-            files = list(entry["files"])
-            for position, name in enumerate(files):
+            scrubbed: dict[int, pa.Table] = {}
+            for position, name in enumerate(entry["files"]):
                 table = pq.read_table(folder / name)
                 theirs = pc.is_in(table.column("person_id"), value_set=wanted)
                 for column in ("user_id", "anonymous_id"):
                     if column in table.column_names:
                         theirs = pc.or_(theirs, pc.fill_null(pc.is_in(table.column(column), value_set=wanted), False))
                 count = pc.sum(pc.cast(theirs, pa.int64())).as_py() or 0
-                if not count:
-                    continue
-                files[position] = f"{stem}.{generation}.{position}.parquet"
-                _write_parquet(folder, files[position], table.filter(pc.invert(theirs)))
-                removed += count
-                # the next sync writes it again in full from PostgreSQL (or the scrubbed archive)
-                entry.update(fingerprint="", built_at=None)
+                mentioned = False
+                if "previous_person_id" in table.column_names:
+                    previous = table.column("previous_person_id")
+                    named = pc.fill_null(pc.is_in(previous, value_set=wanted), False)
+                    if pc.any(named).as_py():
+                        mentioned = True
+                        blanked = pc.if_else(named, pa.scalar(None, pa.string()), previous)
+                        index = table.schema.get_field_index("previous_person_id")
+                        table = table.set_column(index, "previous_person_id", blanked)
+                if count or mentioned:
+                    scrubbed[position] = table.filter(pc.invert(theirs))
+                    removed += count
+            if not scrubbed:
+                continue
+            changed = True
+            files = []
+            for position, name in enumerate(entry["files"]):
+                files.append(f"{stem}.{generation}.{position}.parquet")
+                if position in scrubbed:
+                    _write_parquet(folder, files[-1], scrubbed[position])
+                else:  # unchanged, under a new name (a link: no copy of the bytes)
+                    os.link(folder / name, folder / files[-1])
             entry["files"] = files
-        if removed:
+            # the next sync writes it again in full from PostgreSQL (or the scrubbed archive)
+            entry.update(fingerprint="", built_at=None)
+        if changed:
             manifest.generation = generation
             manifest.write(folder)
+        if removed:
             say(f"insights: removed {removed:,} row(s) from the columnar copy")
         _remove_unlisted(folder, manifest, grace_seconds=0)
     return removed

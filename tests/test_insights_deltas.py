@@ -2,7 +2,9 @@
 the day; engine.py re-reads only the persons a delta touches): after rounds of re-stitched persons, changed rows,
 late events and events at one instant, the engine that took each delta holds, person by person and in `rk` order,
 exactly the latest version of every message sorted by (time, message id) — the copy read from scratch in plain
-Python — and answers as an engine that loads the whole copy at once. No PostgreSQL: the copy is written here."""
+Python — and answers as an engine that loads the whole copy at once; so does an engine that takes several deltas
+of a day at once, and one that catches up after an erasure rewrote files it had not read yet. The copy is written
+here (PostgreSQL only holds the erasure's lock)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from insights.engine import Engine
-from insights.store import EVENT_SCHEMA, Manifest
+from insights.store import EVENT_SCHEMA, Manifest, scrub_store, store_dir
 
 DAYS = [date(2026, 5, 1) + timedelta(days=n) for n in range(3)]
 NAMES = ["page", "x_view", "x_signup", "x_buy"]
@@ -58,9 +60,31 @@ def _held(engine: Engine) -> list[tuple]:
     return [(person, at.replace(tzinfo=UTC), properties) for person, at, properties in rows]
 
 
-def test_an_engine_taking_deltas_holds_what_a_fresh_load_holds(tmp_path):
+def _expected(latest: dict[str, dict]) -> list[tuple]:
+    rows = sorted(latest.values(), key=lambda r: (r["person_id"], r["event_at"], r["message_id"]))
+    return [(r["person_id"], r["event_at"], r["properties"]) for r in rows]
+
+
+def _add_delta(folder: Path, manifest: Manifest, latest: dict, generation: int, changed: dict[date, list]) -> None:
+    for day, rows in changed.items():
+        rows = list({row["message_id"]: row for row in rows}.values())  # one version per message and delta
+        latest.update({row["message_id"]: row for row in rows})
+        name = f"events/{day}.{generation}.parquet"
+        _write(folder, name, rows)
+        manifest.days[day.isoformat()]["files"].append(name)
+    manifest.generation = generation
+    manifest.write(folder)
+
+
+def _move(row: dict, person: str) -> dict:
+    return {**row, "person_id": person, "user_id": person, "previous_person_id": row["person_id"]}
+
+
+def test_an_engine_taking_deltas_holds_what_a_fresh_load_holds(tmp_path, monkeypatch, settings):
+    monkeypatch.setenv("INSIGHTS_DIR", str(tmp_path))
+    folder = store_dir(settings)
     rng = random.Random(5)
-    (tmp_path / "events").mkdir()
+    (folder / "events").mkdir(parents=True)
     persons = [f"user-{n:02d}" for n in range(12)] + [f"anon-{n:02d}" for n in range(12)]
     latest: dict[str, dict] = {}  # message id -> its latest version: the reference
     manifest = Manifest(generation=1)
@@ -68,11 +92,13 @@ def test_an_engine_taking_deltas_holds_what_a_fresh_load_holds(tmp_path):
         rows = [_event(rng, len(latest) + n, rng.choice(persons), day) for n in range(120)]
         latest.update({row["message_id"]: row for row in rows})
         name = f"events/{day}.1.parquet"
-        _write(tmp_path, name, rows)
+        _write(folder, name, rows)
         manifest.days[day.isoformat()] = {"files": [name], "rows": len(rows), "tier": "warm"}
-    manifest.write(tmp_path)
-    engine = Engine(tmp_path, threads=2)
+    manifest.write(folder)
+    engine = Engine(folder, threads=2)
     engine.refresh()
+    lagging = Engine(folder, threads=2)  # takes every other round's deltas together
+    lagging.refresh()
 
     for generation in range(2, 6):
         changed: dict[date, list[dict]] = {}
@@ -80,9 +106,10 @@ def test_an_engine_taking_deltas_holds_what_a_fresh_load_holds(tmp_path):
         anonymous = rng.choice(sorted({r["person_id"] for r in latest.values() if r["person_id"].startswith("anon")}))
         user = rng.choice(persons[:12])
         for row in [r for r in latest.values() if r["person_id"] == anonymous]:
-            changed.setdefault(row["event_date"], []).append(
-                {**row, "person_id": user, "user_id": user, "previous_person_id": anonymous}
-            )
+            changed.setdefault(row["event_date"], []).append(_move(row, user))
+        # messages moved before move again, to another person
+        for row in [r for r in latest.values() if r["previous_person_id"]][:3]:
+            changed.setdefault(row["event_date"], []).append(_move(row, rng.choice(persons[:12])))
         # rows changed in place (same person), and late events, some at an instant the person already has
         for row in rng.sample(sorted(latest.values(), key=lambda r: r["message_id"]), 5):
             edited = {**row, "properties": json.dumps({"v": generation}), "previous_person_id": row["person_id"]}
@@ -90,22 +117,15 @@ def test_an_engine_taking_deltas_holds_what_a_fresh_load_holds(tmp_path):
         for n in range(6):
             day = DAYS[n % 2]
             changed.setdefault(day, []).append(_event(rng, 10_000 * generation + n, rng.choice(persons), day))
-        for day, rows in changed.items():
-            rows = list({row["message_id"]: row for row in rows}.values())  # one version per message and delta
-            latest.update({row["message_id"]: row for row in rows})
-            name = f"events/{day}.{generation}.parquet"
-            _write(tmp_path, name, rows)
-            entry = manifest.days[day.isoformat()]
-            entry["files"].append(name)
-        manifest.generation = generation
-        manifest.write(tmp_path)
+        _add_delta(folder, manifest, latest, generation, changed)
         assert engine.refresh()
         assert engine.changes == {"days": 0, "deltas": len(changed)}
+        assert _held(engine) == _expected(latest)
+        if generation % 2:
+            assert lagging.refresh() and lagging.changes["days"] == 0
+            assert _held(lagging) == _expected(latest)
 
-        expected = sorted(latest.values(), key=lambda r: (r["person_id"], r["event_at"], r["message_id"]))
-        assert _held(engine) == [(r["person_id"], r["event_at"], r["properties"]) for r in expected]
-
-    fresh = Engine(tmp_path, threads=2)
+    fresh = Engine(folder, threads=2)
     fresh.refresh()
     assert _held(fresh) == _held(engine)
     funnel = {
@@ -118,3 +138,21 @@ def test_an_engine_taking_deltas_holds_what_a_fresh_load_holds(tmp_path):
     for spec in (funnel, paths):
         assert engine.ask(spec) == fresh.ask(spec)
     assert engine.ask(funnel)["steps"][0]["persons"] > 0
+
+    # an erasure rewrites files an engine has not read yet: message m is X's in the day's first file, E's in a
+    # delta, Z's in the next; the engine that last loaded the day before both must not keep m for X after E is erased
+    behind = Engine(folder, threads=2)
+    behind.refresh()
+    m = next(r for r in latest.values() if r["event_date"] == DAYS[2] and r["person_id"].startswith("user"))
+    x, e, z = m["person_id"], "user-erased", "user-z"
+    _add_delta(folder, manifest, latest, 6, {DAYS[2]: [_move(m, e), _event(rng, 60_000, e, DAYS[2])]})
+    _add_delta(folder, manifest, latest, 7, {DAYS[2]: [_move(latest[m["message_id"]], z)]})
+    assert scrub_store(settings, [e], say=lambda _: None) == 2  # E's event and E's version of m
+    latest = {key: row for key, row in latest.items() if e not in (row["person_id"], row["user_id"])}
+    assert latest[m["message_id"]]["person_id"] == z and x != z
+    assert behind.refresh()
+    assert behind.changes["days"] == 1  # the erasure renamed every file of the day: read again whole
+    assert _held(behind) == _expected(latest)
+    files = Manifest.read(folder).days[DAYS[2].isoformat()]["files"]
+    previous = pq.read_table(folder / files[-1]).column("previous_person_id").to_pylist()
+    assert e not in previous  # nothing of theirs stays on disk, not even as whose a message was
