@@ -7,6 +7,9 @@ within the range, in time order (ties by message id). An edge (step i, source ->
 Each step keeps its `limit` most common targets by name; the rest become one "other" node, and an "other" source at
 the next step stands for them. Every person has exactly one edge per step they reach, so merging is a sum and stays
 exact.
+
+Most persons do their next (previous) few events on the anchor's own day, so the walk joins the anchors with their
+events of that day first, and with the rest of the range only those who had fewer than `steps` there.
 """
 
 from __future__ import annotations
@@ -21,6 +24,43 @@ from insights.filters import Compiler
 from insights.spec import PathsSpec
 
 OTHER = "other"
+DAY = 1 << 32  # rk's days (engine.py)
+
+
+def _candidates(later: bool, start: str, end: str, steps: str) -> str:
+    """The CTEs ending in `candidates(person_key, rk, event_id, page_path)`: each anchored person's activity events
+    after (before) their anchor in the range, enough of them for the walk's `steps`.
+
+    Next: the anchor's own day first (a join on person and day); who has `steps` events there needs nothing later,
+    and only the others are joined with the rest of the range (rk's high half is the day: engine.py). At 10M events
+    that took the 5-step walk from 2.3 s to 1.7 s with the same answer. Previous: one join; the split measured
+    slower there (1.2 s → 1.5 s: most persons have fewer than `steps` events before the anchor on its day)."""
+    before = f"e.is_activity and e.event_at >= {start} and e.event_at < {end}"
+    if not later:
+        return f"""candidates as (
+    select a.person_key, e.rk, e.event_id, e.page_path
+    from anchors as a join events as e on e.person_key = a.person_key
+    where e.rk < a.r and {before}
+),"""
+    return f"""near as (
+    select a.person_key, e.rk, e.event_id, e.page_path
+    from anchors as a join events as e on e.person_key = a.person_key and e.event_date = a.d
+    where e.rk > a.r and {before}
+),
+enough as (
+    select person_key from near group by person_key having count(*) >= {steps}
+),
+short as (
+    select * from anchors as a where not exists (select 1 from enough as n where n.person_key = a.person_key)
+),
+far as (
+    select a.person_key, e.rk, e.event_id, e.page_path
+    from short as a join events as e on e.person_key = a.person_key
+    where e.rk >= a.r - a.r % {DAY} + {DAY} and {before}
+),
+candidates as (
+    select * from near union all select * from far
+),"""
 
 
 def answer(spec: PathsSpec, compiler: Compiler, fetch: Callable[[str, list], list[tuple]]) -> dict[str, Any]:
@@ -29,22 +69,22 @@ def answer(spec: PathsSpec, compiler: Compiler, fetch: Callable[[str, list], lis
     later = spec.direction == "next"
     # a person's events in time order (ties by message id) are their events in `rk` order (engine.py)
     pick = "min" if later else "max"
-    after = "e.rk > a.r" if later else "e.rk < a.r"
-    order = "e.rk" if later else "e.rk desc"
+    order = "rk" if later else "rk desc"
+    steps = bind(spec.steps)
     page = compiler.catalogue.event_ids.get("page", -1)
     statement = f"""
 with anchors as (
-    select e.person_key, {pick}(e.rk) as r
+    select e.person_key, {pick}(e.rk) as r, {pick}(e.event_date) as d
     from events as e
     where {compiler.selector(spec.anchor)} and e.event_at >= {start} and e.event_at < {end}
     group by e.person_key
 ),
+{_candidates(later, start, end, steps)}
 walked as (
-    select a.person_key, e.event_id, case when e.event_id = {bind(page)} then e.page_path end as page_path,
-           row_number() over (partition by a.person_key order by {order}) as step
-    from anchors as a join events as e on e.person_key = a.person_key
-    where e.is_activity and {after} and e.event_at >= {start} and e.event_at < {end}
-    qualify step <= {bind(spec.steps)}
+    select person_key, event_id, case when event_id = {bind(page)} then page_path end as page_path,
+           row_number() over (partition by person_key order by {order}) as step
+    from candidates
+    qualify step <= {steps}
 ),
 edges as (
     select w.step, p.event_id as source_id, p.page_path as source_page, w.event_id as target_id,
