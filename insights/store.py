@@ -201,7 +201,7 @@ def _sorted(table: pa.Table) -> pa.Table:
     return table.sort_by([("person_id", "ascending"), ("event_at", "ascending"), ("message_id", "ascending")])
 
 
-def _write_parquet(folder: Path, name: str, table: pa.Table) -> None:
+def write_parquet(folder: Path, name: str, table: pa.Table) -> None:
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".write-", suffix=".parquet")
     os.close(handle)
     pq.write_table(table, temporary, compression="zstd", row_group_size=1 << 20)
@@ -346,10 +346,10 @@ def _sync_persons(cursor, folder: Path, manifest: Manifest, generation: int) -> 
     name = f"persons.{generation}.parquet"
     delta = _delta(cursor, folder, entry, PERSON_SCHEMA, PERSON_SELECT + " where _built_at > %s", (), count, False)
     if delta is not None:
-        _write_parquet(folder, name, delta)
+        write_parquet(folder, name, delta)
         files = [*entry["files"], name]
     else:
-        _write_parquet(folder, name, _copy_csv(cursor, PERSON_SELECT + " where %s", (True,), PERSON_SCHEMA))
+        write_parquet(folder, name, _copy_csv(cursor, PERSON_SELECT + " where %s", (True,), PERSON_SCHEMA))
         files = [name]
     manifest.persons = {"files": files, "rows": count, "fingerprint": fingerprint, "built_at": built_at}
     return True
@@ -364,12 +364,12 @@ def _sync_catalogue(cursor, folder: Path, manifest: Manifest, generation: int) -
     if manifest.catalogue.get("fingerprint") == digest:
         return False
     name = f"catalogue.{generation}.parquet"
-    _write_parquet(folder, name, catalogue)
+    write_parquet(folder, name, catalogue)
     manifest.catalogue = {"file": name, "rows": catalogue.num_rows, "fingerprint": digest}
     return True
 
 
-def _remove_unlisted(folder: Path, manifest: Manifest, grace_seconds: float = FILE_GRACE_SECONDS) -> None:
+def remove_unlisted(folder: Path, manifest: Manifest, grace_seconds: float = FILE_GRACE_SECONDS) -> None:
     keep = manifest.files()
     now = time.time()
     for path in [*folder.glob("*.parquet"), *(folder / "events").glob("*.parquet")]:
@@ -432,7 +432,7 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
                             identities = _identity_map(cursor) if identities is None else identities
                             parts.append(_archived_day(settings, archived[day], identities))
                         table, files = (pa.concat_tables(parts) if len(parts) > 1 else parts[0]), [name]
-                    _write_parquet(folder, name, _sorted(table))
+                    write_parquet(folder, name, _sorted(table))
                     manifest.days[day] = {
                         "files": files,
                         "rows": warm[day][0] if day in warm and day not in archived else table.num_rows,
@@ -468,66 +468,6 @@ def sync_store(settings: Settings | None = None, say: Callable[[str], None] = pr
             manifest.synced_at = datetime.now(UTC).isoformat()
             manifest.events_built_at = max((built for _rows, built in warm.values()), default=None)
             manifest.write(folder)
-        _remove_unlisted(folder, manifest)
+        remove_unlisted(folder, manifest)
     result.seconds = time.monotonic() - started
     return result
-
-
-def scrub_store(settings: Settings, identities: list[str], say: Callable[[str], None] = print) -> int:
-    """Erasure (`analyticspro forget`): rewrite every file of the copy holding a row of these person, user or
-    anonymous ids without it (and without the id as a row's `previous_person_id`), and delete the old files at once
-    (no grace period: nothing of theirs may stay on disk). Every file of a day it touches gets a new name, so an
-    engine holding the day reads it again whole rather than taking the files as deltas. Returns the rows removed. An
-    engine holding the copy in memory drops them at its next refresh."""
-    folder = store_dir(settings)
-    if not (folder / MANIFEST).exists():
-        return 0
-    removed = 0
-    wanted = pa.array(sorted(set(identities)), pa.string())
-    with advisory_lock(settings.database_url, INSIGHTS_LOCK, say=say):
-        manifest = Manifest.read(folder)
-        generation = manifest.generation + 1
-        entries = [(f"events/{day}", entry) for day, entry in manifest.days.items()]
-        entries += [("persons", manifest.persons)] if manifest.persons else []
-        changed = False
-        for stem, entry in entries:
-            scrubbed: dict[int, pa.Table] = {}
-            for position, name in enumerate(entry["files"]):
-                table = pq.read_table(folder / name)
-                theirs = pc.is_in(table.column("person_id"), value_set=wanted)
-                for column in ("user_id", "anonymous_id"):
-                    if column in table.column_names:
-                        theirs = pc.or_(theirs, pc.fill_null(pc.is_in(table.column(column), value_set=wanted), False))
-                count = pc.sum(pc.cast(theirs, pa.int64())).as_py() or 0
-                mentioned = False
-                if "previous_person_id" in table.column_names:
-                    previous = table.column("previous_person_id")
-                    named = pc.fill_null(pc.is_in(previous, value_set=wanted), False)
-                    if pc.any(named).as_py():
-                        mentioned = True
-                        blanked = pc.if_else(named, pa.scalar(None, pa.string()), previous)
-                        index = table.schema.get_field_index("previous_person_id")
-                        table = table.set_column(index, "previous_person_id", blanked)
-                if count or mentioned:
-                    scrubbed[position] = table.filter(pc.invert(theirs))
-                    removed += count
-            if not scrubbed:
-                continue
-            changed = True
-            files = []
-            for position, name in enumerate(entry["files"]):
-                files.append(f"{stem}.{generation}.{position}.parquet")
-                if position in scrubbed:
-                    _write_parquet(folder, files[-1], scrubbed[position])
-                else:  # unchanged, under a new name (a link: no copy of the bytes)
-                    os.link(folder / name, folder / files[-1])
-            entry["files"] = files
-            # the next sync writes it again in full from PostgreSQL (or the scrubbed archive)
-            entry.update(fingerprint="", built_at=None)
-        if changed:
-            manifest.generation = generation
-            manifest.write(folder)
-        if removed:
-            say(f"insights: removed {removed:,} row(s) from the columnar copy")
-        _remove_unlisted(folder, manifest, grace_seconds=0)
-    return removed

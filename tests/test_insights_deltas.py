@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from insights.engine import Engine
-from insights.store import EVENT_SCHEMA, Manifest, scrub_store, store_dir
+from insights.scrub import scrub_store
+from insights.store import EVENT_SCHEMA, Manifest, store_dir
 
 DAYS = [date(2026, 5, 1) + timedelta(days=n) for n in range(3)]
 NAMES = ["page", "x_view", "x_signup", "x_buy"]

@@ -39,7 +39,7 @@ from common.redis_keys import HotKeys
 from common.settings import Settings
 from ingestion.bucket import list_objects, object_key
 from ingestion.suppression import identity_hash
-from insights.store import scrub_store
+from insights.scrub import scrub_store
 from warehouse.archive import scrub_archive
 from warehouse.lake import scrub_lake
 
