@@ -32,9 +32,9 @@ def _candidates(later: bool, start: str, end: str, steps: str) -> str:
     after (before) their anchor in the range, enough of them for the walk's `steps`.
 
     Next: the anchor's own day first (a join on person and day); who has `steps` events there needs nothing later,
-    and only the others are joined with the rest of the range (rk's high half is the day: engine.py). At 10M events
-    that took the 5-step walk from 2.3 s to 1.7 s with the same answer. Previous: one join; the split measured
-    slower there (1.2 s → 1.5 s: most persons have fewer than `steps` events before the anchor on its day)."""
+    and only the others are joined with the rest of the range (rk's high half is the day: engine.py). Previous: one
+    join; the split measured slower there (most persons have fewer than `steps` events before the anchor on its
+    day)."""
     before = f"e.is_activity and e.event_at >= {start} and e.event_at < {end}"
     if not later:
         return f"""candidates as (
