@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="re-read every batch object, not only new ones (idempotent: a stored message id is never replaced)",
     )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="list every batch object now, not only the keys after the bucket's cursor: finds objects copied into old "
+        "folders at once (a load also sweeps when the last sweep is older than BUCKET_SWEEP_MINUTES, default 60)",
+    )
     p.set_defaults(func="events:cmd_load")
 
     p = sub.add_parser("materialize", help="materialize every asset through Dagster and print a summary")

@@ -97,6 +97,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     ensure_database(get_settings())
     for source in [args.source] if args.source else configured_sources():
-        summary = load_events(source, rescan=args.rescan, progress=True, say=say)
+        summary = load_events(source, rescan=args.rescan, sweep=args.sweep, progress=True, say=say)
         say(summary.describe())
     return 0

@@ -121,6 +121,18 @@ def insight_max_days() -> int:
     return _positive_int_env("INSIGHT_MAX_DAYS", 366)
 
 
+def bucket_settle_seconds() -> int:
+    """BUCKET_SETTLE_SECONDS: how long after its last modification an object may still be joined by an upload under
+    an earlier key (default 900 s, Firehose's longest buffer); a bucket's listing cursor does not pass it before."""
+    return _non_negative_int_env("BUCKET_SETTLE_SECONDS", 900)
+
+
+def bucket_sweep_minutes() -> int:
+    """BUCKET_SWEEP_MINUTES: the longest time between two full listings of a bucket by its loads (default 60); 0
+    lists everything every time."""
+    return _non_negative_int_env("BUCKET_SWEEP_MINUTES", 60)
+
+
 def _date_env(name: str, default: date) -> date:
     raw = (os.environ.get(name) or "").strip()
     if not raw:

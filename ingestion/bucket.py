@@ -5,9 +5,10 @@ It prepares loads for the one dlt source (ingestion/pipeline.py); `analyticspro 
 
 Incremental by object, not by time: every object loaded is recorded in `raw.loaded_objects` (key, size,
 modification time, counts) in the same load as its events, and a run reads every listed object not recorded
-yet. An object that arrives late under an old key or date folder is therefore still loaded, which a
-modification-time cursor would miss when uploads finish out of order. An object rewritten in place (new size
-or time) is read again; its events merge on message_id, so nothing is duplicated.
+yet. Listings start after a cursor over the date-ordered keys (ingestion/listing.py), so they cost what is new;
+a periodic sweep lists everything, so an object that arrives late under an old key or date folder is still
+loaded. An object rewritten in place (new size or time) is read again; its events merge on message_id, so
+nothing is duplicated.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-from dlt.common.storages.fsspec_filesystem import FileItemDict, glob_files
+from dlt.common.storages.fsspec_filesystem import FileItemDict
 
-from common.storage import filesystem
 from ingestion.batches import PreparedLoad
 from ingestion.chunks import ChunkRunner, process_object
+from ingestion.listing import list_after, object_key
 from ingestion.validation import DEFAULT_OPTIONS, Options
-
-EVENT_FILE_GLOB = "**/*.jsonl*"
 
 
 class BucketNotFound(ValueError):
@@ -44,14 +43,6 @@ def check_bucket(bucket_url: str) -> None:
             f"s3://bucket/prefix holding your .jsonl/.jsonl.gz batch files, or create sample data with "
             f"`analyticspro generate --out {folder}`."
         )
-
-
-def object_key(item: dict[str, Any]) -> tuple[str, int, datetime]:
-    modified = item["modification_date"]
-    if modified.tzinfo is None:
-        modified = modified.replace(tzinfo=UTC)
-    # microseconds are dropped: S3 reports whole seconds and the database round-trips microseconds
-    return item["file_url"], int(item["size_in_bytes"]), modified.astimezone(UTC).replace(microsecond=0)
 
 
 # A date in an object's key: Firehose's `.../YYYY/MM/DD/HH/...` folders, or Hive-style `date=YYYY-MM-DD` / `dt=`.
@@ -89,9 +80,7 @@ def objects_in_window(
 
 def list_objects(bucket_url: str) -> list[FileItemDict]:
     """Every batch object under the bucket URL, in key order (Firehose keys sort by arrival time)."""
-    fs = filesystem(bucket_url)
-    items = [FileItemDict(item, fs) for item in glob_files(fs, bucket_url, EVENT_FILE_GLOB)]
-    return sorted(items, key=lambda item: item["file_url"])
+    return list_after(bucket_url)
 
 
 def prepare_bucket_loads(

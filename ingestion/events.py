@@ -31,12 +31,12 @@ import dlt
 from common.locks import LOAD_LOCK, advisory_lock
 from common.settings import get_settings, normalize_bucket_url, utc_today
 from ingestion.batches import LoadCounts, PreparedLoad
-from ingestion.bucket import check_bucket, list_objects, object_key, objects_in_window, prepare_bucket_loads
+from ingestion.bucket import check_bucket, object_key, objects_in_window, prepare_bucket_loads
 from ingestion.chunks import ChunkRunner
 from ingestion.kinesis import prepare_kinesis_loads
+from ingestion.listing import advance, list_new
 from ingestion.pipeline import (
     EVENTS_TABLE,
-    OBJECTS_TABLE,
     REJECTED_TABLE,
     ImportFolder,
     committed_positions,
@@ -90,20 +90,10 @@ def finish_pending(pipeline: dlt.Pipeline, say: Callable[[str], None]) -> None:
         pipeline.load()
 
 
-def loaded_objects(pipeline: dlt.Pipeline) -> set[tuple]:
-    with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name(OBJECTS_TABLE)
-        exists = client.execute_sql("select to_regclass(%s) is not null", table.replace('"', ""))
-        if not exists or not exists[0][0]:
-            return set()
-        rows = client.execute_sql(f"select object_url, size_bytes, modified_at from {table}")
-    return {(url, int(size), modified.replace(microsecond=0)) for url, size, modified in rows}
-
-
-def unloaded_objects(bucket_url: str) -> list:
-    """The batch objects under `bucket_url` not recorded in raw.loaded_objects yet (what a load would read)."""
-    done = loaded_objects(events_pipeline(get_settings(), progress=False))
-    return [item for item in list_objects(bucket_url) if object_key(item) not in done]
+def unloaded_objects(bucket_url: str, sweep: bool | None = False) -> list:
+    """The batch objects under `bucket_url` not recorded in raw.loaded_objects yet, as far as a listing after the
+    bucket's cursor sees (what the bucket sensor starts a run for); `sweep` as in listing.list_new."""
+    return list_new(get_settings().database_url, bucket_url, sweep=sweep).new
 
 
 def prefetch(items: Iterator[PreparedLoad]) -> Iterator[PreparedLoad]:
@@ -180,20 +170,24 @@ def load_bucket(
     bucket_url: str,
     *,
     rescan: bool = False,
+    sweep: bool = False,
     window: tuple[date, date] | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> LoadSummary:
     """Load every batch object under `bucket_url` that is not in raw.loaded_objects yet (all with rescan);
     with `window` = (start, end), only the objects of the days in [start, end) (see bucket.object_date).
+    The listing starts after the bucket's cursor, or lists everything (a sweep) with `sweep`, `rescan`, or when the
+    last sweep is older than BUCKET_SWEEP_MINUTES (ingestion/listing.py).
     One load at a time (a PostgreSQL advisory lock): a second waits for the first."""
     with advisory_lock(get_settings().database_url, LOAD_LOCK, say):
-        return _load_bucket(bucket_url, rescan, window, progress, say)
+        return _load_bucket(bucket_url, rescan, sweep, window, progress, say)
 
 
 def _load_bucket(
     bucket_url: str,
     rescan: bool,
+    sweep: bool,
     window: tuple[date, date] | None,
     progress: bool,
     say: Callable[[str], None],
@@ -203,14 +197,14 @@ def _load_bucket(
     settings = get_settings()
     pipeline = events_pipeline(settings, progress=progress)
     finish_pending(pipeline, say)
-    done = set() if rescan else loaded_objects(pipeline)
-    listed = list_objects(bucket_url)
+    listing = list_new(settings.database_url, bucket_url, sweep=True if (rescan or sweep) else None)
+    listed = listing.listed if rescan else listing.new
     scope = ""
     if window is not None:
         listed = objects_in_window(listed, window, settings.partitions_start_date, utc_today())
         scope = f" dated {window[0]} .. {window[1] - timedelta(days=1)}"
-    pending = deque(item for item in listed if object_key(item) not in done)
-    say(f"{bucket_url}: {len(listed):,} batch objects{scope}, {len(pending):,} not loaded yet")
+    say(listing.describe() + (f"; {len(listed):,} of them{scope} to load" if scope or rescan else ""))
+    pending = deque(listed)
     summary = LoadSummary(source=bucket_url)
     options = Options(anonymize_ip=settings.anonymize_ip)
     workers = settings.ingest_workers if len(pending) > 1 else 1
@@ -218,6 +212,7 @@ def _load_bucket(
         loads = prepare_bucket_loads(pending, options, runner, settings.ingest_max_lines)
         _run_loads(pipeline, loads, folder, summary, say)
     _finish(pipeline, summary, started)
+    advance(settings.database_url, listing, (object_key(item) for item in listed))
     return summary
 
 
@@ -270,6 +265,7 @@ def load_events(
     source: str | None = None,
     *,
     rescan: bool = False,
+    sweep: bool = False,
     window: tuple[date, date] | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
@@ -278,7 +274,7 @@ def load_events(
 
     `window` = (start, end) is a run's daily partitions: a bucket loads only the objects of those days; a stream,
     which cannot be read by date, is read (everything new) only by a window that includes today, and None is
-    returned for it otherwise."""
+    returned for it otherwise. `sweep`: list every object of a bucket, not only the keys after its cursor."""
     settings = get_settings()
     url = source or settings.events_bucket_url
     if url.startswith("kinesis://"):
@@ -287,7 +283,7 @@ def load_events(
             return None
         stream = url.removeprefix("kinesis://") or settings.kinesis_stream_name or ""
         return load_kinesis(stream, progress=progress, say=say)
-    return load_bucket(normalize_bucket_url(url), rescan=rescan, window=window, progress=progress, say=say)
+    return load_bucket(normalize_bucket_url(url), rescan=rescan, sweep=sweep, window=window, progress=progress, say=say)
 
 
 if __name__ == "__main__":

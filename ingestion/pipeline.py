@@ -167,6 +167,13 @@ def ensure_raw_indexes(pipeline: dlt.Pipeline) -> None:
         client.execute_sql(f'create index if not exists events_timestamp_idx on {table} ("timestamp")')
         client.execute_sql(f"create index if not exists events_load_id_idx on {table} (_dlt_load_id)")
         client.execute_sql(f"create index if not exists events_anonymous_id_idx on {table} (anonymous_id)")
+        # listings after a bucket's cursor read the loaded objects after it, in byte order (ingestion/listing.py)
+        objects = client.make_qualified_table_name(OBJECTS_TABLE)
+        exists = client.execute_sql("select to_regclass(%s) is not null", objects.replace('"', ""))
+        if exists and exists[0][0]:
+            client.execute_sql(
+                f'create index if not exists loaded_objects_url_idx on {objects} (object_url collate "C")'
+            )
 
 
 def new_rows(pipeline: dlt.Pipeline, table: str, load_ids: list[str]) -> int:

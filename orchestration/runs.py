@@ -31,7 +31,10 @@ def materialize_windows(sources: list[str]) -> list[tuple[date, date]]:
     days = [today]
     for source in sources:
         if not source.startswith("kinesis://"):
-            days += [object_date(item, settings.partitions_start_date, today) for item in unloaded_objects(source)]
+            days += [
+                object_date(item, settings.partitions_start_date, today)
+                for item in unloaded_objects(source, sweep=None)
+            ]
     return run_windows(days)
 
 
