@@ -59,6 +59,8 @@ def markdown(results: dict) -> str:
                 f"{round(f['event_to_redis_s'] / f['target_s'], 2)}× the target",
             )
         )
+    if "sensor" in results:
+        rows += _sensor_rows(results["sensor"])
     if "marts" in results:
         k = results["marts"]
         rows += [
@@ -199,6 +201,33 @@ def markdown(results: dict) -> str:
     lines = ["| benchmark | what is measured | result | baseline in the same run | ratio |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _sensor_rows(n: dict) -> list[tuple[str, ...]]:
+    listing = (
+        "one bucket sensor tick, as `dagster dev` runs it, with {objects:,} objects loaded ({where}): a new object "
+        "found and its run requested, median of {ticks} (a tick with nothing new)"
+    )
+    return [
+        (
+            "`sensor`",
+            listing.format(objects=n["objects"], where="a folder", ticks=n["ticks"]),
+            f"{n['tick_ms']} ms ({n['idle_tick_ms']} ms)",
+            f"the same with {n['objects_small']:,} objects: {n['tick_ms_small']} ms; a full listing (a sweep, and "
+            f"every tick before the cursor): {n['sweep_ms']:,} ms",
+            f"{n['tick_ratio_100k_vs_1k']}× the small bucket, {n['tick_vs_full_listing']}× a full listing",
+        ),
+        (
+            "`sensor`",
+            listing.format(
+                objects=n["objects"], where="S3 on a moto server, which sorts every key per request", ticks=n["ticks"]
+            ),
+            f"{n['tick_ms_s3']} ms ({n['idle_tick_ms_s3']} ms)",
+            f"the same with {n['objects_small']:,} objects: {n['tick_ms_s3_small']} ms; moto's own time for the "
+            f"tick's one request: {n['s3_list_request_ms']} ms; a full listing: {n['sweep_ms_s3']:,} ms",
+            f"{n['tick_ratio_100k_vs_1k_s3']}× the small bucket",
+        ),
+    ]
 
 
 def _insights_rows(n: dict) -> list[tuple[str, ...]]:

@@ -7,6 +7,9 @@ Machines here are noisy, so each speed is also given as a ratio to a baseline me
 - hot_metrics: a dashboard read of today's numbers from Redis against the same read from the marts;
 - freshness (bench/freshness.py): seconds from a batch file put in the bucket to its events in Redis, with
   `dagster dev` running (its bucket sensor and realtime_load runs); the target is 60 s.
+- sensor (bench/sensor.py): one bucket sensor tick with 100,000 objects loaded, in a folder and on S3 (a moto
+  server), against 1,000 objects and against a full listing; `BENCH_ONLY=sensor make bench` runs it alone (about
+  15 minutes, most of it writing 100,000 objects to moto).
 
 - marts (bench/marts.py): a full dbt build over 10M events against the incremental build of one more hour,
   and an ad-hoc funnel query against the same query in DuckDB.
@@ -44,12 +47,13 @@ import redis
 
 from bench.collector import bench_collector
 from bench.dashboard import bench_dashboard
-from bench.environ import cleanup, say, setup_environment, timings
+from bench.environ import cleanup, say, say_for, setup_environment, timings
 from bench.freshness import bench_freshness
 from bench.ingest import bench_ingest
 from bench.insights import bench_insights
 from bench.marts import bench_marts
 from bench.scale import bench_scale, bench_scale_alone
+from bench.sensor import bench_sensor
 from common.db import ensure_database, ensure_redis
 from common.redis_keys import HotKeys
 from common.settings import get_settings
@@ -173,6 +177,7 @@ INDEPENDENT: dict[str, Callable[[], dict[str, dict]]] = {
     "scale": lambda: {"scale": bench_scale_alone(say)},
     "marts": _marts_alone,  # and the dashboard benchmark over its marts
     "insights": lambda: {"insights": _insights()},
+    "sensor": lambda: {"sensor": bench_sensor(say_for("sensor"))},
 }
 
 
@@ -203,6 +208,8 @@ def main() -> int:
         results["hot_metrics"] = bench_hot_metrics(settings)
         say("freshness: a new batch file in the bucket -> Redis, with `dagster dev` running")
         results["freshness"] = bench_freshness(settings, say)
+        say("sensor: one bucket sensor tick with 100,000 objects loaded, in a folder and on S3 (moto)")
+        results["sensor"] = bench_sensor(say_for("sensor"))
         results["ingest"] = bench_ingest(settings.database_url, say=say)
 
         results.update(bench_marts_and_dashboard(settings, root, scale=True))
