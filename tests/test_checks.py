@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ingestion.events import load_events
 from orchestration.defs.quality import (
@@ -93,4 +95,29 @@ def test_row_count_anomaly_check_reads_fct_events(own_database):
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["anomalies"].value == {
         (today - timedelta(days=3)).isoformat(): {"events": 40, "trailing_week_median": 100}
+    }
+
+
+def test_row_count_anomaly_check_reads_the_lake_on_spark(tmp_path, monkeypatch):
+    """The Spark engine builds fct_events in the lake (and nothing in PostgreSQL): the check reads the lake's day
+    partitions, and a database without analytics.fct_events is never asked."""
+    today = datetime.now(UTC).date()
+    per_day = {today - timedelta(days=offset): 100 for offset in range(1, 16)}
+    per_day[today - timedelta(days=2)] = 30
+    per_day[today] = 5  # today is not closed: not judged
+    for day, n in per_day.items():
+        folder = tmp_path / "lake" / "marts" / "fct_events" / f"event_date={day.isoformat()}"
+        folder.mkdir(parents=True)
+        half = n // 2
+        for part, rows in enumerate((half, n - half)):  # two files a day, as Spark writes them
+            pq.write_table(
+                pa.table({"event_id": [f"{day}-{part}-{i}" for i in range(rows)]}), folder / f"p{part}.parquet"
+            )
+    monkeypatch.setenv("EVENTS_LAKE_URL", str(tmp_path / "lake"))
+    monkeypatch.setenv("ANALYTICSPRO_ENGINE", "spark")
+    unreachable = WarehouseResource(database_url="postgresql://postgres@127.0.0.1:1/nowhere")
+    result = measure_daily_row_count_anomaly(warehouse=unreachable)
+    assert not result.passed
+    assert result.metadata["anomalies"].value == {
+        (today - timedelta(days=2)).isoformat(): {"events": 30, "trailing_week_median": 100}
     }

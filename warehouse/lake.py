@@ -289,3 +289,23 @@ def lake_marts(lake: str | None = None) -> dict[str, int]:
         dataset = ds.dataset(entry, format="parquet", partitioning="hive", filesystem=fs, exclude_invalid_files=True)
         counts[name] = dataset.count_rows()
     return counts
+
+
+def lake_daily_counts(model: str, start: date, end: date, lake: str | None = None) -> dict[date, int]:
+    """Rows per `event_date` in [start, end) of a mart the Spark build wrote to the lake, from the Parquet footers of
+    its day partitions (nothing read but the footers); {} when the mart is not in the lake."""
+    lake = lake_url(lake)
+    fs = filesystem(lake)
+    root = f"{lake}/marts/{model}"
+    if not fs.exists(root):
+        return {}
+    dataset = ds.dataset(root, format="parquet", partitioning="hive", filesystem=fs, exclude_invalid_files=True)
+    counts: dict[date, int] = {}
+    for fragment in dataset.get_fragments():
+        day = ds.get_partition_keys(fragment.partition_expression).get("event_date")
+        if day is None:
+            continue
+        day = day if isinstance(day, date) else date.fromisoformat(str(day))
+        if start <= day < end:
+            counts[day] = counts.get(day, 0) + fragment.count_rows()
+    return counts

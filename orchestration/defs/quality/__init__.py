@@ -5,7 +5,8 @@
   during the active hours FRESHNESS_ACTIVE_HOURS (UTC, default 06-22).
 - rejected_events_ratio (raw/events, failure): more than 1% of the lines loaded in the last 24 hours rejected.
 - daily_row_count_anomaly (analytics/fct_events, warning): a closed day of the last week with fewer than half the
-  events of the median of the 7 days before it.
+  events of the median of the 7 days before it; read from where the engine built fct_events (PostgreSQL, or the
+  lake's `marts/fct_events` when ANALYTICSPRO_ENGINE=spark).
 
 They run after their asset in materialize_all (hourly, daily, `analyticspro materialize`), not in the sensors'
 realtime_load runs, and can be run alone from the asset's Checks tab.
@@ -20,7 +21,9 @@ import dagster as dg
 
 from common.db import table_exists
 from orchestration.defs.serving.resources import WarehouseResource
+from orchestration.engines import current_engine
 from orchestration.retries import retry_if_transient
+from warehouse.lake import lake_daily_counts
 
 RAW_EVENTS = dg.AssetKey(["raw", "events"])
 FCT_EVENTS = dg.AssetKey(["analytics", "fct_events"])
@@ -153,14 +156,18 @@ def daily_row_count_anomaly(
 
 def measure_daily_row_count_anomaly(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     today = datetime.now(UTC).date()
-    with warehouse.connect() as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "select event_date, count(*) from analytics.fct_events where event_date >= %s and event_date < %s "
-            "group by event_date",
-            (today - timedelta(days=2 * TRAILING_DAYS + 1), today),
-        )
-        counts = {day: int(n) for day, n in cursor.fetchall()}
-    connection.close()
+    first = today - timedelta(days=2 * TRAILING_DAYS + 1)
+    if current_engine() == "spark":  # the Spark engine builds fct_events in the lake, not in PostgreSQL
+        counts = lake_daily_counts("fct_events", first, today)
+    else:
+        with warehouse.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "select event_date, count(*) from analytics.fct_events where event_date >= %s and event_date < %s "
+                "group by event_date",
+                (first, today),
+            )
+            counts = {day: int(n) for day, n in cursor.fetchall()}
+        connection.close()
     judged = [today - timedelta(days=offset) for offset in range(TRAILING_DAYS, 0, -1)]
     anomalies = row_count_anomalies(counts, judged)
     return dg.AssetCheckResult(
