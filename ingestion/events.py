@@ -31,7 +31,7 @@ import dlt
 from common.locks import LOAD_LOCK, advisory_lock
 from common.settings import get_settings, normalize_bucket_url, utc_today
 from ingestion.batches import LoadCounts, PreparedLoad
-from ingestion.bucket import check_bucket, object_key, objects_in_window, prepare_bucket_loads
+from ingestion.bucket import check_bucket, object_date, object_key, objects_in_window, prepare_bucket_loads
 from ingestion.chunks import ChunkRunner
 from ingestion.kinesis import prepare_kinesis_loads
 from ingestion.listing import advance, list_new
@@ -59,6 +59,7 @@ class LoadSummary:
     rejected_stored: int = 0
     load_ids: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    days: set[date] = field(default_factory=set)  # the daily partitions of the objects read (bucket loads)
 
     # the counts of what was read, as the summary's own fields
     lines_read = property(lambda self: self.counts.lines_read)
@@ -213,6 +214,7 @@ def _load_bucket(
         _run_loads(pipeline, loads, folder, summary, say)
     _finish(pipeline, summary, started)
     advance(settings.database_url, listing, (object_key(item) for item in listed))
+    summary.days = {object_date(item, settings.partitions_start_date, utc_today()) for item in listed}
     return summary
 
 

@@ -2,7 +2,13 @@
 
 One partition per UTC day of event data, from PARTITIONS_START_DATE (default 2024-01-01) to today. A run of a
 partition range [start, end) loads the bucket objects of those days and passes the window to dbt as the vars
-`start_date` / `end_date`, so a backfill of any range is one run that touches only those dates.
+`start_date` / `end_date`, so a backfill of any range is one run that rebuilds exactly those dates.
+
+A run tagged `analyticspro/scope=new-data` (the bucket sensor's, the hourly schedule's, `analyticspro materialize`
+without dates) is today's partition and folds in whatever is new instead: every object not loaded yet, whatever
+day it belongs to, and dbt without a window (the models find new loads and the persons and days they touch). Late
+data for any number of old days is one run whose cost follows the new events, not a run per stretch of days
+re-reading each whole day; the load records a materialization of `raw/events` for each old day it touched.
 """
 
 from __future__ import annotations
@@ -15,7 +21,19 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from common.settings import get_settings, utc_today
 
-__all__ = ["DAILY", "daily_partitions", "partition_range_tags", "run_windows", "window_label", "window_of"]
+__all__ = [
+    "DAILY",
+    "NEW_DATA_TAGS",
+    "daily_partitions",
+    "folds_in_new_data",
+    "partition_range_tags",
+    "run_windows",
+    "window_label",
+    "window_of",
+]
+
+SCOPE_TAG = "analyticspro/scope"
+NEW_DATA_TAGS = {SCOPE_TAG: "new-data"}
 
 
 def daily_partitions() -> dg.DailyPartitionsDefinition:
@@ -34,6 +52,11 @@ def window_of(context: dg.AssetExecutionContext) -> tuple[date, date] | None:
         return None
     window = context.partition_time_window
     return _as_date(window.start), _as_date(window.end)
+
+
+def folds_in_new_data(context: dg.AssetExecutionContext) -> bool:
+    """Whether the run folds in everything new (NEW_DATA_TAGS) rather than rebuilding its partitions' window."""
+    return context.run.tags.get(SCOPE_TAG) == NEW_DATA_TAGS[SCOPE_TAG]
 
 
 def _as_date(moment: datetime) -> date:

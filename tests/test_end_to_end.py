@@ -8,10 +8,11 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import redis
 from segment.analytics import Client
@@ -221,8 +222,25 @@ def test_a_late_object_with_an_old_key_is_loaded(pipeline_run, bucket, settings)
     path = bucket / "events" / "2001" / "01" / "01" / "00" / "late.jsonl.gz"
     path.parent.mkdir(parents=True)
     path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in late).encode()))
+    # and two more late objects for two other old days, apart: all are folded into one run of today's partition
+    for day in (TODAY - timedelta(days=9), TODAY - timedelta(days=4)):
+        other = bucket / "events" / f"{day:%Y/%m/%d}" / "23" / "late.jsonl.gz"
+        other.parent.mkdir(parents=True, exist_ok=True)
+        event = {**late[0], "messageId": f"late-{day}", "timestamp": f"{day.isoformat()}T23:00:00.000Z"}
+        other.write_bytes(gzip.compress((json.dumps(event) + "\n").encode()))
+    with dg.DagsterInstance.get() as instance:
+        runs_before = instance.get_runs_count()
     assert run_materialize()
-    assert table_counts(settings)[0] == raw_before + 3
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_runs_count() == runs_before + 1
+        [run] = instance.get_runs(limit=1)
+        assert run.tags.get("dagster/partition") == TODAY.isoformat()
+        # the load's materializations: today's partition, and each old day whose objects it loaded
+        records = instance.fetch_materializations(dg.AssetKey(["raw", "events"]), limit=10).records
+        partitions = {r.partition_key for r in records if r.run_id == run.run_id}
+        old_days = {settings.partitions_start_date, TODAY - timedelta(days=9), TODAY - timedelta(days=4)}
+        assert partitions == {day.isoformat() for day in old_days | {TODAY}}
+    assert table_counts(settings)[0] == raw_before + 5
     expected = compute(bucket)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
     assert (

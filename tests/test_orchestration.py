@@ -22,7 +22,7 @@ from common.redis_keys import HotKeys
 from common.settings import get_settings
 from ingestion.generator import generate
 from orchestration.definitions import build_definitions
-from orchestration.partitions import partition_range_tags
+from orchestration.partitions import NEW_DATA_TAGS, partition_range_tags
 from testing.db import rows
 from testing.reference import compute
 from warehouse.realtime import refresh_windows
@@ -123,9 +123,11 @@ def test_the_bucket_sensor_loads_a_new_file_and_redis_follows(isolated):
     )
     requests = _tick(defs, instance)
     assert len(requests) == 1
-    assert partition_range_tags(today, today).items() <= requests[0].tags.items()
+    # today's partition, folding in every new object (late ones of old days too)
+    assert requests[0].partition_key == today.isoformat()
+    assert NEW_DATA_TAGS.items() <= requests[0].tags.items()
     job = defs.resolve_job_def("realtime_load")
-    assert job.execute_in_process(instance=instance, tags=requests[0].tags).success
+    assert job.execute_in_process(instance=instance, tags=requests[0].tags, partition_key=today.isoformat()).success
 
     # people: u-a (anon-a stitched by the identify), anon-b, u-c -> 3; activity events: 3 pages + 3 tracks
     assert client.get(keys.metric("dau", today)) == "3"
@@ -155,7 +157,9 @@ def test_the_bucket_sensor_loads_a_new_file_and_redis_follows(isolated):
     )
     requests = _tick(defs, instance)
     assert len(requests) == 1
-    assert job.execute_in_process(instance=instance, tags=requests[0].tags).success
+    assert job.execute_in_process(
+        instance=instance, tags=requests[0].tags, partition_key=requests[0].partition_key
+    ).success
     # people: u-a, u-b (was anon-b), u-c, anon-d -> 4; events: 6 + 3 new (m6 again is a duplicate)
     assert client.get(keys.metric("dau", today)) == "4"
     assert client.get(keys.metric("events", today)) == "9"

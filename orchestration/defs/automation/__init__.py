@@ -23,7 +23,7 @@ from ingestion.events import unloaded_objects
 from ingestion.kinesis import has_new_records
 from ingestion.pipeline import committed_positions, events_pipeline
 from orchestration.engines import pipeline_executor
-from orchestration.partitions import partition_range_tags, run_windows
+from orchestration.partitions import NEW_DATA_TAGS, partition_range_tags, run_windows
 from orchestration.triggers import running_sensor, utc_schedule
 from warehouse.realtime import refresh_windows
 
@@ -62,9 +62,11 @@ realtime_load = dg.define_asset_job(
 
 @utc_schedule("5 * * * *", job_name=MATERIALIZE_ALL_JOB)
 def hourly_marts(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Every hour: load what is new for today and build the incremental marts."""
+    """Every hour: load everything new (late objects of old days too) and build the incremental marts from it."""
     at = context.scheduled_execution_time
-    return dg.RunRequest(run_key=f"hourly-{at.isoformat()}", partition_key=at.astimezone(UTC).date().isoformat())
+    return dg.RunRequest(
+        run_key=f"hourly-{at.isoformat()}", partition_key=at.astimezone(UTC).date().isoformat(), tags=NEW_DATA_TAGS
+    )
 
 
 @utc_schedule("30 0 * * *", job_name=MATERIALIZE_ALL_JOB)
@@ -94,7 +96,8 @@ def _waiting_run(instance: dg.DagsterInstance) -> str | None:
 
 @running_sensor(REALTIME_JOB, SENSOR_INTERVAL_SECONDS)
 def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """New objects under EVENTS_BUCKET_URL -> one realtime_load run over the days they belong to."""
+    """New objects under EVENTS_BUCKET_URL -> one realtime_load run (today's partition, folding in every new object
+    whatever day it belongs to)."""
     _refresh_windows()
     settings = get_settings()
     bucket = settings.events_bucket_url
@@ -112,8 +115,7 @@ def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     context.log.info(f"{len(new)} new objects under {bucket}, days {', '.join(f'{a}..{b}' for a, b in windows)}")
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(run_key=f"bucket-{digest[:24]}-{first}", tags=partition_range_tags(first, last))
-            for first, last in windows
+            dg.RunRequest(run_key=f"bucket-{digest[:24]}", partition_key=utc_today().isoformat(), tags=NEW_DATA_TAGS)
         ]
     )
 

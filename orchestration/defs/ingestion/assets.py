@@ -21,7 +21,7 @@ from ingestion.batches import PreparedLoad
 from ingestion.events import configured_sources, load_events
 from ingestion.pipeline import RAW_DATASET, events_pipeline, prepared_events
 from orchestration.engines import current_engine
-from orchestration.partitions import DAILY, window_label, window_of
+from orchestration.partitions import DAILY, folds_in_new_data, window_label, window_of
 from orchestration.retries import retry_if_transient
 from warehouse.lake import lake_url, sync_lake
 
@@ -93,8 +93,13 @@ def build_ingestion_defs() -> dg.Definitions:
     def load_events_asset(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         # Sources and the database are read from the environment when the run starts; a large backlog is
         # cut into bounded loads by load_events itself.
-        window = window_of(context)
-        context.log.info(f"loading the objects of {window_label(window)}")
+        new_data = folds_in_new_data(context)
+        window = None if new_data else window_of(context)
+        context.log.info(
+            "loading every object not loaded yet" if new_data else f"loading the objects of {window_label(window)}"
+        )
+        own = window_of(context)
+        touched: set = set()
         totals = {"lines_read": 0, "events": 0, "new_events": 0, "duplicates": 0, "rejected": 0}
         per_source = {}
         for source in configured_sources():
@@ -107,14 +112,29 @@ def build_ingestion_defs() -> dg.Definitions:
                 continue
             context.log.info(summary.describe())
             per_source[source] = summary.describe()
+            touched |= summary.days
             totals["lines_read"] += summary.lines_read
             totals["events"] += summary.events
             totals["new_events"] += summary.stored
             totals["duplicates"] += summary.duplicates
             totals["rejected"] += summary.rejected
+        # a new-data run is today's partition: the old days whose objects it loaded are recorded as materialized too
+        for day in sorted(day for day in touched if own is None or not own[0] <= day < own[1]):
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=EVENTS_KEY,
+                    partition=day.isoformat(),
+                    description=f"late objects of {day} loaded by run {context.run.run_id}",
+                )
+            )
         yield dg.MaterializeResult(
             asset_key=EVENTS_KEY,
-            metadata={**totals, "window": window_label(window), "sources": dg.MetadataValue.json(per_source)},
+            metadata={
+                **totals,
+                "window": "every new object" if new_data else window_label(window),
+                "days_loaded": dg.MetadataValue.json(sorted(day.isoformat() for day in touched)),
+                "sources": dg.MetadataValue.json(per_source),
+            },
         )
 
     return dg.Definitions(assets=[load_events_asset, lake_events] if lake_enabled() else [load_events_asset])
