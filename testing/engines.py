@@ -87,11 +87,14 @@ def _same(left: Any, right: Any) -> bool:
     return left == right
 
 
-def differences(postgres: pd.DataFrame, spark: pd.DataFrame, model: str, limit: int = 5) -> list[str]:
-    """What differs between the two builds of one mart (empty when identical row for row)."""
+def differences(
+    postgres: pd.DataFrame, spark: pd.DataFrame, model: str, limit: int = 5, skipped: set[str] = SKIPPED_COLUMNS
+) -> list[str]:
+    """What differs between the two builds of one mart (empty when identical row for row), but the columns
+    `skipped` (when a row was built; also its load id when the two builds loaded the events separately)."""
     found = []
-    pg_columns = [c for c in postgres.columns if c not in SKIPPED_COLUMNS]
-    spark_columns = [c for c in spark.columns if c not in SKIPPED_COLUMNS]
+    pg_columns = [c for c in postgres.columns if c not in skipped]
+    spark_columns = [c for c in spark.columns if c not in skipped]
     if sorted(pg_columns) != sorted(spark_columns):
         return [f"{model}: columns differ: postgres {sorted(pg_columns)} vs spark {sorted(spark_columns)}"]
     if len(postgres) != len(spark):
