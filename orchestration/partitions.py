@@ -25,8 +25,8 @@ __all__ = [
     "DAILY",
     "NEW_DATA_TAGS",
     "daily_partitions",
-    "folds_in_new_data",
     "partition_range_tags",
+    "run_scope",
     "run_windows",
     "window_label",
     "window_of",
@@ -54,9 +54,13 @@ def window_of(context: dg.AssetExecutionContext) -> tuple[date, date] | None:
     return _as_date(window.start), _as_date(window.end)
 
 
-def folds_in_new_data(context: dg.AssetExecutionContext) -> bool:
-    """Whether the run folds in everything new (NEW_DATA_TAGS) rather than rebuilding its partitions' window."""
-    return context.run.tags.get(SCOPE_TAG) == NEW_DATA_TAGS[SCOPE_TAG]
+def run_scope(context: dg.AssetExecutionContext) -> tuple[tuple[date, date] | None, str]:
+    """What a run works on, and how to say it: the window of dates it re-reads (its partitions'), or None for a
+    new-data run (NEW_DATA_TAGS), which folds in everything new instead."""
+    if context.run.tags.get(SCOPE_TAG) == NEW_DATA_TAGS[SCOPE_TAG]:
+        return None, "everything new"
+    window = window_of(context)
+    return window, window_label(window)
 
 
 def _as_date(moment: datetime) -> date:

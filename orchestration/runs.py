@@ -25,13 +25,14 @@ Say = Callable[[str], None]
 
 
 def new_data_days(sources: list[str]) -> list[date]:
-    """The daily partitions of the batch objects not loaded yet (a sweep when one is due), sorted."""
+    """The daily partitions of the batch objects not loaded yet, as far as a listing after the cursor sees (what
+    `materialize` says it will fold in; a sweep, when one is due, is the run's load's to make), sorted."""
     settings = get_settings()
     today = utc_today()
     days: set[date] = set()
     for source in sources:
         if not source.startswith("kinesis://"):
-            unloaded = unloaded_objects(source, sweep=None)
+            unloaded = unloaded_objects(source)
             days |= {object_date(item, settings.partitions_start_date, today) for item in unloaded}
     return sorted(days)
 

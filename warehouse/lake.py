@@ -285,10 +285,13 @@ def lake_marts(lake: str | None = None) -> dict[str, int]:
         return {}
     counts = {}
     for entry in sorted(fs.ls(root, detail=False)):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        dataset = ds.dataset(entry, format="parquet", partitioning="hive", filesystem=fs, exclude_invalid_files=True)
-        counts[name] = dataset.count_rows()
+        counts[entry.rstrip("/").rsplit("/", 1)[-1]] = _mart_dataset(fs, entry).count_rows()
     return counts
+
+
+def _mart_dataset(fs: Any, url: str) -> ds.Dataset:
+    """A mart's Parquet folder as the Spark build writes it (hive partition folders), footers read lazily."""
+    return ds.dataset(url, format="parquet", partitioning="hive", filesystem=fs, exclude_invalid_files=True)
 
 
 def lake_daily_counts(model: str, start: date, end: date, lake: str | None = None) -> dict[date, int]:
@@ -299,9 +302,8 @@ def lake_daily_counts(model: str, start: date, end: date, lake: str | None = Non
     root = f"{lake}/marts/{model}"
     if not fs.exists(root):
         return {}
-    dataset = ds.dataset(root, format="parquet", partitioning="hive", filesystem=fs, exclude_invalid_files=True)
     counts: dict[date, int] = {}
-    for fragment in dataset.get_fragments():
+    for fragment in _mart_dataset(fs, root).get_fragments():
         day = ds.get_partition_keys(fragment.partition_expression).get("event_date")
         if day is None:
             continue

@@ -21,7 +21,7 @@ from ingestion.batches import PreparedLoad
 from ingestion.events import configured_sources, load_events
 from ingestion.pipeline import RAW_DATASET, events_pipeline, prepared_events
 from orchestration.engines import current_engine
-from orchestration.partitions import DAILY, folds_in_new_data, window_label, window_of
+from orchestration.partitions import DAILY, run_scope, window_of
 from orchestration.retries import retry_if_transient
 from warehouse.lake import lake_url, sync_lake
 
@@ -93,11 +93,8 @@ def build_ingestion_defs() -> dg.Definitions:
     def load_events_asset(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         # Sources and the database are read from the environment when the run starts; a large backlog is
         # cut into bounded loads by load_events itself.
-        new_data = folds_in_new_data(context)
-        window = None if new_data else window_of(context)
-        context.log.info(
-            "loading every object not loaded yet" if new_data else f"loading the objects of {window_label(window)}"
-        )
+        window, scope = run_scope(context)
+        context.log.info(f"loading the objects not loaded yet of {scope}")
         own = window_of(context)
         touched: set = set()
         totals = {"lines_read": 0, "events": 0, "new_events": 0, "duplicates": 0, "rejected": 0}
@@ -131,7 +128,7 @@ def build_ingestion_defs() -> dg.Definitions:
             asset_key=EVENTS_KEY,
             metadata={
                 **totals,
-                "window": "every new object" if new_data else window_label(window),
+                "window": scope,
                 "days_loaded": dg.MetadataValue.json(sorted(day.isoformat() for day in touched)),
                 "sources": dg.MetadataValue.json(per_source),
             },

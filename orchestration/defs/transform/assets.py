@@ -14,7 +14,7 @@ from common.locks import DBT_LOCK, advisory_lock
 from common.settings import get_settings
 from orchestration.defs.transform.project import analyticspro_dbt_project, dbt_executable
 from orchestration.engines import check_spark_installed, current_engine, dbt_target, spark_environment
-from orchestration.partitions import DAILY, folds_in_new_data, window_label, window_of
+from orchestration.partitions import DAILY, run_scope
 from orchestration.retries import retry_if_transient
 from warehouse.archive import archived_dates
 
@@ -71,7 +71,7 @@ def build_transform_defs() -> dg.Definitions:
         # The models are incremental: a run builds what was loaded since the last build, plus (vars) every event
         # of its partition window, so a backfill of any range rebuilds exactly those dates. A new-data run passes
         # no window: what changed is found from the new loads alone.
-        window = None if folds_in_new_data(context) else window_of(context)
+        window, scope = run_scope(context)
         if config.full_refresh:
             days = _archived_days()
             if days:
@@ -89,7 +89,6 @@ def build_transform_defs() -> dg.Definitions:
         elif window is not None:
             dbt_vars = {"start_date": window[0].isoformat(), "end_date": window[1].isoformat()}
             args += ["--vars", json.dumps(dbt_vars)]
-        scope = "the new loads" if folds_in_new_data(context) else window_label(window)
         context.log.info(f"dbt {' '.join(args)} --target {target} ({scope})")
         try:
             # one dbt build at a time on this warehouse (an advisory lock, released if this process dies)
