@@ -3,7 +3,8 @@
 Runs against the local PostgreSQL and Redis in a database and key prefix of its own, dropped at the end.
 Machines here are noisy, so each speed is also given as a ratio to a baseline measured in the same run:
 - ingest (bench/ingest.py): 1M events through the loader against a plain psycopg COPY of the same lines into a
-  typed table with jsonb columns, and the loader's peak memory for 10x fewer events;
+  typed table with jsonb columns, and the loader's peak memory for 10x fewer events; `BENCH_ONLY=ingest make bench`
+  runs it alone (databases of its own, a few minutes);
 - hot_metrics: a dashboard read of today's numbers from Redis against the same read from the marts;
 - freshness (bench/freshness.py): seconds from a batch file put in the bucket to its events in Redis, with
   `dagster dev` running (its bucket sensor and realtime_load runs); the target is 60 s.
@@ -178,6 +179,7 @@ INDEPENDENT: dict[str, Callable[[], dict[str, dict]]] = {
     "marts": _marts_alone,  # and the dashboard benchmark over its marts
     "insights": lambda: {"insights": _insights()},
     "sensor": lambda: {"sensor": bench_sensor(say_for("sensor"))},
+    "ingest": lambda: {"ingest": bench_ingest(get_settings().database_url, say=say)},
 }
 
 
