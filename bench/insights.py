@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 
 from bench.environ import median_ms, say_for
-from bench.marts import _copy, _dbt, _rows, load_raw_events
+from bench.marts import _dbt, copy_events, load_raw_events
 from ingestion.pipeline import ensure_raw_indexes, events_pipeline
 from insights.engine import Engine
 from insights.store import Manifest, store_dir, sync_store
@@ -155,7 +155,7 @@ def _bench(settings, root: Path, target_events: int, days: int) -> dict:
     engine_memory_mb = _rss_mb() - before_mb
     _say(f"copy built in {build_s:.1f}s, engine loaded {engine.events:,} events in {load_s:.1f}s; a new hour arrives")
 
-    _copy(connection, _rows(held_back, f"{time.time():.6f}"))
+    copy_events(connection, held_back)
     ensure_raw_indexes(events_pipeline(settings))
     connection.close()
     incremental_models_s = _dbt("run", "--select", MODELS)

@@ -123,9 +123,13 @@ def _rows(events: Iterable[dict], load_id: str) -> Iterable[list]:
         ]  # fmt: skip
 
 
-def _copy(connection, rows: Iterable[list], progress: Callable[[int], None] | None = None) -> int:
-    """COPY rows into raw.events in 100k-row chunks (CSV, NULL as unquoted empty)."""
+def copy_events(connection, events: Iterable[dict], progress: Callable[[int], None] | None = None) -> int:
+    """COPY events into raw.events as one load, in 100k-row chunks (CSV, NULL as unquoted empty), then record the
+    load in raw._dlt_loads as dlt does once a load's rows are in: the incremental models read the loads recorded
+    there that they have not read yet."""
+    load_id = f"{time.time():.6f}"
     total = 0
+    rows = _rows(events, load_id)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     columns = ", ".join(f'"{c}"' for c in RAW_COLUMNS)
@@ -147,6 +151,13 @@ def _copy(connection, rows: Iterable[list], progress: Callable[[int], None] | No
             if progress:
                 progress(total)
     flush()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "insert into raw._dlt_loads (load_id, schema_name, status, inserted_at, schema_version_hash) "
+            "select %s, schema_name, 0, now(), schema_version_hash from raw._dlt_loads order by load_id desc limit 1",
+            (load_id,),
+        )
+    connection.commit()
     return total
 
 
@@ -198,9 +209,9 @@ def load_raw_events(settings, root: Path, target_events: int, days: int) -> tupl
     _create_raw_table(settings, root, sample)
     connection = psycopg2.connect(settings.database_url)
     started = time.perf_counter()
-    copied = _copy(
+    copied = copy_events(
         connection,
-        _rows(events, f"{time.time():.6f}"),
+        events,
         progress=lambda n: (
             _say(f"generated and copied {n:,} events ({n / (time.perf_counter() - started):,.0f}/s)")
             if n % 1_000_000 == 0
@@ -225,7 +236,7 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
     full_s = _dbt("run")
     tests_s = _dbt("test")
     _say(f"full build {full_s:.1f}s (tests {tests_s:.1f}s); adding one new hour: {len(held_back):,} events")
-    _copy(connection, _rows(held_back, f"{time.time():.6f}"))
+    copy_events(connection, held_back)
     ensure_raw_indexes(events_pipeline(settings))
     incremental_s = _dbt("run")
     incremental_tests_s = _dbt("test")

@@ -16,7 +16,8 @@ One person — the user id and every anonymous id ever seen with it — is delet
 
 `ops.erasure_requests` records each request: when, who asked, how many identities and rows per tier — never the
 ids or the data. Aggregates (daily counts, funnels, cohorts, MRR totals) hold no personal data and keep their
-numbers until the dates are rebuilt.
+numbers until the next incremental run, which recomputes the dates and keys listed in `ops.erased_events` (dates and
+event names of the deleted events, never ids).
 """
 
 from __future__ import annotations
@@ -116,6 +117,27 @@ def _like_patterns(identities: list[str]) -> list[str]:
     return patterns
 
 
+def _record_erased_events(cursor, user_id: str, everyone: list[str], anonymous: list[str]) -> None:
+    """Before the person's rows go: the (date, event name) of each of their events (no ids) in ops.erased_events
+    (dbt's), so the next incremental run recomputes the counts, cohorts and catalogue entries those events were in;
+    also the dates of their signup and first activity from dim_users (their cohort, even when archived)."""
+    if not table_exists(cursor, "ops.erased_events"):
+        return  # dbt never ran here: no aggregate holds their events
+    if table_exists(cursor, "analytics.fct_events"):
+        cursor.execute(
+            "insert into ops.erased_events (event_date, event_name) select distinct event_date, event_name "
+            "from analytics.fct_events where person_id = any(%s) or user_id = %s or anonymous_id = any(%s)",
+            (everyone, user_id, anonymous or [""]),
+        )
+    if table_exists(cursor, "analytics.dim_users"):
+        cursor.execute(
+            "insert into ops.erased_events (event_date) select distinct day from analytics.dim_users, "
+            "lateral (values (signup_date), ((first_activity_at at time zone 'UTC')::date)) as days (day) "
+            "where person_id = any(%s) and day is not null",
+            (everyone,),
+        )
+
+
 def delete_from_postgres(
     connection: psycopg2.extensions.connection, user_id: str, anonymous: list[str]
 ) -> dict[str, int]:
@@ -131,6 +153,7 @@ def delete_from_postgres(
         if table_exists(cursor, "raw.rejected_events"):
             cursor.execute("delete from raw.rejected_events where payload like any(%s)", (_like_patterns(everyone),))
             rows["raw.rejected_events"] = cursor.rowcount
+        _record_erased_events(cursor, user_id, everyone, anonymous)
         if table_exists(cursor, "ops.person_archive_history"):
             cursor.execute("delete from ops.person_archive_history where person_id = any(%s)", (everyone,))
             rows["ops.person_archive_history"] = cursor.rowcount

@@ -25,6 +25,51 @@
 {%- endmacro %}
 
 
+{#- Which loads a model has read. Loads commit in any order (a retried load keeps its older id), so "load ids above
+    the newest one seen" could skip one; instead ops.model_loads records, per model, every load it has read.
+    Pre-hook collect_unread_loads() puts the committed loads (raw._dlt_loads, status 0: dlt writes that row after the
+    load's rows are in) the model has not read into a temporary table <model>__loads; the model reads raw rows
+    whose load_id is in unread_loads(); post-hook record_read_loads() records them. A full build reads every row and
+    records every load committed when it started (a load committed later is read again next run: upserts make that
+    harmless). PostgreSQL only: Spark rebuilds from the lake. -#}
+{% macro unread_loads() -%}
+  select loads.load_id from {{ adapter.quote(this.identifier ~ '__loads') }} as loads
+{%- endmacro %}
+
+{% macro collect_unread_loads() %}{{ return(adapter.dispatch('collect_unread_loads')()) }}{% endmacro %}
+
+{% macro default__collect_unread_loads() -%}
+  {%- set loads = adapter.quote(this.identifier ~ '__loads') -%}
+  {%- set model = sql_string(this.identifier) -%}
+  {%- if not is_incremental() %}
+    delete from ops.model_loads where model = {{ model }};
+  {%- endif %}
+  drop table if exists {{ loads }};
+  create temporary table {{ loads }} as
+  select dlt_loads.load_id
+  from {{ source('raw', 'events').schema }}._dlt_loads as dlt_loads
+  where
+      dlt_loads.status = 0
+      and not exists (
+          select from ops.model_loads as read_loads
+          where read_loads.model = {{ model }} and read_loads.load_id = dlt_loads.load_id
+      );
+  analyze {{ loads }};
+{%- endmacro %}
+
+{% macro spark__collect_unread_loads() %}{% endmacro %}
+
+{% macro record_read_loads() %}{{ return(adapter.dispatch('record_read_loads')()) }}{% endmacro %}
+
+{% macro default__record_read_loads() -%}
+  insert into ops.model_loads (model, load_id)
+  select {{ sql_string(this.identifier) }}, loads.load_id from ({{ unread_loads() }}) as loads
+  on conflict do nothing
+{%- endmacro %}
+
+{% macro spark__record_read_loads() %}{% endmacro %}
+
+
 {#- A SQL condition true for fct_events rows written after `since` (always true when since is none). -#}
 {% macro changed_since(since, alias=none) -%}
   {%- if since is none -%}
@@ -77,12 +122,25 @@
 {%- endmacro %}
 
 
-{#- The distinct event dates of fct_events rows written after `since`, as a SQL list of date literals
+{#- The (event_date, event_name) of events a GDPR erasure deleted after `since` (none on a full build: the events
+    are gone from fct_events). An erasure deletes a person's rows from every table with a person column; what it
+    leaves are the aggregates their events counted in, which recompute these dates. -#}
+{% macro erased_events_sql(since) -%}
+  {%- if since is none -%}
+    select cast(null as date) as event_date, cast(null as text) as event_name where false
+  {%- else -%}
+    select event_date, event_name from ops.erased_events where erased_at > cast('{{ since }}' as timestamptz)
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- The distinct event dates of fct_events rows written after `since` or erased after it, as a SQL list of date literals
     (so PostgreSQL prunes fct_events to those partitions when planning), or `null` when none. -#}
 {% macro changed_dates_list(since) -%}
   {%- if not execute -%}{{ return('null') }}{%- endif -%}
   {%- set result = run_query(
-      'select distinct event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ changed_since(since)) -%}
+      'select event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ changed_since(since)
+      ~ ' union select event_date::text from (' ~ erased_events_sql(since) ~ ') as erased') -%}
   {%- set dates = result.columns[0].values() | list -%}
   {%- if not dates -%}{{ return('null') }}{%- endif -%}
   {%- set literals = [] -%}
@@ -155,5 +213,29 @@
     {%- if found == 0 -%}
       analyze {{ this }}
     {%- endif -%}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- Pre-hook of dim_event_properties: the catalogue rows of event names a GDPR erasure deleted events of since the
+    last build go (the model recomputes them from the remaining rows). -#}
+{% macro delete_erased_event_names() -%}
+  {%- if is_incremental() -%}
+    delete from {{ this }}
+    where event_name in (
+        select erased.event_name from ({{ erased_events_sql(high_water_mark('_built_at')) }}) as erased
+    )
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- Pre-hook of a model with one row per date (`column`): the dates a GDPR erasure touched since its last build go
+    (the model recomputes them; a date with no event left stays gone). -#}
+{% macro delete_erased_dates(column) -%}
+  {%- if is_incremental() -%}
+    delete from {{ this }}
+    where {{ column }} in (
+        select erased.event_date from ({{ erased_events_sql(high_water_mark('_built_at')) }}) as erased
+    )
   {%- endif -%}
 {%- endmacro %}

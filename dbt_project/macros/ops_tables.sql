@@ -1,7 +1,10 @@
 {#- Tables AnalyticsPro writes outside dbt that models read, created before every dbt run so a model can
     always select from them (on-run-start in dbt_project.yml).
     ops.person_archive_history: per person and archive file, the aggregates of their events that were moved
-    to the cold tier (warehouse/archive.py), so dim_users keeps a person's whole history. -#}
+    to the cold tier (warehouse/archive.py), so dim_users keeps a person's whole history.
+    ops.model_loads: per incremental model, the raw loads it has read (macros/incremental_scope.sql).
+    ops.erased_events: the (date, event name) pairs of events a GDPR erasure deleted (warehouse/erasure.py), no ids:
+    incremental models recompute the dates and keys they feed. -#}
 {% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
 
 {% macro default__create_ops_tables() -%}
@@ -11,5 +14,16 @@ create table if not exists ops.person_archive_history (
     {{ column }},
     {%- endfor %}
     primary key (person_id, archive_file)
+);
+create table if not exists ops.model_loads (
+    model text not null,
+    load_id text not null,
+    read_at timestamptz not null default now(),
+    primary key (model, load_id)
+);
+create table if not exists ops.erased_events (
+    event_date date not null,
+    event_name text,
+    erased_at timestamptz not null default now()
 );
 {%- endmacro %}

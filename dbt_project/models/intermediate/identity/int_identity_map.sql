@@ -1,11 +1,13 @@
 -- An anonymous id belongs to the user id it was first seen with (an identify, an alias, or any
 -- event carrying both ids; ties broken by message_id). Earlier anonymous events then count for that
 -- person: stitching is retroactive (fct_events re-reads the events of every re-mapped anonymous id).
--- Incremental: only raw rows loaded since the last build are read; a row is written only when an
+-- Incremental: only the raw rows of loads it has not read yet are read (ops.model_loads); a row is written only when an
 -- anonymous id is new or its mapping moved to an earlier pair (previous_user_id keeps the old one).
-{{ config(unique_key='anonymous_id') }}
-
-{%- set last_load_id = high_water_mark('load_id') %}
+{{ config(
+    unique_key='anonymous_id',
+    pre_hook=["{{ collect_unread_loads() }}"],
+    post_hook=["{{ record_read_loads() }}"],
+) }}
 
 with
 
@@ -21,8 +23,8 @@ new_pairs as (
     where
         anonymous_id is not null
         and user_id is not null
-    {%- if last_load_id is not none %}
-            and load_id > '{{ last_load_id }}'
+    {%- if is_incremental() %}
+            and load_id in ({{ unread_loads() }})
         {%- endif %}
 
 ),

@@ -1,6 +1,10 @@
 -- Per UTC date: activity events, signups and purchase revenue. Incremental: the dates of changed
--- events are recounted in full from their fct_events partitions and replace the old rows.
-{{ config(unique_key='event_date') }}
+-- events are recounted in full from their fct_events partitions and replace the old rows; a date a
+-- GDPR erasure touched is deleted first (pre-hook), in case no event of it remains.
+{{ config(
+    unique_key='event_date',
+    pre_hook=["{{ delete_erased_dates('event_date') }}"],
+) }}
 
 {%- set since = high_water_mark('_built_at') %}
 

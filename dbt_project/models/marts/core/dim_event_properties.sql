@@ -2,13 +2,17 @@
 -- with the JSON types its values had and the first and last day it was seen. The dashboards' query
 -- builder checks every event name and property key against it (and offers them in its form); BI
 -- users can browse it to see what they can filter on. Incremental: only fct_events rows written since
--- the last build are read, merged with the catalogue rows they touch.
+-- the last build are read, merged with the catalogue rows they touch (a message's properties never
+-- change, so merging is exact); an event name a GDPR erasure deleted events of is recomputed from
+-- its remaining rows (pre-hook: its keys are deleted first, in case none remain).
 {{ config(
     materialized='incremental',
     unique_key=['event_name', 'property_key'],
+    pre_hook=["{{ delete_erased_event_names() }}"],
 ) }}
 
 {%- set last_built_at = high_water_mark('_built_at') %}
+{%- set erased_names = "select erased.event_name from (" ~ erased_events_sql(last_built_at) ~ ") as erased" %}
 
 with
 
@@ -24,7 +28,12 @@ seen as (
     cross join lateral {{ json_each('events.properties', 'properties') }}
     where
         {{ json_kind('events.properties') }} = 'object'
-        and {{ changed_since(last_built_at, 'events') }}
+        and (
+            {{ changed_since(last_built_at, 'events') }}
+            {%- if is_incremental() %}
+                or events.event_name in ({{ erased_names }})
+            {%- endif %}
+        )
     group by 1, 2, 3
 
 ),

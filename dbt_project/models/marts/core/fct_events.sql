@@ -1,9 +1,9 @@
 -- Every valid event once, with its person. Partitioned by event_date (one range partition per UTC
--- day, created as needed) and built incrementally: a run reads the raw rows loaded since the last
--- build, every raw row of the last `lookback_days` days (a safety net for loads committed out of
--- order), the events of anonymous ids that int_identity_map re-stitched, and, when the orchestrator
--- passes them, every row of the dates from var start_date to var end_date (exclusive). Rows are
--- upserted on (message_id, event_date) and only rewritten when something in them changed.
+-- day, created as needed) and built incrementally: a run reads the raw rows of the loads it has not
+-- read yet (ops.model_loads, whatever order loads committed in), the events of anonymous ids that
+-- int_identity_map re-stitched, and, when the orchestrator passes them, every row of the dates from
+-- var start_date to var end_date (exclusive). Rows are upserted on (message_id, event_date) and only
+-- rewritten when something in them changed.
 -- The index on (event_name, event_at, person_id, event_date) lets the dashboards' query builder count an
 -- event's rows and people from the index alone; the VACUUM after each build sets the visibility map that needs
 -- (autovacuum may be off or behind), skipping pages already all-visible, so an hourly build vacuums little.
@@ -13,6 +13,7 @@
     unique_key=['message_id', 'event_date'],
     partition_by={'column': 'event_date'},
     change_ignore_columns=['load_id', 'received_at', '_built_at'],
+    pre_hook=["{{ collect_unread_loads() }}"],
     indexes=[
         {'columns': ['person_id', 'event_at']},
         {'columns': ['event_name', 'event_at', 'person_id', 'event_date']},
@@ -23,10 +24,10 @@
         {'sql': '{{ rename_partitions(this) }}', 'transaction': false},
         {'sql': '{{ comment_partitions(this) }}', 'transaction': false},
         {'sql': '{{ vacuum_table(this) }}', 'transaction': false},
+        "{{ record_read_loads() }}",
     ],
 ) }}
 
-{%- set last_load_id = high_water_mark('load_id') %}
 {%- set last_built_at = high_water_mark('_built_at') %}
 
 with
@@ -36,10 +37,7 @@ events as (
     select * from {{ ref('stg_segment__events') }}
     {%- if is_incremental() %}
         where
-            load_id > {{ "'" ~ last_load_id ~ "'" if last_load_id else "''" }}
-            or event_at >= (
-                select max(raw_events.{{ adapter.quote('timestamp') }}) from {{ source('raw', 'events') }} as raw_events
-            ) - interval '{{ var("lookback_days") }} days'
+            load_id in ({{ unread_loads() }})
             or anonymous_id in (
                 select identity_map.anonymous_id
                 from {{ ref('int_identity_map') }} as identity_map

@@ -1,6 +1,6 @@
 -- Daily product metrics in long form: one row per (date, metric_name) for every UTC date from the
 -- first event to the last, zeros included. Definitions: docs/metrics.md and _metrics__models.yml.
--- Incremental: every date from the earliest date touched by changed events or rebuilt sessions to
+-- Incremental: every date from the earliest date touched by changed, erased events or rebuilt sessions to
 -- the last date is recomputed (WAU/MAU of later dates depend on earlier days).
 -- depends_on: {{ ref('fct_events') }}
 {{ config(
@@ -29,7 +29,8 @@
     {%- set since = high_water_mark('_built_at') %}
     {%- set first_date = run_query(
         "select least((select min(event_date) from " ~ ref('fct_events') ~ " where " ~ changed_since(since) ~ "), "
-        ~ "(select min(session_date) from " ~ ref('fct_sessions') ~ " where " ~ changed_since(since) ~ "))::text"
+        ~ "(select min(session_date) from " ~ ref('fct_sessions') ~ " where " ~ changed_since(since) ~ "), "
+        ~ "(select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))::text"
     ).columns[0].values()[0] %}
     {%- set nothing_changed = first_date is none %}
 {%- endif %}
