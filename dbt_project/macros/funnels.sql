@@ -143,3 +143,68 @@
         as conversion_from_start,
     cast(coalesce(previous_persons - persons, 0) as bigint) as drop_off
 {%- endmacro %}
+
+
+{#- Pre-hook of fct_funnel_steps and fct_funnel_breakdown: the (funnel_name, cohort_date) keys to recompute, in a
+    temporary table <model>__scope, and their rows deleted: keys of int_funnel_persons rows written after the last
+    build; keys whose stored entries (step 1 persons) differ from int_funnel_persons' now (someone left); for the
+    steps, keys of the calendar (every configured funnel x every date from the first event to the last) that have no
+    rows and stored keys outside it; for the breakdown (`breakdown`), keys of persons whose dim_users row changed. -#}
+{% macro rebuild_changed_funnel_cohorts(breakdown=false) -%}
+  {%- if is_incremental() -%}
+    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+    {%- set since = high_water_mark('_built_at') -%}
+    drop table if exists {{ scope }};
+    create temporary table {{ scope }} as
+    with stored as (
+        {%- if breakdown %}
+        -- per dimension, the step-1 persons add up to the key's entries
+        select funnel_name, cohort_date, min(entries) as entries
+        from (
+            select funnel_name, cohort_date, breakdown_by, sum(persons) as entries
+            from {{ this }}
+            where step_index = 1
+            group by funnel_name, cohort_date, breakdown_by
+        ) as per_dimension
+        group by funnel_name, cohort_date
+        {%- else %}
+        select funnel_name, cohort_date, persons as entries from {{ this }} where step_index = 1
+        {%- endif %}
+    ),
+    members as (
+        select funnel_name, cohort_date, count(*) as entries
+        from {{ ref('int_funnel_persons') }}
+        where step_index = 1
+        group by funnel_name, cohort_date
+    )
+    select funnel_name, cohort_date from {{ ref('int_funnel_persons') }} where {{ changed_since(since) }}
+    union
+    select coalesce(stored.funnel_name, members.funnel_name), coalesce(stored.cohort_date, members.cohort_date)
+    from stored
+    full outer join members
+        on stored.funnel_name = members.funnel_name and stored.cohort_date = members.cohort_date
+    where coalesce(stored.entries, 0) <> coalesce(members.entries, 0)
+    {%- if breakdown %}
+    union
+    select reached.funnel_name, reached.cohort_date
+    from {{ ref('int_funnel_persons') }} as reached
+    inner join {{ ref('dim_users') }} as people on reached.person_id = people.person_id
+    where reached.step_index = 1 and {{ changed_since(since, 'people') }}
+    {%- else %}
+    union
+    select coalesce(stored.funnel_name, expected.funnel_name), coalesce(stored.cohort_date, expected.cohort_date)
+    from (select distinct funnel_name, cohort_date from {{ this }}) as stored
+    full outer join (
+        select configured.funnel_name, calendar.cohort_date
+        from (select distinct funnel_name from ({{ configured_funnel_steps() }}) as steps) as configured
+        cross join ({{ event_calendar('day', 'cohort_date') }}) as calendar
+    ) as expected
+        on stored.funnel_name = expected.funnel_name and stored.cohort_date = expected.cohort_date
+    where stored.funnel_name is null or expected.funnel_name is null
+    {%- endif %};
+    analyze {{ scope }};
+    delete from {{ this }} as funnel_rows
+    using {{ scope }} as scope
+    where funnel_rows.funnel_name = scope.funnel_name and funnel_rows.cohort_date = scope.cohort_date;
+  {%- endif -%}
+{%- endmacro %}

@@ -28,18 +28,22 @@
 {#- Which loads a model has read. Loads commit in any order (a retried load keeps its older id), so "load ids above
     the newest one seen" could skip one; instead ops.model_loads records, per model, every load it has read.
     Pre-hook collect_unread_loads() puts the committed loads (raw._dlt_loads, status 0: dlt writes that row after the
-    load's rows are in) the model has not read into a temporary table <model>__loads; the model reads raw rows
-    whose load_id is in unread_loads(); post-hook record_read_loads() records them. A full build reads every row and
+    load's rows are in) the model has not read into a temporary table <model>__loads, and the message ids of their
+    raw rows into <model>__rows; the model reads the rows in unread_rows(); post-hook record_read_loads() records the
+    loads. Lookups by a set of keys are written `key = any(array(select ...))`: the planner then probes the index
+    (a semi-join through the staging view's casts, or a load id after one big first load, gets estimates far off
+    and a sequential scan of raw.events, the whole history). A full build reads every row and
     records every load committed when it started (a load committed later is read again next run: upserts make that
     harmless). PostgreSQL only: Spark rebuilds from the lake. -#}
-{% macro unread_loads() -%}
-  select loads.load_id from {{ adapter.quote(this.identifier ~ '__loads') }} as loads
+{% macro unread_rows() -%}
+  select unread.message_id from {{ adapter.quote(this.identifier ~ '__rows') }} as unread
 {%- endmacro %}
 
 {% macro collect_unread_loads() %}{{ return(adapter.dispatch('collect_unread_loads')()) }}{% endmacro %}
 
 {% macro default__collect_unread_loads() -%}
   {%- set loads = adapter.quote(this.identifier ~ '__loads') -%}
+  {%- set unread = adapter.quote(this.identifier ~ '__rows') -%}
   {%- set model = sql_string(this.identifier) -%}
   {%- if not is_incremental() %}
     delete from ops.model_loads where model = {{ model }};
@@ -54,7 +58,14 @@
           select from ops.model_loads as read_loads
           where read_loads.model = {{ model }} and read_loads.load_id = dlt_loads.load_id
       );
-  analyze {{ loads }};
+  drop table if exists {{ unread }};
+  {%- if is_incremental() %}
+    create temporary table {{ unread }} as
+    select raw_events.message_id
+    from {{ source('raw', 'events') }} as raw_events
+    where raw_events._dlt_load_id = any(array(select loads.load_id from {{ loads }} as loads));
+    analyze {{ unread }};
+  {%- endif %}
 {%- endmacro %}
 
 {% macro spark__collect_unread_loads() %}{% endmacro %}
@@ -63,7 +74,7 @@
 
 {% macro default__record_read_loads() -%}
   insert into ops.model_loads (model, load_id)
-  select {{ sql_string(this.identifier) }}, loads.load_id from ({{ unread_loads() }}) as loads
+  select {{ sql_string(this.identifier) }}, loads.load_id from {{ adapter.quote(this.identifier ~ '__loads') }} as loads
   on conflict do nothing
 {%- endmacro %}
 
@@ -170,6 +181,37 @@
 {%- endmacro %}
 
 
+{#- Pre-hook of int_person_days: the (person, date) pairs of fct_events rows written after the last build, for the
+    person each event counts under now, the anonymous id it counted under before it was stitched, and the user id an
+    anonymous id was mapped to before a re-mapping, in a temporary table <model>__scope (person_id, activity_date);
+    their rows are deleted and the model re-inserts those that still have activity. (An erasure deletes the rows of
+    the person itself.) -#}
+{% macro rebuild_changed_person_days() -%}
+  {%- if is_incremental() -%}
+    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+    drop table if exists {{ scope }};
+    create temporary table {{ scope }} as
+    with changed as (
+        select person_id, anonymous_id, event_date
+        from {{ ref('fct_events') }}
+        where {{ changed_since(high_water_mark('_built_at')) }}
+    )
+    select person_id, event_date as activity_date from changed
+    union
+    select anonymous_id, event_date from changed where anonymous_id is not null and anonymous_id <> person_id
+    union
+    select identity_map.previous_user_id, changed.event_date
+    from {{ ref('int_identity_map') }} as identity_map
+    inner join changed on identity_map.anonymous_id = changed.anonymous_id
+    where identity_map.previous_user_id is not null;
+    analyze {{ scope }};
+    delete from {{ this }} as person_days
+    using {{ scope }} as scope
+    where person_days.person_id = scope.person_id and person_days.activity_date = scope.activity_date;
+  {%- endif -%}
+{%- endmacro %}
+
+
 {#- Pre-hook of fct_sessions: per changed person, T = their earliest changed event; their sessions
     ending at or after T - timeout are deleted, and rebuild_from = the start of the earliest of them
     (or T when there is none). Every earlier session of the person ended more than one timeout before
@@ -237,5 +279,80 @@
     where {{ column }} in (
         select erased.event_date from ({{ erased_events_sql(high_water_mark('_built_at')) }}) as erased
     )
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- The number of the period containing `last_day` (a date) for a cohort of `grain` ('week' or 'month') starting on
+    `start`: fct_cohort_retention's rows run from period 0 to it. -#}
+{% macro cohort_last_period(grain, start, last_day) -%}
+    cast(case
+        when {{ grain }} = 'week'
+            then {{ int_div(days_between(start, "cast(date_trunc('week', cast(" ~ last_day ~ " as timestamp)) as date)"), 7) }}
+        else
+            (extract(year from {{ last_day }}) - extract(year from {{ start }})) * 12
+            + extract(month from {{ last_day }}) - extract(month from {{ start }})
+    end as integer)
+{%- endmacro %}
+
+
+{#- Pre-hook of fct_cohort_retention: the cohorts to recount, in a temporary table <model>__scope (cohort_grain,
+    cohort_start), and their rows deleted: cohorts of int_cohort_persons rows written after the last build (persons
+    recomputed), cohorts whose stored size differs from their members now (someone left: stitched into another
+    person, or erased; a cohort with no member left goes), and cohorts whose last period is not the one containing
+    the last event date (a new week or month began). -#}
+{% macro rebuild_changed_cohorts() -%}
+  {%- if is_incremental() -%}
+    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+    drop table if exists {{ scope }};
+    create temporary table {{ scope }} as
+    with stored as (
+        select cohort_grain, cohort_start, max(cohort_size) as cohort_size, max(period_number) as last_period
+        from {{ this }}
+        group by cohort_grain, cohort_start
+    ),
+    members as (
+        select cohort_grain, cohort_start, count(*) as cohort_size
+        from {{ ref('int_cohort_persons') }}
+        where period_number = 0
+        group by cohort_grain, cohort_start
+    ),
+    last_day as (
+        select max(event_date) as last_day from {{ ref('int_event_days') }}
+    )
+    select cohort_grain, cohort_start
+    from {{ ref('int_cohort_persons') }}
+    where {{ changed_since(high_water_mark('_built_at')) }}
+    union
+    select coalesce(stored.cohort_grain, members.cohort_grain), coalesce(stored.cohort_start, members.cohort_start)
+    from stored
+    full outer join members
+        on stored.cohort_grain = members.cohort_grain and stored.cohort_start = members.cohort_start
+    cross join last_day
+    where
+        stored.cohort_size is distinct from members.cohort_size
+        or stored.last_period <> {{ cohort_last_period('stored.cohort_grain', 'stored.cohort_start', 'last_day.last_day') }};
+    analyze {{ scope }};
+    delete from {{ this }} as retention
+    using {{ scope }} as scope
+    where retention.cohort_grain = scope.cohort_grain and retention.cohort_start = scope.cohort_start;
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- fct_mrr: true when the last event's month is later than the table's last month (every paying person needs a row
+    for the new month: the run recomputes everyone), false otherwise or on a full build. -#}
+{% macro mrr_new_month() -%}
+  {%- if not (execute and is_incremental()) -%}{{ return(false) }}{%- endif -%}
+  {%- set result = run_query(
+      "select coalesce((select max(month) from " ~ this ~ ") < (select cast(date_trunc('month', "
+      ~ "cast(max(event_date) as timestamp)) as date) from " ~ ref('int_event_days') ~ "), false)") -%}
+  {{ return(result.columns[0].values()[0]) }}
+{%- endmacro %}
+
+{#- Pre-hook of fct_mrr: in a new month, every row goes (the model recomputes everyone). -#}
+{% macro delete_all_in_a_new_month() -%}
+  {%- if mrr_new_month() -%}
+    delete from {{ this }}
   {%- endif -%}
 {%- endmacro %}

@@ -211,3 +211,26 @@ begin
 end
 $comments$;
 {%- endmacro %}
+
+
+{#- Post-hook: VACUUM the partitions of `relation` this run wrote rows to (those holding a row with this run's
+    _built_at), so an hourly build vacuums today's partition and the late days', not the whole history. -#}
+{% macro vacuum_changed_partitions(relation) %}{{ return(adapter.dispatch('vacuum_changed_partitions')(relation)) }}{% endmacro %}
+
+{% macro default__vacuum_changed_partitions(relation) -%}
+  {%- if execute -%}
+    {%- set column = adapter.quote(config.require('partition_by')['column']) -%}
+    {%- set found = run_query(
+        "select format('%I.%I', namespace.nspname, child.relname) from pg_inherits "
+        ~ "join pg_class as child on child.oid = pg_inherits.inhrelid "
+        ~ "join pg_namespace as namespace on namespace.oid = child.relnamespace "
+        ~ "where pg_inherits.inhparent = '" ~ relation.include(database=false) ~ "'::regclass and "
+        ~ partition_lower_bound('child') ~ " in (select distinct " ~ column ~ " from " ~ relation
+        ~ " where _built_at = " ~ built_at() ~ ")").columns[0].values() | list -%}
+    {%- if found -%}
+      vacuum {{ found | join(', ') }}
+    {%- endif -%}
+  {%- endif -%}
+{%- endmacro %}
+
+{% macro spark__vacuum_changed_partitions(relation) %}{% endmacro %}

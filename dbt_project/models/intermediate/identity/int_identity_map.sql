@@ -24,7 +24,7 @@ new_pairs as (
         anonymous_id is not null
         and user_id is not null
     {%- if is_incremental() %}
-            and load_id in ({{ unread_loads() }})
+            and message_id = any(array({{ unread_rows() }}))
         {%- endif %}
 
 ),

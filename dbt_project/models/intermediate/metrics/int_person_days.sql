@@ -1,21 +1,31 @@
 -- One row per (UTC date, person) with at least one activity event: the base of DAU/WAU/MAU and of
--- cohort retention. Incremental: the dates of changed events are recomputed in full.
+-- cohort retention. Incremental: the (date, person) pairs of changed or erased events are recomputed,
+-- for the person they count under now and the one they counted under before (pre-hook
+-- rebuild_changed_person_days); a pair's row depends on that date's events of that person only.
+-- depends_on: {{ ref('int_identity_map') }}
 {{ config(
-    unique_key='activity_date',
+    incremental_strategy='append',
+    pre_hook=["{{ rebuild_changed_person_days() }}"],
     indexes=[{'columns': ['activity_date']}, {'columns': ['person_id']}],
 ) }}
 
 {%- set since = high_water_mark('_built_at') %}
 
 select
-    event_date as activity_date,
-    person_id,
+    events.event_date as activity_date,
+    events.person_id,
     cast(count(*) as bigint) as activity_events,
     {{ built_at() }} as _built_at
-from {{ ref('fct_events') }}
-where
-    is_activity
+from {{ ref('fct_events') }} as events
 {%- if is_incremental() %}
-        and event_date in ({{ changed_dates_list(since) }})
+    inner join {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+        on
+            events.person_id = scope.person_id
+            and events.event_date = scope.activity_date
+{%- endif %}
+where
+    events.is_activity
+{%- if is_incremental() %}
+        and events.event_date in ({{ changed_dates_list(since) }})
     {%- endif %}
-group by event_date, person_id
+group by events.event_date, events.person_id

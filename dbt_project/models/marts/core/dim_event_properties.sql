@@ -12,7 +12,12 @@
 ) }}
 
 {%- set last_built_at = high_water_mark('_built_at') %}
-{%- set erased_names = "select erased.event_name from (" ~ erased_events_sql(last_built_at) ~ ") as erased" %}
+{%- set erased_names = [] %}
+{%- if execute and is_incremental() %}
+    {%- set erased_names = run_query(
+        "select distinct event_name from (" ~ erased_events_sql(last_built_at) ~ ") as erased "
+        ~ "where event_name is not null").columns[0].values() | list %}
+{%- endif %}
 
 with
 
@@ -30,8 +35,8 @@ seen as (
         {{ json_kind('events.properties') }} = 'object'
         and (
             {{ changed_since(last_built_at, 'events') }}
-            {%- if is_incremental() %}
-                or events.event_name in ({{ erased_names }})
+            {%- if erased_names %}
+                or events.event_name in ({{ sql_list(erased_names) }})
             {%- endif %}
         )
     group by 1, 2, 3

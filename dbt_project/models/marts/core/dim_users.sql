@@ -17,12 +17,23 @@ with
 
 events as (
 
-    select events.*
-    from {{ ref('fct_events') }} as events
+    {%- set columns = [
+        'person_id', 'user_id', 'message_id', 'event_type', 'event_name', 'event_at', 'event_date', 'is_activity',
+        'revenue', 'traits',
+    ] %}
     {%- if is_incremental() %}
-        where events.person_id in (
-            select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
-        )
+        -- per changed person, their events through the (person_id, event_at) index of each partition
+        select events.*
+        from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+        cross join lateral (
+            select {{ 'person_events.' ~ columns | join(', person_events.') }}
+            from {{ ref('fct_events') }} as person_events
+            where person_events.person_id = scope.person_id
+            offset 0  -- keeps the lookup per person (a join would scan every partition)
+        ) as events
+    {%- else %}
+        select {{ 'events.' ~ columns | join(', events.') }}
+        from {{ ref('fct_events') }} as events
     {%- endif %}
 
 ),

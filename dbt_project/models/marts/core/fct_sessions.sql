@@ -31,21 +31,23 @@ activity as (
         events.utm_source,
         events.utm_medium,
         events.utm_campaign
-    from {{ ref('fct_events') }} as events
     {%- if is_incremental() %}
-        inner join {{ scope }} as scope
-            on
-                events.person_id = scope.person_id
-                and events.event_at >= scope.rebuild_from
+        -- per changed person, their events from rebuild_from on: the (person_id, event_at) index of the
+        -- partitions from that date on only (pruned at run time per person)
+        from {{ scope }} as scope
+        cross join lateral (
+            select person_events.*
+            from {{ ref('fct_events') }} as person_events
+            where
+                person_events.person_id = scope.person_id
+                and person_events.event_at >= scope.rebuild_from
+                and person_events.event_date >= cast({{ at_utc('scope.rebuild_from') }} as date)
+            offset 0  -- keeps the lookup per person (a join would scan every partition)
+        ) as events
+    {%- else %}
+        from {{ ref('fct_events') }} as events
     {%- endif %}
-    where
-        events.is_activity
-    {%- if is_incremental() %}
-            and events.event_date >= (
-                select min(cast({{ at_utc('scope.rebuild_from') }} as date))
-                from {{ scope }} as scope
-            )
-        {%- endif %}
+    where events.is_activity
 
 ),
 

@@ -1,5 +1,15 @@
 -- Conversion funnels by cohort date (the UTC date a person entered): one row for every step of
--- every funnel on every date from the first event to the last, zeros included.
+-- every funnel on every date from the first event to the last, zeros included. Incremental: the
+-- (funnel, cohort date) keys a run can change are recomputed whole (pre-hook
+-- rebuild_changed_funnel_cohorts; the YAML says which and why that is exact).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=["{{ rebuild_changed_funnel_cohorts() }}"],
+) }}
+
+{%- set scope = adapter.quote(this.identifier ~ '__scope') %}
+
 with
 
 steps as (
@@ -10,7 +20,11 @@ steps as (
 
 reached as (
 
-    select * from {{ ref('int_funnel_persons') }}
+    select reached.* from {{ ref('int_funnel_persons') }} as reached
+    {%- if is_incremental() %}
+        inner join {{ scope }} as scope
+            on reached.funnel_name = scope.funnel_name and reached.cohort_date = scope.cohort_date
+    {%- endif %}
 
 ),
 
@@ -44,6 +58,10 @@ grid as (
         coalesce(counts.persons, 0) as persons
     from steps
     cross join calendar
+    {%- if is_incremental() %}
+        inner join {{ scope }} as scope
+            on steps.funnel_name = scope.funnel_name and calendar.cohort_date = scope.cohort_date
+    {%- endif %}
     left join counts
         on
             steps.funnel_name = counts.funnel_name
@@ -70,5 +88,6 @@ select
     cast(step_name as {{ text_type() }}) as step_name,
     cast(persons as bigint) as persons,
     {{ funnel_conversions() }},
-    {{ double_to_decimal('median_seconds_from_previous', 'numeric(20, 3)') }} as median_seconds_from_previous
+    {{ double_to_decimal('median_seconds_from_previous', 'numeric(20, 3)') }} as median_seconds_from_previous,
+    {{ built_at() }} as _built_at
 from with_previous

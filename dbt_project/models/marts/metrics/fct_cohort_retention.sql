@@ -2,143 +2,98 @@
 -- of their signup, or of their first activity event if they never signed up. Period n counts the
 -- persons of the cohort with an activity event in period cohort_start + n (retention_rate); the
 -- unbounded rate counts those active in period n or any later period. Rows run from period 0 to the
--- period containing the last event date, zeros included.
+-- period containing the last event date, zeros included. Counted from int_cohort_persons (one row
+-- per grain, person and active period). Incremental: the cohorts a run can change are recounted
+-- (pre-hook rebuild_changed_cohorts): those of persons recomputed in int_cohort_persons, those whose
+-- size no longer matches (a person left them: stitched into someone else, or erased), and those
+-- whose last period moved (a new week or month began).
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=["{{ rebuild_changed_cohorts() }}"],
+) }}
+
 with
 
-people as (
+persons as (
 
-    select
-        person_id,
-        cast({{ at_utc('coalesce(signed_up_at, first_activity_at)') }} as timestamp) as cohort_at
-    from {{ ref('dim_users') }}
-    where coalesce(signed_up_at, first_activity_at) is not null
-
-),
-
-grains as (
-
-    select grain from (values ('week'), ('month')) as grains (grain)
+    select cohort_persons.* from {{ ref('int_cohort_persons') }} as cohort_persons
+    {%- if is_incremental() %}
+        where exists (
+            select 1 from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+            where
+                scope.cohort_grain = cohort_persons.cohort_grain
+                and scope.cohort_start = cohort_persons.cohort_start
+        )
+    {%- endif %}
 
 ),
 
 last_day as (
 
-    select cast(max(event_date) as timestamp) as last_day from {{ ref('int_event_days') }}
-
-),
-
-cohorts as (
-
-    select
-        grains.grain,
-        people.person_id,
-        cast(date_trunc(grains.grain, people.cohort_at) as date) as cohort_start
-    from people
-    cross join grains
-
-),
-
-active_periods as (
-
-    select distinct
-        grains.grain,
-        person_days.person_id,
-        cast(date_trunc(grains.grain, cast(person_days.activity_date as timestamp)) as date) as period_start
-    from {{ ref('int_person_days') }} as person_days
-    cross join grains
-
-),
-
-cohort_activity as (
-
-    -- distinct per (grain, person, period), and a person has one cohort per grain: plain counts below
-    select
-        cohorts.grain,
-        cohorts.cohort_start,
-        cohorts.person_id,
-        case
-            when cohorts.grain = 'week'
-                then {{ int_div(days_between('cohorts.cohort_start', 'active_periods.period_start'), 7) }}
-            else
-                (extract(year from active_periods.period_start) - extract(year from cohorts.cohort_start)) * 12
-                + extract(month from active_periods.period_start) - extract(month from cohorts.cohort_start)
-        end as period_number
-    from cohorts
-    inner join active_periods
-        on
-            cohorts.grain = active_periods.grain
-            and cohorts.person_id = active_periods.person_id
-            and cohorts.cohort_start <= active_periods.period_start
+    select max(event_date) as last_day from {{ ref('int_event_days') }}
 
 ),
 
 cohort_sizes as (
 
     select
-        grain,
+        cohort_grain,
         cohort_start,
         count(*) as cohort_size
-    from cohorts
-    group by grain, cohort_start
+    from persons
+    where period_number = 0
+    group by cohort_grain, cohort_start
 
 ),
 
 periods as (
 
     select
-        cohort_sizes.grain,
+        cohort_sizes.cohort_grain,
         cohort_sizes.cohort_start,
         cohort_sizes.cohort_size,
         cast(period_number as integer) as period_number
     from cohort_sizes
     cross join last_day
-    {%- set last_period %}
-        cast(case
-            when cohort_sizes.grain = 'week'
-                then {{ int_div(days_between(
-                    'cohort_sizes.cohort_start', "cast(date_trunc('week', last_day.last_day) as date)"), 7) }}
-            else
-                (extract(year from last_day.last_day) - extract(year from cohort_sizes.cohort_start)) * 12
-                + extract(month from last_day.last_day) - extract(month from cohort_sizes.cohort_start)
-        end as integer)
-    {%- endset %}
-    cross join lateral {{ series('0', last_period, 'period_number') }}
+    cross join lateral {{ series(
+        '0', cohort_last_period('cohort_sizes.cohort_grain', 'cohort_sizes.cohort_start', 'last_day.last_day'),
+        'period_number') }}
 
 ),
 
 retained as (
 
     select
-        grain,
+        cohort_grain,
         cohort_start,
         period_number,
         count(*) as retained_persons
-    from cohort_activity
-    group by grain, cohort_start, period_number
-
-),
-
-last_active as (
-
-    select
-        grain,
-        cohort_start,
-        person_id,
-        max(period_number) as last_period
-    from cohort_activity
-    group by grain, cohort_start, person_id
+    from persons
+    where is_active
+    group by cohort_grain, cohort_start, period_number
 
 ),
 
 last_period_counts as (
 
+    -- per cohort and last active period, how many persons
     select
-        grain,
+        cohort_grain,
         cohort_start,
         last_period,
         count(*) as persons
-    from last_active
-    group by grain, cohort_start, last_period
+    from (
+        select
+            cohort_grain,
+            cohort_start,
+            person_id,
+            max(period_number) as last_period
+        from persons
+        where is_active
+        group by cohort_grain, cohort_start, person_id
+    ) as last_active
+    group by cohort_grain, cohort_start, last_period
 
 ),
 
@@ -146,22 +101,22 @@ unbounded as (
 
     -- persons active in period n or later = persons whose last active period is >= n
     select
-        periods.grain,
+        periods.cohort_grain,
         periods.cohort_start,
         periods.period_number,
         coalesce(sum(last_period_counts.persons), 0) as unbounded_retained_persons
     from periods
     left join last_period_counts
         on
-            periods.grain = last_period_counts.grain
+            periods.cohort_grain = last_period_counts.cohort_grain
             and periods.cohort_start = last_period_counts.cohort_start
             and periods.period_number <= last_period_counts.last_period
-    group by periods.grain, periods.cohort_start, periods.period_number
+    group by periods.cohort_grain, periods.cohort_start, periods.period_number
 
 )
 
 select
-    cast(periods.grain as {{ text_type() }}) as cohort_grain,
+    cast(periods.cohort_grain as {{ text_type() }}) as cohort_grain,
     periods.cohort_start,
     periods.period_number,
     cast(periods.cohort_size as bigint) as cohort_size,
@@ -170,15 +125,16 @@ select
         as retention_rate,
     cast(unbounded.unbounded_retained_persons as bigint) as unbounded_retained_persons,
     cast(cast(unbounded.unbounded_retained_persons as {{ numeric_type() }}) / periods.cohort_size as numeric(20, 6))
-        as unbounded_retention_rate
+        as unbounded_retention_rate,
+    {{ built_at() }} as _built_at
 from periods
 left join retained
     on
-        periods.grain = retained.grain
+        periods.cohort_grain = retained.cohort_grain
         and periods.cohort_start = retained.cohort_start
         and periods.period_number = retained.period_number
 inner join unbounded
     on
-        periods.grain = unbounded.grain
+        periods.cohort_grain = unbounded.cohort_grain
         and periods.cohort_start = unbounded.cohort_start
         and periods.period_number = unbounded.period_number

@@ -2,6 +2,20 @@
 -- or before it (identify traits.mrr, subscription_changed properties.mrr, subscription_canceled = 0);
 -- their MRR for a month is the value at the end of its last day. One row per person-month from
 -- their first month with MRR > 0 to the month of the last event, months without events included.
+-- Incremental: a person's rows depend only on their own changes and the last month, so a run
+-- recomputes the persons with changed events (pre-hook rebuild_changed_persons deletes their rows;
+-- an erasure deletes the person's rows itself), and everyone when a new month began (every paying
+-- person gets a row for it).
+-- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    pre_hook=["{{ rebuild_changed_persons() }}", "{{ delete_all_in_a_new_month() }}"],
+    indexes=[{'columns': ['person_id']}],
+) }}
+
+{%- set everyone = mrr_new_month() %}
+
 with
 
 changes as (
@@ -13,6 +27,11 @@ changes as (
         mrr,
         cast(date_trunc('month', {{ at_utc('changed_at') }}) as date) as month
     from {{ ref('int_mrr_changes') }}
+    {%- if is_incremental() and not everyone %}
+        where person_id in (
+            select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+        )
+    {%- endif %}
 
 ),
 
@@ -99,6 +118,7 @@ select
         when previous_mrr > 0 and mrr = 0 then 'churn'
         when mrr > previous_mrr then 'expansion'
         when mrr < previous_mrr then 'contraction'
-    end as {{ text_type() }}) as change_category
+    end as {{ text_type() }}) as change_category,
+    {{ built_at() }} as _built_at
 from with_history
 where paying_yet
