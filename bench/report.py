@@ -198,9 +198,26 @@ def markdown(results: dict) -> str:
         ]
     if "insights" in results:
         rows += _insights_rows(results["insights"])
+    if "growth" in results:
+        rows += _growth_rows(results["growth"])
     lines = ["| benchmark | what is measured | result | baseline in the same run | ratio |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _growth_rows(n: dict) -> list[tuple[str, ...]]:
+    sizes = " / ".join(f"{events / 1e6:g}M" for events in n["events"])
+    return [
+        (
+            "`growth`",
+            f"a new hour ({n['hour_events']:,} events) built incrementally over {sizes} events of history at the same "
+            "daily volume (docs/growth.svg)",
+            " / ".join(f"{s} s" for s in n["incremental_s"]),
+            "full builds: " + " / ".join(f"{s} s" for s in n["full_build_s"]),
+            f"{n['incremental_flatness']}× from the smallest history to the largest ({n['events_growth']}× the "
+            f"events; full build {n['full_build_growth']}×)",
+        ),
+    ]
 
 
 def _sensor_rows(n: dict) -> list[tuple[str, ...]]:

@@ -24,6 +24,9 @@ Machines here are noisy, so each speed is also given as a ratio to a baseline me
 - insights (bench/insights.py): ad-hoc funnels, trends, retention and paths over the marts benchmark's 10M events
   answered by the insights engine, against DuckDB with a hand-written query; the columnar copy's full build against
   taking a new hour. `BENCH_ONLY=insights make bench` runs it alone (about 20 minutes).
+- growth (bench/growth.py): a full build and a new hour's incremental build over 2.5M, 10M and 20M events of
+  history at the same daily volume (BENCH_GROWTH_EVENTS, BENCH_GROWTH_PER_DAY), and the plot docs/growth.svg;
+  `BENCH_ONLY=growth make bench` runs it alone (about two hours).
 
 BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset; BENCH_MARTS_EVENTS (default
 10000000) and BENCH_MARTS_DAYS (default 90) the marts benchmark's (about 25 minutes at 10M events).
@@ -50,6 +53,7 @@ from bench.collector import bench_collector
 from bench.dashboard import bench_dashboard
 from bench.environ import cleanup, say, say_for, setup_environment, timings
 from bench.freshness import bench_freshness
+from bench.growth import bench_growth
 from bench.ingest import bench_ingest
 from bench.insights import bench_insights
 from bench.marts import bench_marts
@@ -180,6 +184,7 @@ INDEPENDENT: dict[str, Callable[[], dict[str, dict]]] = {
     "insights": lambda: {"insights": _insights()},
     "sensor": lambda: {"sensor": bench_sensor(say_for("sensor"))},
     "ingest": lambda: {"ingest": bench_ingest(get_settings().database_url, say=say)},
+    "growth": lambda: {"growth": bench_growth(say_for("growth"))},
 }
 
 
@@ -217,6 +222,8 @@ def main() -> int:
         results.update(bench_marts_and_dashboard(settings, root, scale=True))
         say("insights: ad-hoc questions over the same 10M events, answered by the insights engine")
         results["insights"] = _insights()
+        say("growth: a full build and a new hour over three lengths of history, the same hourly volume")
+        results["growth"] = bench_growth(say_for("growth"))
     finally:
         cleanup(settings, root)
 

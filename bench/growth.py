@@ -1,0 +1,127 @@
+"""The growth benchmark: the same new hour built incrementally, and a full build, over three lengths of history with
+the same daily volume (BENCH_GROWTH_EVENTS, default 2.5M, 10M and 20M events at BENCH_GROWTH_PER_DAY, default
+111,111 a day: 22.5, 90 and 180 days). Incremental cost should follow the hour, not the history:
+incremental_flatness = the largest history's incremental build / the smallest's.
+
+One dataset is generated, for the largest history (the marts benchmark's generator and bulk copy); each smaller
+history is its last N days, copied into a database of its own, so every size ends at the same moment and takes the
+same held-back hour. `BENCH_ONLY=growth make bench` runs it alone (about two hours at the default sizes) and
+writes the plot docs/growth.svg.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg2
+
+from bench.marts import RAW_COLUMNS, _create_raw_table, _dbt, copy_events, load_raw_events
+from bench.plot import line_chart
+from ingestion.pipeline import ensure_raw_indexes, events_pipeline
+from testing.db import own_warehouse
+
+PLOT = Path(__file__).resolve().parent.parent / "docs" / "growth.svg"
+
+
+def _sizes() -> list[int]:
+    text = os.environ.get("BENCH_GROWTH_EVENTS", "2500000,10000000,20000000")
+    sizes = sorted({int(float(part)) for part in text.split(",") if part.strip()})
+    if len(sizes) < 2:
+        raise SystemExit(f"BENCH_GROWTH_EVENTS needs two sizes or more (comma-separated), got {text!r}")
+    return sizes
+
+
+def _copy_history(source_url: str, target_url: str, since) -> int:
+    """The raw rows at or after `since` from one database into another, their loads recorded in raw._dlt_loads."""
+    columns = ", ".join(f'"{c}"' for c in RAW_COLUMNS)
+    with tempfile.TemporaryFile() as buffer:  # gigabytes at the default sizes: on disk, not in memory
+        with psycopg2.connect(source_url) as source, source.cursor() as cursor:
+            query = cursor.mogrify(f'select {columns} from raw.events where "timestamp" >= %s', (since,)).decode()
+            cursor.copy_expert(f"copy ({query}) to stdout", buffer)
+        buffer.seek(0)
+        with psycopg2.connect(target_url) as target, target.cursor() as cursor:
+            cursor.copy_expert(f"copy raw.events ({columns}) from stdin", buffer)
+            copied = cursor.rowcount
+    with psycopg2.connect(target_url) as target, target.cursor() as cursor:
+        # the copied rows keep their load ids: record those loads here too, as the loader would have
+        cursor.execute(
+            "insert into raw._dlt_loads (load_id, schema_name, status, inserted_at, schema_version_hash) "
+            "select loads.load_id, latest.schema_name, 0, now(), latest.schema_version_hash "
+            "from (select distinct _dlt_load_id as load_id from raw.events) as loads, "
+            "(select * from raw._dlt_loads order by load_id desc limit 1) as latest "
+            "where loads.load_id not in (select load_id from raw._dlt_loads)"
+        )
+        cursor.execute("analyze raw.events")
+    return copied
+
+
+def _build(settings, held_back: list[dict], say: Callable[[str], None]) -> tuple[float, float]:
+    """A full dbt run, then the held-back hour loaded and an incremental run: their seconds."""
+    full_s = _dbt("run")
+    connection = psycopg2.connect(settings.database_url)
+    try:
+        copy_events(connection, held_back)
+    finally:
+        connection.close()
+    ensure_raw_indexes(events_pipeline(settings))
+    incremental_s = _dbt("run")
+    say(f"full build {full_s:.1f} s, the new hour ({len(held_back):,} events) {incremental_s:.1f} s")
+    return full_s, incremental_s
+
+
+def bench_growth(say: Callable[[str], None]) -> dict:
+    sizes = _sizes()
+    per_day = int(os.environ.get("BENCH_GROWTH_PER_DAY", "111111"))
+    largest = sizes[-1]
+    days = math.ceil(largest / per_day)
+    say(f"sizes {', '.join(f'{n:,}' for n in sizes)} events at {per_day:,} a day; generating {days} days")
+    measured: dict[int, tuple[int, float, float]] = {}
+    with own_warehouse("growth") as (settings, root):
+        base, held_back, connection = load_raw_events(settings, root, largest, days)
+        with connection.cursor() as cursor:
+            cursor.execute('select max("timestamp") from raw.events')
+            (last,) = cursor.fetchone()
+        connection.close()
+        for size in sizes[:-1]:
+            since = last - timedelta(days=size / per_day)
+            with own_warehouse(f"growth_{size}") as (small, small_root):
+                # the loader's raw.events and dlt state, from a few of the hour's events (removed: the hour comes later)
+                _create_raw_table(small, small_root, held_back[:100])
+                with psycopg2.connect(small.database_url) as seeded, seeded.cursor() as cursor:
+                    cursor.execute("delete from raw.events")
+                copied = _copy_history(settings.database_url, small.database_url, since)
+                ensure_raw_indexes(events_pipeline(small))
+                say(f"{copied:,} events ({size / per_day:.1f} days of history)")
+                full_s, incremental_s = _build(small, held_back, say)
+                measured[size] = (copied, full_s, incremental_s)
+        say(f"{base:,} events ({days} days of history)")
+        full_s, incremental_s = _build(settings, held_back, say)
+        measured[largest] = (base, full_s, incremental_s)
+
+    events = [measured[size][0] for size in sizes]
+    full = [round(measured[size][1], 1) for size in sizes]
+    incremental = [round(measured[size][2], 1) for size in sizes]
+    PLOT.write_text(
+        line_chart(
+            "Build time as history grows (same hourly volume)",
+            "events in history (millions)",
+            "seconds",
+            [n / 1e6 for n in events],
+            {"full build": full, "a new hour, incremental": incremental},
+        )
+    )
+    say(f"plot written to {PLOT}")
+    return {
+        "events": events,
+        "full_build_s": full,
+        "incremental_s": incremental,
+        "hour_events": len(held_back),
+        "incremental_flatness": round(incremental[-1] / incremental[0], 2),
+        "full_build_growth": round(full[-1] / full[0], 2),
+        "events_growth": round(events[-1] / events[0], 2),
+    }
