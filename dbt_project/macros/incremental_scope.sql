@@ -34,7 +34,9 @@
     (a semi-join through the staging view's casts, or a load id after one big first load, gets estimates far off
     and a sequential scan of raw.events, the whole history). A full build reads every row and
     records every load committed when it started (a load committed later is read again next run: upserts make that
-    harmless). PostgreSQL only: Spark rebuilds from the lake. -#}
+    harmless). Only loads written since a day before the model's last read are candidates, and records older than
+    two days are pruned, so this costs the recent loads, whatever the history. PostgreSQL only: Spark rebuilds
+    from the lake. -#}
 {% macro unread_rows() -%}
   select unread.message_id from {{ adapter.quote(this.identifier ~ '__rows') }} as unread
 {%- endmacro %}
@@ -54,6 +56,14 @@
   from {{ source('raw', 'events').schema }}._dlt_loads as dlt_loads
   where
       dlt_loads.status = 0
+      -- only loads written since a day before this model's last read: older ones were read then (a load is
+      -- visible once dlt wrote its row, seconds after inserted_at), so the work follows the new loads, not all
+      {%- if is_incremental() %}
+      and dlt_loads.inserted_at > coalesce(
+          (select max(read_loads.read_at) from ops.model_loads as read_loads where read_loads.model = {{ model }}),
+          '-infinity'
+      ) - interval '1 day'
+      {%- endif %}
       and not exists (
           select from ops.model_loads as read_loads
           where read_loads.model = {{ model }} and read_loads.load_id = dlt_loads.load_id
@@ -75,7 +85,10 @@
 {% macro default__record_read_loads() -%}
   insert into ops.model_loads (model, load_id)
   select {{ sql_string(this.identifier) }}, loads.load_id from {{ adapter.quote(this.identifier ~ '__loads') }} as loads
-  on conflict do nothing
+  on conflict do nothing;
+  -- older than any load the next run looks at (a day before this read): not needed any more
+  delete from ops.model_loads
+  where model = {{ sql_string(this.identifier) }} and read_at < now() - interval '2 days'
 {%- endmacro %}
 
 {% macro spark__record_read_loads() %}{% endmacro %}
