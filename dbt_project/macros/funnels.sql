@@ -152,10 +152,8 @@
     rows and stored keys outside it; for the breakdown (`breakdown`), keys of persons whose dim_users row changed. -#}
 {% macro rebuild_changed_funnel_cohorts(breakdown=false) -%}
   {%- if is_incremental() -%}
-    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
     {%- set since = high_water_mark('_built_at') -%}
-    drop table if exists {{ scope }};
-    create temporary table {{ scope }} as
+    {%- call replace_scope(['funnel_name', 'cohort_date']) -%}
     with stored as (
         {%- if breakdown %}
         -- per dimension, the step-1 persons add up to the key's entries
@@ -201,10 +199,7 @@
     ) as expected
         on stored.funnel_name = expected.funnel_name and stored.cohort_date = expected.cohort_date
     where stored.funnel_name is null or expected.funnel_name is null
-    {%- endif %};
-    analyze {{ scope }};
-    delete from {{ this }} as funnel_rows
-    using {{ scope }} as scope
-    where funnel_rows.funnel_name = scope.funnel_name and funnel_rows.cohort_date = scope.cohort_date;
+    {%- endif %}
+    {%- endcall -%}
   {%- endif -%}
 {%- endmacro %}

@@ -179,17 +179,28 @@
 {%- endmacro %}
 
 
+{#- A pre-hook's work list: the rows of the caller's select (a temporary table <model>__scope, analyzed) and this
+    model's rows with the same `keys` deleted, for the model to insert them again, recomputed. -#}
+{% macro replace_scope(keys) -%}
+  {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+  drop table if exists {{ scope }};
+  create temporary table {{ scope }} as
+  {{ caller() }};
+  analyze {{ scope }};
+  delete from {{ this }} as target
+  using {{ scope }} as scope
+  where {% for key in keys %}target.{{ key }} = scope.{{ key }}{{ ' and ' if not loop.last }}{% endfor %};
+{%- endmacro %}
+
+
 {#- Pre-hook for person-level models: collect the changed persons in a temporary table
     <model>__scope (person_id, first_changed_at) and delete their rows; the model then re-inserts
     them computed from their full history. Nothing happens on a first build or a full refresh. -#}
 {% macro rebuild_changed_persons() -%}
   {%- if is_incremental() -%}
-    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
-    drop table if exists {{ scope }};
-    create temporary table {{ scope }} as
-    {{ changed_persons_sql(high_water_mark('_built_at')) }};
-    analyze {{ scope }};
-    delete from {{ this }} where person_id in (select scope.person_id from {{ scope }} as scope);
+    {%- call replace_scope(['person_id']) -%}
+    {{ changed_persons_sql(high_water_mark('_built_at')) }}
+    {%- endcall -%}
   {%- endif -%}
 {%- endmacro %}
 
@@ -201,9 +212,7 @@
     the person itself.) -#}
 {% macro rebuild_changed_person_days() -%}
   {%- if is_incremental() -%}
-    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
-    drop table if exists {{ scope }};
-    create temporary table {{ scope }} as
+    {%- call replace_scope(['person_id', 'activity_date']) -%}
     with changed as (
         select person_id, anonymous_id, event_date
         from {{ ref('fct_events') }}
@@ -216,11 +225,8 @@
     select identity_map.previous_user_id, changed.event_date
     from {{ ref('int_identity_map') }} as identity_map
     inner join changed on identity_map.anonymous_id = changed.anonymous_id
-    where identity_map.previous_user_id is not null;
-    analyze {{ scope }};
-    delete from {{ this }} as person_days
-    using {{ scope }} as scope
-    where person_days.person_id = scope.person_id and person_days.activity_date = scope.activity_date;
+    where identity_map.previous_user_id is not null
+    {%- endcall -%}
   {%- endif -%}
 {%- endmacro %}
 
@@ -316,9 +322,7 @@
     the last event date (a new week or month began). -#}
 {% macro rebuild_changed_cohorts() -%}
   {%- if is_incremental() -%}
-    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
-    drop table if exists {{ scope }};
-    create temporary table {{ scope }} as
+    {%- call replace_scope(['cohort_grain', 'cohort_start']) -%}
     with stored as (
         select cohort_grain, cohort_start, max(cohort_size) as cohort_size, max(period_number) as last_period
         from {{ this }}
@@ -344,11 +348,8 @@
     cross join last_day
     where
         stored.cohort_size is distinct from members.cohort_size
-        or stored.last_period <> {{ cohort_last_period('stored.cohort_grain', 'stored.cohort_start', 'last_day.last_day') }};
-    analyze {{ scope }};
-    delete from {{ this }} as retention
-    using {{ scope }} as scope
-    where retention.cohort_grain = scope.cohort_grain and retention.cohort_start = scope.cohort_start;
+        or stored.last_period <> {{ cohort_last_period('stored.cohort_grain', 'stored.cohort_start', 'last_day.last_day') }}
+    {%- endcall -%}
   {%- endif -%}
 {%- endmacro %}
 
