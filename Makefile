@@ -42,8 +42,12 @@ test: services  ## run the test suite (real PostgreSQL and Redis, an isolated da
 bench: services  ## run every benchmark, print a table, write bench/results.json
 	@$(BIN)/python -m bench.run
 
-dev: services  ## open the Dagster UI on http://127.0.0.1:3000
-	@DAGSTER_HOME=$$($(BIN)/python -m orchestration.instance) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+dev: services  ## open the Dagster UI on http://127.0.0.1:3000, with `analyticspro realtime` beside it
+	@# the follower loads new objects within a second or two and keeps the Redis hot metrics current; its output
+	@# goes to .analyticspro/realtime.log, and it stops with the UI
+	@mkdir -p .analyticspro; $(BIN)/analyticspro realtime > .analyticspro/realtime.log 2>&1 & \
+		follower=$$!; trap "kill $$follower 2>/dev/null; wait $$follower" EXIT; \
+		DAGSTER_HOME=$$($(BIN)/python -m orchestration.instance) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 dashboard: services  ## serve the web dashboard and GraphQL API on http://127.0.0.1:8050
 	@$(BIN)/analyticspro dashboard

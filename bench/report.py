@@ -48,17 +48,32 @@ def markdown(results: dict) -> str:
     ]
     if "freshness" in results:
         f = results["freshness"]
-        rows.append(
-            (
-                "`freshness`",
-                f"a batch file of page views put in the bucket with `dagster dev` running, until today's `events` in "
-                f"Redis includes them (bucket sensor, then a `realtime_load` run: load and hot metrics), median of "
-                f"{f['samples']} (worst)",
-                f"{f['event_to_redis_s']} s ({f['event_to_redis_max_s']} s)",
-                f"the target: {f['target_s']} s",
-                f"{round(f['event_to_redis_s'] / f['target_s'], 2)}× the target",
+        if "sensor_only_s" in f:
+            rows.append(
+                (
+                    "`freshness`",
+                    f"a batch file of page views put in the bucket, until today's `events` in Redis includes them, "
+                    f"with `dagster dev` and `analyticspro realtime` running (a look every {f['poll_s']:g} s: "
+                    f"{f['s3_list_calls_per_day']:,} S3 LISTs a day), median of {f['samples']} (worst)",
+                    f"{f['event_to_redis_s']} s ({f['event_to_redis_max_s']} s)",
+                    f"Dagster's bucket sensor alone: {f['sensor_only_s']} s ({f['sensor_only_max_s']} s); the "
+                    f"target: {f['target_s']} s",
+                    f"{round(f['event_to_redis_s'] / f['sensor_only_s'], 2)}× the sensor's, "
+                    f"{round(f['event_to_redis_s'] / f['target_s'], 2)}× the target",
+                )
             )
-        )
+        else:
+            rows.append(
+                (
+                    "`freshness`",
+                    f"a batch file of page views put in the bucket with `dagster dev` running, until today's `events` "
+                    f"in Redis includes them (bucket sensor, then a `realtime_load` run: load and hot metrics), median "
+                    f"of {f['samples']} (worst)",
+                    f"{f['event_to_redis_s']} s ({f['event_to_redis_max_s']} s)",
+                    f"the target: {f['target_s']} s",
+                    f"{round(f['event_to_redis_s'] / f['target_s'], 2)}× the target",
+                )
+            )
     if "sensor" in results:
         rows += _sensor_rows(results["sensor"])
     if "marts" in results:

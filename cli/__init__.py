@@ -78,6 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func="events:cmd_load")
 
+    p = sub.add_parser(
+        "realtime",
+        help="load new events as they arrive (bucket, stream) and keep the Redis hot metrics seconds behind them",
+    )
+    p.add_argument(
+        "source",
+        nargs="*",
+        help="what to follow: ./folder, s3://bucket/prefix, kinesis://STREAM (default: as `load`)",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        help="seconds between two looks (default REALTIME_POLL_SECONDS, 1; on S3 each look is a LIST request)",
+    )
+    p.add_argument("--ticks", type=int, help="stop after this many looks (default: run until interrupted)")
+    p.set_defaults(func="events:cmd_realtime")
+
     p = sub.add_parser("materialize", help="materialize every asset through Dagster and print a summary")
     p.add_argument("--day", help="UTC day the summary reports, YYYY-MM-DD (default today)")
     p.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import time
 import urllib.request
 from datetime import UTC, date, datetime
@@ -12,11 +13,12 @@ from pathlib import Path
 
 from common.console import say
 from common.db import ensure_database
-from common.settings import get_settings
+from common.settings import get_settings, normalize_bucket_url, realtime_poll_seconds
 from ingestion.collector.config import get_collector_settings
 from ingestion.events import configured_sources, load_events
 from ingestion.generator import generate, iter_events
 from ingestion.sdk import Analytics
+from warehouse.follow import Follower
 
 
 def _default_out_dir() -> str:
@@ -99,4 +101,27 @@ def cmd_load(args: argparse.Namespace) -> int:
     for source in [args.source] if args.source else configured_sources():
         summary = load_events(source, rescan=args.rescan, sweep=args.sweep, progress=True, say=say)
         say(summary.describe())
+    return 0
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_realtime(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    ensure_database(settings)
+    interval = args.interval if args.interval is not None else realtime_poll_seconds()
+    if interval <= 0:
+        raise ValueError(f"--interval {interval} must be more than 0 seconds")
+    sources = [
+        source if source.startswith("kinesis://") else normalize_bucket_url(source)
+        for source in (args.source or configured_sources())
+    ]
+    follower = Follower(sources, interval, settings)
+    signal.signal(signal.SIGTERM, _stop)  # a service manager's stop: end the look in progress, drop the heartbeat
+    try:
+        follower.run(say, ticks=args.ticks)
+    except KeyboardInterrupt:
+        say("stopped")
     return 0

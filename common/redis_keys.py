@@ -35,7 +35,8 @@ class HotKeys:
     updated_at = property(lambda self: self._published("updated_at"))
 
     # state: what the real-time fold keeps between runs
-    cursor = property(lambda self: self._state("cursor"))
+    loads = property(lambda self: self._state("loads"))  # zset: the dlt loads folded in, by commit time
+    since = property(lambda self: self._state("since"))  # when the state was (re)built from raw.events
     seen = property(lambda self: self._state("seen"))
     identity = property(lambda self: self._state("identity"))
 
@@ -65,3 +66,9 @@ class HotKeys:
 def dashboard_cache_prefix(prefix: str, version: str) -> str:
     """The dashboards API's answers are cached under this (one key per question, `<this>:<hash>`)."""
     return f"{prefix}:dashboard:{version}"
+
+
+def follower_heartbeat(prefix: str) -> str:
+    """Present while `analyticspro realtime` runs (JSON: pid, host, sources, interval): the sensors leave new data
+    to it."""
+    return f"{prefix}:realtime:{VERSION}:follower"

@@ -133,6 +133,19 @@ def bucket_sweep_minutes() -> int:
     return _non_negative_int_env("BUCKET_SWEEP_MINUTES", 60)
 
 
+def realtime_poll_seconds() -> float:
+    """REALTIME_POLL_SECONDS: how often `analyticspro realtime` looks for new objects and records (default 1; on S3
+    each look is one LIST request, 86,400 a day at 1 s)."""
+    raw = (os.environ.get("REALTIME_POLL_SECONDS") or "").strip()
+    try:
+        value = float(raw) if raw else 1.0
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 3600:
+        raise ValueError(f"REALTIME_POLL_SECONDS={raw!r} must be a number of seconds from 0.1 to 3600; unset it for 1")
+    return value
+
+
 def _date_env(name: str, default: date) -> date:
     raw = (os.environ.get(name) or "").strip()
     if not raw:

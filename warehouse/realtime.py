@@ -1,7 +1,8 @@
 """Real-time hot metrics: Redis kept current from the newest rows of raw.events, without rebuilding the marts.
 
-Every run reads only the rows of the dlt loads committed since the last run (a cursor on the load id kept in
-Redis), folds them into small Redis structures (per-day sets of people, per-day and per-minute counters, the
+Every run reads only the rows of the dlt loads it has not read yet (the ids of the loads read, kept in Redis: a
+load that commits late or out of order, a crashed run's package finished by the next one, is still read once),
+folds them into small Redis structures (per-day sets of people, per-day and per-minute counters, the
 last activity time of each person), and publishes the numbers under versioned keys. A run therefore costs in
 proportion to what arrived, whatever the size of the warehouse.
 
@@ -21,12 +22,15 @@ is moved to the user), else the anonymous id. The warehouse's daily_metrics, reb
 the reference for closed days.
 
 State lives under `P:hot:v1:*`; if Redis loses it, the next run rebuilds it from raw.events of the last 2 days.
+Callers: the `hot_metrics` asset of every Dagster run, and `analyticspro realtime`, which loads new objects and
+stream records as they arrive and folds them in within seconds (ingestion/follow.py).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -53,6 +57,7 @@ class HotUpdate:
 
     rows_read: int = 0
     rows_counted: int = 0
+    loads_read: int = 0
     cursor: str | None = None
     rebuilt: bool = False
     published: dict[str, str] = field(default_factory=dict)
@@ -62,12 +67,22 @@ def _format(value: Decimal | int) -> str:
     return format(Decimal(value).normalize(), "f")
 
 
-def _committed_load_id(connection: psycopg2.extensions.connection) -> str | None:
-    with connection.cursor() as cursor:
-        if not table_exists(cursor, "raw._dlt_loads"):
-            return None
-        cursor.execute("select max(load_id) from raw._dlt_loads where status = 0")
-        return cursor.fetchone()[0]
+LOADS_WINDOW = timedelta(days=2)  # loads committed longer ago than this are never read (their days are closed)
+LOADS_KEPT = timedelta(days=3)
+
+
+def _committed_loads(cursor: psycopg2.extensions.cursor) -> list[tuple[str, float]]:
+    """The loads committed within LOADS_WINDOW (id, commit time as epoch seconds), oldest first."""
+    if not table_exists(cursor, "raw._dlt_loads"):
+        return []
+    cursor.execute(
+        """
+        select load_id, extract(epoch from inserted_at)::float8 from raw._dlt_loads
+        where status = 0 and inserted_at > now() - %s order by inserted_at, load_id
+        """,
+        (LOADS_WINDOW,),
+    )
+    return cursor.fetchall()
 
 
 def _reset_state(client: redis.Redis, keys: HotKeys) -> None:
@@ -83,53 +98,84 @@ def update_hot_metrics(
     ttl_seconds: int,
     now: datetime | None = None,
 ) -> HotUpdate:
-    """Fold the raw.events rows of loads committed since the last call into Redis and publish every key."""
+    """Fold the raw.events rows of the committed loads not read yet into Redis and publish every key."""
     now = now or datetime.now(UTC)
     keys = HotKeys(prefix)
     today = now.date()
     days = (today - timedelta(days=1), today)
     update = HotUpdate()
-    cursor = client.get(keys.cursor)
-    if cursor is None:  # first run, or Redis lost the state: rebuild from the last two days of raw rows
+    rebuild = client.get(keys.since) is None  # first run, or Redis lost the state: rebuild from the last two days
+    if rebuild:
         _reset_state(client, keys)
         update.rebuilt = True
-    newest = _committed_load_id(connection)
-    if newest is not None and (cursor is None or newest > cursor):
-        rows = _new_rows(connection, cursor or "", newest, datetime.combine(days[0], datetime.min.time(), UTC))
-        update.rows_read = len(rows)
-        update.rows_counted = _fold(client, keys, rows, days, now)
-    if newest is not None:
-        client.set(keys.cursor, newest)
-    update.cursor = newest
+    since = datetime.combine(days[0], datetime.min.time(), UTC)
+    # the committed loads and their rows, read in one snapshot: a load committing meanwhile is read next time
+    connection.rollback()
+    connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    try:
+        with connection.cursor() as cursor:
+            committed = _committed_loads(cursor)
+            read = set() if rebuild else set(client.zrange(keys.loads, 0, -1))
+            unread = [(load_id, at) for load_id, at in committed if load_id not in read]
+            rows: list[tuple] = []
+            if (rebuild or unread) and table_exists(cursor, "raw.events"):
+                rows = _new_rows(cursor, None if rebuild else [load_id for load_id, _ in unread], since)
+    finally:
+        connection.rollback()
+        connection.set_session(isolation_level="DEFAULT", readonly=False)
+    update.rows_read = len(rows)
+
+    def record_read(pipe: redis.client.Pipeline) -> None:
+        """In the same Redis transaction as the counts: the loads they include (never counted twice or lost)."""
+        if unread:
+            pipe.zadd(keys.loads, dict(unread))
+        pipe.zremrangebyscore(keys.loads, "-inf", (now - LOADS_KEPT).timestamp())
+        pipe.expire(keys.loads, STATE_TTL_SECONDS)
+        if rebuild:
+            pipe.set(keys.since, now.isoformat(timespec="seconds"), ex=STATE_TTL_SECONDS)
+        else:
+            pipe.expire(keys.since, STATE_TTL_SECONDS)
+
+    update.rows_counted = _fold(client, keys, rows, days, now, record_read)
+    update.loads_read = len(unread)
+    update.cursor = committed[-1][0] if committed else None
     update.published = publish(connection, client, keys, days, now, ttl_seconds)
     return update
 
 
-def _new_rows(connection: psycopg2.extensions.connection, after: str, upto: str, since: datetime) -> list[tuple]:
-    with connection.cursor() as cursor:
+def _new_rows(cursor: psycopg2.extensions.cursor, load_ids: list[str] | None, since: datetime) -> list[tuple]:
+    """The raw rows dated `since` or later of the loads `load_ids` (every load when None), with the warehouse's
+    user id of each anonymous id."""
+    cursor.execute(
+        f"""
+        select type, event, user_id, anonymous_id, "timestamp", message_id,
+               case when jsonb_typeof(properties -> 'revenue') = 'number' then properties ->> 'revenue' end
+        from raw.events
+        where "timestamp" >= %(since)s {"and _dlt_load_id = any(%(loads)s)" if load_ids is not None else ""}
+        order by "timestamp", message_id
+        """,
+        {"since": since, "loads": load_ids},
+    )
+    rows = cursor.fetchall()
+    anonymous = sorted({row[3] for row in rows if row[3] is not None})
+    warehouse_map: dict[str, str] = {}
+    if anonymous and table_exists(cursor, "intermediate.int_identity_map"):
         cursor.execute(
-            """
-            select type, event, user_id, anonymous_id, "timestamp", message_id,
-                   case when jsonb_typeof(properties -> 'revenue') = 'number' then properties ->> 'revenue' end
-            from raw.events
-            where _dlt_load_id > %s and _dlt_load_id <= %s and "timestamp" >= %s
-            order by "timestamp", message_id
-            """,
-            (after, upto, since),
+            "select anonymous_id, user_id from intermediate.int_identity_map where anonymous_id = any(%s)",
+            (anonymous,),
         )
-        rows = cursor.fetchall()
-        anonymous = sorted({row[3] for row in rows if row[3] is not None})
-        warehouse_map: dict[str, str] = {}
-        if anonymous and table_exists(cursor, "intermediate.int_identity_map"):
-            cursor.execute(
-                "select anonymous_id, user_id from intermediate.int_identity_map where anonymous_id = any(%s)",
-                (anonymous,),
-            )
-            warehouse_map = dict(cursor.fetchall())
+        warehouse_map = dict(cursor.fetchall())
     return [(*row, warehouse_map.get(row[3])) for row in rows]
 
 
-def _fold(client: redis.Redis, keys: HotKeys, rows: list[tuple], days: tuple[date, date], now: datetime) -> int:
+def _fold(
+    client: redis.Redis,
+    keys: HotKeys,
+    rows: list[tuple],
+    days: tuple[date, date],
+    now: datetime,
+    also: Callable[[redis.client.Pipeline], None],
+) -> int:
     # identity: the warehouse's map, then pairs already learned, then pairs in these rows (first seen wins)
     # the marts' definitions, from dbt_project.yml's vars
     activity_types = activity_event_types()
@@ -208,6 +254,7 @@ def _fold(client: redis.Redis, keys: HotKeys, rows: list[tuple], days: tuple[dat
             pipe.zadd(keys.seen, seen, gt=True)
         pipe.zremrangebyscore(keys.seen, "-inf", (now - timedelta(hours=48)).timestamp())
         pipe.expire(keys.seen, STATE_TTL_SECONDS)
+        also(pipe)
         pipe.execute()
     return counted
 

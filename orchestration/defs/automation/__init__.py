@@ -2,6 +2,7 @@
 
 - `realtime_load` (raw/events + hot_metrics) is what the sensors start: within a minute of new objects in
   EVENTS_BUCKET_URL or new records on KINESIS_STREAM_NAME, the new events are loaded and folded into Redis.
+  While `analyticspro realtime` runs (warehouse/follow.py: seconds, not a minute), the sensors leave new data to it.
 - `materialize_all` (every load-and-transform asset and hot_metrics) runs hourly for today's partition (new
   events, incremental marts) and daily after midnight UTC for the closed day and the lookback days before it.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from datetime import UTC, timedelta
 from pathlib import Path
 
@@ -17,7 +19,8 @@ import dagster as dg
 import redis
 
 from common.dbt_vars import lookback_days
-from common.settings import get_settings, utc_today
+from common.redis_keys import follower_heartbeat
+from common.settings import get_settings, normalize_bucket_url, utc_today
 from ingestion.bucket import object_date, object_key
 from ingestion.events import unloaded_objects
 from ingestion.kinesis import has_new_records
@@ -85,6 +88,23 @@ def _refresh_windows() -> None:
         refresh_windows(redis.Redis.from_url(settings.redis_url, decode_responses=True), settings.redis_key_prefix)
 
 
+def _follower(source: str) -> str | None:
+    """Who follows `source` in real time (`analyticspro realtime`, by its heartbeat in Redis), if anyone."""
+    settings = get_settings()
+    try:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        raw = client.get(follower_heartbeat(settings.redis_key_prefix))
+    except redis.RedisError:
+        return None
+    if raw is None:
+        return None
+    follower = json.loads(raw)
+    if source not in follower.get("sources", []):
+        return None
+    where = f"pid {follower.get('pid')} on {follower.get('host')}, every {follower.get('interval_s')} s"
+    return f"analyticspro realtime ({where})"
+
+
 def _waiting_run(instance: dg.DagsterInstance) -> str | None:
     """The id of a realtime_load run that has not started yet (it will read whatever is new when it starts)."""
     waiting = instance.get_run_records(
@@ -103,6 +123,9 @@ def bucket_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.S
     bucket = settings.events_bucket_url
     if "://" not in bucket and not Path(bucket).is_dir():
         return dg.SkipReason(f"EVENTS_BUCKET_URL {bucket} is not a folder yet")
+    follower = _follower(normalize_bucket_url(bucket))
+    if follower:
+        return dg.SkipReason(f"{follower} loads new objects under {bucket} as they arrive")
     new = unloaded_objects(bucket)
     if not new:
         return dg.SkipReason(f"no new objects under {bucket}")
@@ -128,6 +151,9 @@ def kinesis_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.
     stream = settings.kinesis_stream_name
     if not stream:
         return dg.SkipReason("KINESIS_STREAM_NAME is not set")
+    follower = _follower(f"kinesis://{stream}")
+    if follower:
+        return dg.SkipReason(f"{follower} loads new records on {stream} as they arrive")
     pipeline = events_pipeline(settings, progress=False)
     pipeline.sync_destination()
     if not has_new_records(stream, committed_positions(pipeline)):

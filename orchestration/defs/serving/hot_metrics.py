@@ -39,14 +39,15 @@ def hot_metrics(
         retry_if_transient(context, error)
         raise
     context.log.info(
-        f"folded {update.rows_counted:,} of {update.rows_read:,} new raw rows (load cursor {update.cursor})"
-        + (" after rebuilding the state from the last two days" if update.rebuilt else "")
+        f"folded {update.rows_counted:,} of {update.rows_read:,} raw rows of {update.loads_read:,} new loads "
+        f"(newest {update.cursor})" + (" after rebuilding the state from the last two days" if update.rebuilt else "")
     )
     return dg.MaterializeResult(
         metadata={
             "rows_read": update.rows_read,
             "rows_counted": update.rows_counted,
-            "load_cursor": update.cursor or "",
+            "loads_read": update.loads_read,
+            "newest_load": update.cursor or "",
             "rebuilt_state": update.rebuilt,
             "keys": dg.MetadataValue.json(update.published),
         }
