@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 
@@ -59,9 +61,11 @@ def test_every_configured_setting_is_read_by_the_code():
     for sources in (deployment, launcher):
         assert {s["name"] for s in sources["envConfigMaps"] + sources["envSecrets"]} <= names
     assert values["global"]["postgresqlSecretName"] in names
-    worker = _manifests("celery-workers.yaml")[0]["spec"]["template"]["spec"]["containers"][0]
-    assert {next(iter(s.values()))["name"] for s in worker["envFrom"]} <= names
-    assert worker["args"][:2] == ["analyticspro", "worker"]
+    for manifest, command in (("celery-workers.yaml", "worker"), ("realtime.yaml", "realtime")):
+        container = _manifests(manifest)[0]["spec"]["template"]["spec"]["containers"][0]
+        assert {next(iter(s.values()))["name"] for s in container["envFrom"]} <= names
+        assert container["args"][:2] == ["analyticspro", command]
+        assert cli.build_parser().parse_args(container["args"][1:]).func  # a command the CLI knows
 
 
 def test_run_queue_and_retries_match_the_single_machine_instance():
