@@ -116,8 +116,25 @@ def test_incremental_runs_equal_a_full_build(warehouse):
                properties={"mrr": 99})
     )  # fmt: skip
     _put(bucket, f"{END:%Y/%m/%d}/23/late-mobile.jsonl.gz", late)
+    # and a late identify of another user, a day before their last one: it adds a key, and changes no newer value
+    (identified, plan, last_identified) = rows(
+        settings,
+        "select user_id, plan, last_identified_at from analytics.dim_users where user_id <> %s and plan is not null "
+        "and last_identified_at is not null order by last_identified_at desc, user_id limit 1",
+        (user_id,),
+    )[0]
+    stale = _event(
+        "identify", last_identified - timedelta(days=1), last, userId=identified,
+        traits={"plan": "stale-plan", "first_touch": "late"},
+    )  # fmt: skip
+    _put(bucket, f"{END:%Y/%m/%d}/23/late-identify.jsonl.gz", [stale])
     load_and_run()
     assert rows(settings, "select count(*) from analytics.fct_events where message_id = %s", (late[0]["messageId"],))
+    assert rows(
+        settings,
+        "select plan, traits ->> 'first_touch', last_identified_at from analytics.dim_users where person_id = %s",
+        (identified,),
+    ) == [(plan, "late", last_identified)]
 
     # 4. a load that commits with an older id than loads already built (a retried load keeps its id)
     older = _event("page", last - timedelta(days=2), last, userId=user_id, properties={"path": "/docs"})

@@ -184,10 +184,11 @@
     where coalesce(stored.entries, 0) <> coalesce(members.entries, 0)
     {%- if breakdown %}
     union
+    -- the entries of persons whose traits changed (dim_users._traits_changed_at)
     select reached.funnel_name, reached.cohort_date
     from {{ ref('int_funnel_persons') }} as reached
     inner join {{ ref('dim_users') }} as people on reached.person_id = people.person_id
-    where reached.step_index = 1 and {{ changed_since(since, 'people') }}
+    where reached.step_index = 1 and people._traits_changed_at > {{ "cast('" ~ since ~ "' as timestamptz)" if since else "'-infinity'" }}
     {%- else %}
     union
     select coalesce(stored.funnel_name, expected.funnel_name), coalesce(stored.cohort_date, expected.cohort_date)

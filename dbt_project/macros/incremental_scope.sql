@@ -105,8 +105,9 @@
 
 
 {#- The persons whose events changed after `since`, with the time of their earliest changed event.
-    A re-stitched event also touches its previous person: the anonymous id it counted under before,
-    or the user id an anonymous id was mapped to before a late, earlier identify re-mapped it. -#}
+    A re-stitched event also touches its previous person: the anonymous id it counted under before (when it has
+    rows in the calling model, `this`, indexed on person_id), or the user id an anonymous id was mapped to before a
+    late, earlier identify re-mapped it. -#}
 {% macro changed_persons_sql(since) -%}
   with changed as (
 
@@ -133,8 +134,12 @@
 
       select person_id, event_at as first_changed_at from changed
       union all
+      -- an anonymous id that has rows in this model lost the events stitched away from it; one that has none (the
+      -- usual case: every event of an identified user carries their anonymous id) has nothing to recompute
       select anonymous_id, event_at from changed
-      where anonymous_id is not null and anonymous_id <> person_id
+      where
+          anonymous_id is not null and anonymous_id <> person_id
+          and exists (select from {{ this }} as target where target.person_id = changed.anonymous_id)
       union all
       select person_id, first_changed_at from remapped
 
@@ -180,27 +185,137 @@
 
 
 {#- A pre-hook's work list: the rows of the caller's select (a temporary table <model>__scope, analyzed) and this
-    model's rows with the same `keys` deleted, for the model to insert them again, recomputed. -#}
-{% macro replace_scope(keys) -%}
+    model's rows with the same `keys` deleted, for the model to insert them again, recomputed. With `keep_previous`
+    the deleted rows are kept first in <model>__previous, for the model to tell which really changed
+    (built_at_unless_unchanged). -#}
+{% macro replace_scope(keys, keep_previous=false) -%}
   {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+  {%- set previous = adapter.quote(this.identifier ~ '__previous') -%}
+  {%- set matches -%}
+    {% for key in keys %}target.{{ key }} = scope.{{ key }}{{ ' and ' if not loop.last }}{% endfor %}
+  {%- endset -%}
   drop table if exists {{ scope }};
   create temporary table {{ scope }} as
   {{ caller() }};
   analyze {{ scope }};
+  {%- if keep_previous %}
+  drop table if exists {{ previous }};
+  create temporary table {{ previous }} as
+  select target.* from {{ this }} as target inner join {{ scope }} as scope on {{ matches }};
+  analyze {{ previous }};
+  {%- endif %}
   delete from {{ this }} as target
   using {{ scope }} as scope
-  where {% for key in keys %}target.{{ key }} = scope.{{ key }}{{ ' and ' if not loop.last }}{% endfor %};
+  where {{ matches }};
 {%- endmacro %}
 
 
 {#- Pre-hook for person-level models: collect the changed persons in a temporary table
     <model>__scope (person_id, first_changed_at) and delete their rows; the model then re-inserts
-    them computed from their full history. Nothing happens on a first build or a full refresh. -#}
-{% macro rebuild_changed_persons() -%}
+    them computed from their full history. Nothing happens on a first build or a full refresh.
+    `keep_previous`: see replace_scope. -#}
+{% macro rebuild_changed_persons(keep_previous=false) -%}
   {%- if is_incremental() -%}
-    {%- call replace_scope(['person_id']) -%}
+    {%- call replace_scope(['person_id'], keep_previous) -%}
     {{ changed_persons_sql(high_water_mark('_built_at')) }}
     {%- endcall -%}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- The rows of the CTE `computed` (this model's columns but _built_at) with their _built_at: a group of rows (by
+    `keys`) identical, in every one of `columns`, to the rows the pre-hook kept of it in <model>__previous keeps its
+    _built_at; any other group gets this run's. The models downstream, which recompute what changed since they last
+    read, then see only the groups a run really changed, not every group it recomputed. -#}
+{% macro built_at_unless_unchanged(computed, keys, columns) -%}
+  {%- if is_incremental() -%}
+    {%- set print = "md5(string_agg(cast(row(" ~ columns | join(", ") ~ ") as text), '|' order by cast(row("
+                    ~ columns | join(", ") ~ ") as text)))" -%}
+    select
+        {{ computed }}.*,
+        coalesce(kept.built_at, {{ built_at() }}) as _built_at
+    from {{ computed }}
+    left join (
+        select {{ 'new_groups.' ~ keys | join(', new_groups.') }}, old_groups.built_at
+        from (
+            select {{ keys | join(', ') }}, {{ print }} as print
+            from {{ computed }}
+            group by {{ keys | join(', ') }}
+        ) as new_groups
+        inner join (
+            select {{ keys | join(', ') }}, {{ print }} as print, max(_built_at) as built_at
+            from {{ adapter.quote(this.identifier ~ '__previous') }}
+            group by {{ keys | join(', ') }}
+        ) as old_groups
+            on
+                {%- for key in keys %}
+                    new_groups.{{ key }} = old_groups.{{ key }} and
+                {%- endfor %}
+                new_groups.print = old_groups.print
+    ) as kept
+        on {% for key in keys %}{{ computed }}.{{ key }} = kept.{{ key }}{{ ' and ' if not loop.last }}{% endfor %}
+  {%- else -%}
+    select
+        {{ computed }}.*,
+        {{ built_at() }} as _built_at
+    from {{ computed }}
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- Pre-hook of dim_users: the persons whose events changed after the last build, in two temporary tables.
+    <model>__scope (person_id): recomputed from their whole history, their rows deleted here. These are the
+    persons who lost events (an anonymous id whose events were stitched to a user, the user an anonymous id was
+    mapped to before a re-mapping), and those whose new events include an identify at or before the time their
+    traits were last identified (a late identify can change an older trait's latest value).
+    <model>__merge (person_id): every other person with changed events. A changed fct_events row of theirs is one
+    they did not count before (a new event, or an event stitched to them from an anonymous id; fct_events rows
+    change in nothing but the person), so the model adds the aggregates of those rows to the person's row:
+    minimums, maximums and sums add up, an active day counts when the person had no other activity that day,
+    and the new traits, all identified later than the old ones, override theirs key by key. -#}
+{% macro rebuild_or_merge_changed_persons() -%}
+  {%- if is_incremental() -%}
+    {%- set since = high_water_mark('_built_at') -%}
+    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+    {%- set merge = adapter.quote(this.identifier ~ '__merge') -%}
+    drop table if exists {{ scope }};
+    drop table if exists {{ merge }};
+    create temporary table {{ merge }} as
+    select
+        changed.person_id,
+        min(changed.event_at) filter (where changed.event_type = 'identify') as first_identify_at
+    from {{ ref('fct_events') }} as changed
+    where {{ changed_since(since, 'changed') }}
+    group by changed.person_id;
+    create temporary table {{ scope }} as
+    with changed as (
+        select changed.person_id, changed.anonymous_id
+        from {{ ref('fct_events') }} as changed
+        where {{ changed_since(since, 'changed') }}
+    )
+    select changed.anonymous_id as person_id from changed
+    where
+        changed.anonymous_id is not null and changed.anonymous_id <> changed.person_id
+        and exists (select from {{ this }} as target where target.person_id = changed.anonymous_id)
+    union
+    select identity_map.previous_user_id
+    from {{ ref('int_identity_map') }} as identity_map
+    inner join changed on identity_map.anonymous_id = changed.anonymous_id
+    where identity_map.previous_user_id is not null
+    union
+    select merge.person_id
+    from {{ merge }} as merge
+    inner join {{ this }} as old on merge.person_id = old.person_id
+    where merge.first_identify_at <= old.last_identified_at;
+    delete from {{ merge }} as merge using {{ scope }} as scope where merge.person_id = scope.person_id;
+    analyze {{ scope }};
+    analyze {{ merge }};
+    -- the traits of the persons recomputed, as they were (their _traits_changed_at stays when they come out equal)
+    drop table if exists {{ adapter.quote(this.identifier ~ '__previous') }};
+    create temporary table {{ adapter.quote(this.identifier ~ '__previous') }} as
+    select target.person_id, target.traits, target._traits_changed_at
+    from {{ this }} as target inner join {{ scope }} as scope on target.person_id = scope.person_id;
+    delete from {{ this }} as target using {{ scope }} as scope where target.person_id = scope.person_id;
   {%- endif -%}
 {%- endmacro %}
 

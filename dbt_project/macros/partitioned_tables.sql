@@ -7,8 +7,11 @@
     unique_key=[..., 'event_date']                          (a unique key must contain the partition column)
     change_ignore_columns=[...]                             (columns that do not count as a change, e.g. load ids)
 
-  First build: the parent table is created from the contract with `partition by range (column)`, the
-  rows are staged, the partitions they need are created, then the rows are inserted.
+  First build: the parent table is created from the contract's columns with `partition by range (column)`.
+  With partition_by's `bounds` (a macro's name; it returns a query of the first and last date, e.g. min and max of an indexed source
+  column), a partition per date between them is created, the rows are inserted straight in and the partitions
+  left empty are dropped; without it, the rows are staged and the partitions they need created first. The
+  contract's table constraints (the primary key) are added after the rows, one index build per partition.
   Incremental build: partitions for the new rows are created as needed, then rows are upserted on the
   unique key; an existing row is only rewritten when one of its other columns changed, so `_built_at`
   style audit columns advance only for rows that really changed.
@@ -25,22 +28,45 @@
           "Model " ~ model.name ~ " sets partition_by but has no enforced contract: partitioned tables are "
           ~ "created from the contract's columns. Add `contract: {enforced: true}` and the column data types.") }}
     {%- endif -%}
-    {%- set stage = relation.identifier ~ '__stage' -%}
+    {%- set column = partition_by['column'] -%}
+    {%- set columns = adapter.render_raw_columns_constraints(raw_columns=model['columns']) -%}
+    {%- set table_constraints = adapter.render_raw_model_constraints(raw_constraints=model['constraints']) -%}
     {{ get_assert_columns_equivalent(sql) }}
-    create table {{ relation }}
-    {{ get_table_columns_and_constraints() }}
-    partition by range ({{ adapter.quote(partition_by['column']) }});
+    {#- the table's own constraints (a primary key) come after the rows: one sorted index build per partition,
+        not an index maintained row by row through the whole insert -#}
+    create table {{ relation }} (
+      {{ columns | join(',\n      ') }}
+    )
+    partition by range ({{ adapter.quote(column) }});
+    {%- if partition_by.get('bounds') %}
 
+    {#- `bounds` (the name of a macro that returns a query of the first and last date the rows can have, e.g.
+        min/max of an indexed column): the partitions of every date between them, the rows straight in, the
+        partitions left empty dropped -#}
+    {{ create_partitions_between(relation, context[partition_by['bounds']]()) }}
+
+    insert into {{ relation }} ({{ adapter.dispatch('get_column_names', 'dbt')() }})
+    {{ sql }};
+
+    {{ drop_empty_partitions(relation) }}
+    {%- else %}
+
+    {%- set stage = relation.identifier ~ '__stage' %}
     create temporary table {{ adapter.quote(stage) }} as (
       {{ sql }}
     );
 
-    {{ create_date_partitions(relation, adapter.quote(stage), partition_by['column']) }}
+    {{ create_date_partitions(relation, adapter.quote(stage), column) }}
 
     insert into {{ relation }} ({{ adapter.dispatch('get_column_names', 'dbt')() }})
     select {{ adapter.dispatch('get_column_names', 'dbt')() }} from {{ adapter.quote(stage) }};
 
     drop table {{ adapter.quote(stage) }};
+    {%- endif %}
+    {%- for constraint in table_constraints %}
+
+    alter table {{ relation }} add {{ constraint }};
+    {%- endfor %}
   {%- endif -%}
 {%- endmacro %}
 
@@ -100,6 +126,51 @@ begin
             day,
             day + 1
         );
+    end loop;
+end
+$$;
+{%- endmacro %}
+
+
+{#- One partition per date from the first to the last date `bounds` (a query of two dates) returns. -#}
+{% macro create_partitions_between(relation, bounds) -%}
+{%- set relation = relation.include(database=false) -%}
+do $$
+declare
+    first_day date;
+    last_day date;
+    day date;
+begin
+    execute {{ "$bounds$" ~ bounds ~ "$bounds$" }} into first_day, last_day;
+    day := first_day;
+    while day <= last_day loop
+        execute format(
+            'create table %I.%I partition of {{ relation }} for values from (%L) to (%L)',
+            '{{ relation.schema }}',
+            '{{ relation.identifier }}_p' || to_char(day, 'YYYYMMDD'),
+            day,
+            day + 1
+        );
+        day := day + 1;
+    end loop;
+end
+$$;
+{%- endmacro %}
+
+
+{#- Drop the partitions of `relation` that hold no row (days without events between the first and the last). -#}
+{% macro drop_empty_partitions(relation) -%}
+{%- set relation = relation.include(database=false) -%}
+do $$
+declare
+    child regclass;
+    holds_rows boolean;
+begin
+    for child in select inhrelid::regclass from pg_inherits where inhparent = '{{ relation }}'::regclass loop
+        execute format('select exists (select from %s)', child) into holds_rows;
+        if not holds_rows then
+            execute format('drop table %s', child);
+        end if;
     end loop;
 end
 $$;
@@ -234,3 +305,12 @@ $comments$;
 {%- endmacro %}
 
 {% macro spark__vacuum_changed_partitions(relation) %}{% endmacro %}
+
+
+{#- The first and last UTC date of raw.events: fct_events' partition bounds on a full build (min and max through the
+    index on "timestamp"). -#}
+{% macro raw_event_date_bounds() -%}
+  {%- set at = adapter.quote('timestamp') -%}
+  {{ return("select cast(" ~ at_utc("min(" ~ at ~ ")") ~ " as date), cast(" ~ at_utc("max(" ~ at ~ ")") ~ " as date) from "
+            ~ source('raw', 'events')) }}
+{%- endmacro %}

@@ -2,12 +2,13 @@
 -- step-1 event; step k is reached by their earliest step-k event at or after the time they reached
 -- step k-1 and no later than entry + conversion_window_days x 24 h. One row per reached step.
 -- Incremental: persons with changed events are recomputed from their whole history; a funnel whose
--- definition changed is recomputed for everyone.
+-- definition changed is recomputed for everyone. A person's rows of a funnel that come out as before keep their
+-- _built_at, so the funnel marts recompute only the entry cohorts of persons whose funnel really changed.
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     incremental_strategy='append',
-    pre_hook=["{{ delete_changed_funnels() }}", "{{ rebuild_changed_persons() }}"],
-    indexes=[{'columns': ['funnel_name', 'cohort_date']}],
+    pre_hook=["{{ delete_changed_funnels() }}", "{{ rebuild_changed_persons(keep_previous=true) }}"],
+    indexes=[{'columns': ['funnel_name', 'cohort_date']}, {'columns': ['person_id']}],
 ) }}
 
 {%- set unchanged = unchanged_funnels() %}
@@ -104,19 +105,27 @@ reached as (
         {{ "union all" if not loop.last }}
     {%- endfor %}
 
+),
+
+computed as (
+
+    select
+        funnel_name,
+        definition_hash,
+        person_id,
+        cast(step_index as integer) as step_index,
+        step_name,
+        entry_at,
+        cast({{ at_utc('entry_at') }} as date) as cohort_date,
+        entry_message_id,
+        entry_attributes,
+        reached_at,
+        cast({{ seconds_between('previous_reached_at', 'reached_at') }} as numeric(20, 3)) as seconds_from_previous
+    from reached
+
 )
 
-select
-    funnel_name,
-    definition_hash,
-    person_id,
-    cast(step_index as integer) as step_index,
-    step_name,
-    entry_at,
-    cast({{ at_utc('entry_at') }} as date) as cohort_date,
-    entry_message_id,
-    entry_attributes,
-    reached_at,
-    cast({{ seconds_between('previous_reached_at', 'reached_at') }} as numeric(20, 3)) as seconds_from_previous,
-    {{ built_at() }} as _built_at
-from reached
+{{ built_at_unless_unchanged('computed', ['funnel_name', 'person_id'], [
+    'definition_hash', 'step_index', 'step_name', 'entry_at', 'cohort_date', 'entry_message_id', 'entry_attributes',
+    'reached_at', 'seconds_from_previous',
+]) }}

@@ -7,11 +7,13 @@
 -- The index on (event_name, event_at, person_id, event_date) lets the dashboards' query builder count an
 -- event's rows and people from the index alone; the VACUUM after each build sets the visibility map that needs
 -- (autovacuum may be off or behind); an incremental build vacuums only the partitions it wrote to.
+-- A full build creates the partitions from the first to the last date of raw.events (raw_event_date_bounds:
+-- two index lookups) and inserts the rows straight into them.
 {{ config(
     materialized='incremental',
     incremental_strategy='partitioned_upsert',
     unique_key=['message_id', 'event_date'],
-    partition_by={'column': 'event_date'},
+    partition_by={'column': 'event_date', 'bounds': 'raw_event_date_bounds'},
     change_ignore_columns=['load_id', 'received_at', '_built_at'],
     pre_hook=["{{ collect_unread_loads() }}"],
     indexes=[

@@ -1,7 +1,9 @@
 -- Daily product metrics in long form: one row per (date, metric_name) for every UTC date from the
 -- first event to the last, zeros included. Definitions: docs/metrics.md and _metrics__models.yml.
 -- Incremental: every date from the earliest date touched by changed, erased events or rebuilt sessions to
--- the last date is recomputed (WAU/MAU of later dates depend on earlier days).
+-- the last date is recomputed (WAU/MAU of later dates depend on earlier days). For up to a week of such
+-- dates (an hourly run: today, perhaps yesterday) WAU and MAU are counted directly per date from the person-
+-- days of the 7 and 30 days up to it; for more, by the running sum of steps below.
 -- depends_on: {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
@@ -25,14 +27,22 @@
 
 {%- set first_date = none %}
 {%- set nothing_changed = false %}
+{%- set by_date = false %}
 {%- if execute and is_incremental() %}
     {%- set since = high_water_mark('_built_at') %}
-    {%- set first_date = run_query(
+    {%- set dates = run_query(
         "select least((select min(event_date) from " ~ ref('fct_events') ~ " where " ~ changed_since(since) ~ "), "
         ~ "(select min(session_date) from " ~ ref('fct_sessions') ~ " where " ~ changed_since(since) ~ "), "
-        ~ "(select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))::text"
-    ).columns[0].values()[0] %}
+        ~ "(select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))::text, "
+        ~ "(select max(event_date) from " ~ ref('int_event_days') ~ ")::text"
+    ) %}
+    {%- set first_date = dates.columns[0].values()[0] %}
+    {%- set last_date = dates.columns[1].values()[0] %}
     {%- set nothing_changed = first_date is none %}
+    {#- a few dates: WAU and MAU counted per date (cost: the person-days of 30 days, whatever the history) -#}
+    {%- set by_date = first_date is not none and last_date is not none and (
+        modules.datetime.date.fromisoformat(last_date) - modules.datetime.date.fromisoformat(first_date)
+    ).days < 7 %}
 {%- endif %}
 
 with
@@ -66,6 +76,44 @@ calendar as (
     {%- endif %}
 
 ),
+
+{%- if by_date %}
+
+-- WAU (MAU) of each date: the persons with an active day in the 7 (30) days up to it, every date in one pass
+-- over the person-days of the window
+{%- set first = modules.datetime.date.fromisoformat(first_date) %}
+{%- set window_dates = [] %}
+{%- for offset in range((modules.datetime.date.fromisoformat(last_date) - first).days + 1) %}
+    {%- do window_dates.append((first + modules.datetime.timedelta(days=offset)).isoformat()) %}
+{%- endfor %}
+active_by_person as (
+
+    select
+        {%- for day in window_dates %}
+            bool_or(activity_date between date '{{ day }}' - 6 and date '{{ day }}') as wau_{{ loop.index }},
+            bool_or(activity_date between date '{{ day }}' - 29 and date '{{ day }}') as mau_{{ loop.index }},
+        {%- endfor %}
+        person_id
+    from {{ ref('int_person_days') }}
+    where activity_date between date '{{ first_date }}' - 29 and date '{{ last_date }}'
+    group by person_id
+
+),
+
+coverage_by_date as (
+
+    {%- for day in window_dates %}
+        select
+            date '{{ day }}' as date,
+            count(*) filter (where wau_{{ loop.index }}) as wau,
+            count(*) filter (where mau_{{ loop.index }}) as mau
+        from active_by_person
+        {{- '\n        union all' if not loop.last }}
+    {%- endfor %}
+
+),
+
+{%- else %}
 
 person_days as (
 
@@ -115,6 +163,8 @@ coverage as (
     group by step_date
 
 ),
+
+{%- endif %}
 
 dau as (
 
@@ -174,16 +224,21 @@ filled as (
     select
         calendar.date,
         coalesce(dau.dau, 0) as dau,
-        coalesce((
-            select coverage.wau from coverage
-            where coverage.step_date <= calendar.date
-            order by coverage.step_date desc limit 1
-        ), 0) as wau,
-        coalesce((
-            select coverage.mau from coverage
-            where coverage.step_date <= calendar.date
-            order by coverage.step_date desc limit 1
-        ), 0) as mau,
+        {%- if by_date %}
+            coalesce(coverage_by_date.wau, 0) as wau,
+            coalesce(coverage_by_date.mau, 0) as mau,
+        {%- else %}
+            coalesce((
+                select coverage.wau from coverage
+                where coverage.step_date <= calendar.date
+                order by coverage.step_date desc limit 1
+            ), 0) as wau,
+            coalesce((
+                select coverage.mau from coverage
+                where coverage.step_date <= calendar.date
+                order by coverage.step_date desc limit 1
+            ), 0) as mau,
+        {%- endif %}
         coalesce(event_days.signups, 0) as signups,
         coalesce(new_people.new_people, 0) as new_people,
         coalesce(event_days.activity_events, 0) as events,
@@ -199,6 +254,9 @@ filled as (
     left join event_days on calendar.date = event_days.event_date
     left join new_people on calendar.date = new_people.first_activity_date
     left join sessions on calendar.date = sessions.session_date
+    {%- if by_date %}
+        left join coverage_by_date on calendar.date = coverage_by_date.date
+    {%- endif %}
 
 ),
 
