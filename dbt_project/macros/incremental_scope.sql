@@ -430,13 +430,14 @@
 {%- endmacro %}
 
 
-{#- Pre-hook of fct_cohort_retention: the cohorts to recount, in a temporary table <model>__scope (cohort_grain,
-    cohort_start), and their rows deleted: cohorts of int_cohort_persons rows written after the last build (persons
-    recomputed), cohorts whose stored size differs from their members now (someone left: stitched into another
-    person, or erased; a cohort with no member left goes), and cohorts whose last period is not the one containing
-    the last event date (a new week or month began). -#}
+{#- Pre-hook of fct_cohort_retention: the cohorts recounted whole, in <model>__scope (their rows deleted): those
+    whose stored size differs from their members now (someone left or came outside the differences: a GDPR
+    erasure; a cohort with no member left goes, a new one comes), those whose last period is not the one containing
+    the last event date (a new week or month began), and every cohort after a full build of int_cohort_persons.
+    Every other cohort gets the differences of ops.cohort_changes added (macros/cohort_changes.sql). -#}
 {% macro rebuild_changed_cohorts() -%}
   {%- if is_incremental() -%}
+    {%- set since = high_water_mark('_built_at') -%}
     {%- call replace_scope(['cohort_grain', 'cohort_start']) -%}
     with stored as (
         select cohort_grain, cohort_start, max(cohort_size) as cohort_size, max(period_number) as last_period
@@ -449,20 +450,28 @@
         where period_number = 0
         group by cohort_grain, cohort_start
     ),
+    changes as (
+        select cohort_grain, cohort_start, sum(members) as members
+        from ({{ cohort_changes_since(since) }}) as cells
+        group by cohort_grain, cohort_start
+    ),
     last_day as (
         select max(event_date) as last_day from {{ ref('int_event_days') }}
     )
-    select cohort_grain, cohort_start
-    from {{ ref('int_cohort_persons') }}
-    where {{ changed_since(high_water_mark('_built_at')) }}
-    union
-    select coalesce(stored.cohort_grain, members.cohort_grain), coalesce(stored.cohort_start, members.cohort_start)
+    select coalesce(stored.cohort_grain, members.cohort_grain) as cohort_grain,
+           coalesce(stored.cohort_start, members.cohort_start) as cohort_start
     from stored
     full outer join members
         on stored.cohort_grain = members.cohort_grain and stored.cohort_start = members.cohort_start
+    left join changes
+        on
+            coalesce(stored.cohort_grain, members.cohort_grain) = changes.cohort_grain
+            and coalesce(stored.cohort_start, members.cohort_start) = changes.cohort_start
     cross join last_day
     where
-        stored.cohort_size is distinct from members.cohort_size
+        {{ 'true or ' if cohort_persons_rebuilt_since(since) }}
+        stored.cohort_grain is null or members.cohort_grain is null
+        or stored.cohort_size + coalesce(changes.members, 0) <> members.cohort_size
         or stored.last_period <> {{ cohort_last_period('stored.cohort_grain', 'stored.cohort_start', 'last_day.last_day') }}
     {%- endcall -%}
   {%- endif -%}

@@ -4,7 +4,10 @@
     to the cold tier (warehouse/archive.py), so dim_users keeps a person's whole history.
     ops.model_loads: per incremental model, the raw loads it has read (macros/incremental_scope.sql).
     ops.erased_events: the (date, event name) pairs of events a GDPR erasure deleted (warehouse/erasure.py), no ids:
-    incremental models recompute the dates and keys they feed. -#}
+    incremental models recompute the dates and keys they feed.
+    ops.cohort_changes: per retention cell, what an int_cohort_persons build changed in it (members, active
+    persons, persons whose last active period it is), no ids: fct_cohort_retention adds them to its cells
+    (macros/cohort_changes.sql). -#}
 {% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
 
 {% macro default__create_ops_tables() -%}
@@ -25,5 +28,14 @@ create table if not exists ops.erased_events (
     event_date date not null,
     event_name text,
     erased_at timestamptz not null default now()
+);
+create table if not exists ops.cohort_changes (
+    cohort_grain text not null,
+    cohort_start date,
+    period_number integer,
+    members bigint not null,
+    active bigint not null,
+    last_active bigint not null,
+    changed_at timestamptz not null
 );
 {%- endmacro %}

@@ -4,11 +4,13 @@
 -- person's cohort is the period of their signup, or of their first activity event if they never
 -- signed up (dim_users, which adds archived history); activity is int_person_days. fct_cohort_retention
 -- counts these rows per cohort. Incremental: the persons with changed events (and those they
--- counted under before) are deleted and recomputed (pre-hook rebuild_changed_persons).
+-- counted under before) are deleted and recomputed (pre-hook rebuild_changed_persons), and what that changed
+-- in each retention cell is recorded in ops.cohort_changes (post-hook, macros/cohort_changes.sql).
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     incremental_strategy='append',
-    pre_hook=["{{ rebuild_changed_persons() }}"],
+    pre_hook=["{{ rebuild_changed_persons(keep_previous=true) }}"],
+    post_hook=["{{ record_cohort_changes() }}"],
     indexes=[{'columns': ['person_id']}, {'columns': ['cohort_grain', 'cohort_start']}],
 ) }}
 

@@ -45,6 +45,10 @@
     ).days < 7 %}
 {%- endif %}
 
+{#- the first date recomputed, as a literal when known (the planner then reads the date indexes) -#}
+{%- set from_date = "(select bounds.first_date from bounds)" %}
+{%- if first_date is not none %}{% set from_date = "date '" ~ first_date ~ "'" %}{% endif %}
+
 with
 
 event_days as (
@@ -113,8 +117,9 @@ coverage_by_date as (
 
 ),
 
-{%- else %}
+{%- endif %}
 
+-- (the running sum of steps, for more dates; not evaluated when unused)
 person_days as (
 
     select
@@ -164,15 +169,13 @@ coverage as (
 
 ),
 
-{%- endif %}
-
 dau as (
 
     select
         activity_date,
         count(*) as dau
     from {{ ref('int_person_days') }}
-    where activity_date >= (select bounds.first_date from bounds)
+    where activity_date >= {{ from_date }}
     group by activity_date
 
 ),
@@ -183,7 +186,7 @@ new_people as (
         cast({{ at_utc('first_activity_at') }} as date) as first_activity_date,
         count(*) as new_people
     from {{ ref('dim_users') }}
-    where first_activity_at >= (select {{ at_utc('cast(bounds.first_date as timestamp)') }} from bounds)
+    where first_activity_at >= {{ at_utc('cast(' ~ from_date ~ ' as timestamp)') }}
     group by cast({{ at_utc('first_activity_at') }} as date)
 
 ),
@@ -194,28 +197,55 @@ sessions as (
         session_date,
         count(*) as sessions
     from {{ ref('fct_sessions') }}
-    where session_date >= (select bounds.first_date from bounds)
+    where session_date >= {{ from_date }}
     group by session_date
 
 ),
 
--- End-of-day MRR: each change moves the total by (new MRR - the person's previous MRR).
+-- End-of-day MRR: each change moves the total by (new MRR - the person's previous MRR). An incremental run starts
+-- from the stored MRR of the day before its first date and adds the steps from that date on (the previous MRR of
+-- each person who changed comes from their whole history).
 mrr_steps as (
 
     select
         changed_date,
         mrr - coalesce(lag(mrr) over (partition by person_id order by changed_at, message_id), 0) as mrr_step
     from {{ ref('int_mrr_changes') }}
+    {%- if first_date is not none %}
+        where person_id in (
+            select changes.person_id from {{ ref('int_mrr_changes') }} as changes
+            where changes.changed_date >= {{ from_date }}
+        )
+    {%- endif %}
 
 ),
 
 mrr as (
 
-    select
-        changed_date,
-        sum(sum(mrr_step)) over (order by changed_date) as mrr
-    from mrr_steps
-    group by changed_date
+    {%- if first_date is not none %}
+        select
+            {{ from_date }} - 1 as changed_date,
+            coalesce((
+                select stored.value from {{ this }} as stored
+                where stored.date = {{ from_date }} - 1 and stored.metric_name = 'mrr'
+            ), 0) as mrr
+        union all
+        select
+            changed_date,
+            coalesce((
+                select stored.value from {{ this }} as stored
+                where stored.date = {{ from_date }} - 1 and stored.metric_name = 'mrr'
+            ), 0) + sum(sum(mrr_step)) over (order by changed_date) as mrr
+        from mrr_steps
+        where changed_date >= {{ from_date }}
+        group by changed_date
+    {%- else %}
+        select
+            changed_date,
+            sum(sum(mrr_step)) over (order by changed_date) as mrr
+        from mrr_steps
+        group by changed_date
+    {%- endif %}
 
 ),
 

@@ -3,14 +3,17 @@
 -- persons of the cohort with an activity event in period cohort_start + n (retention_rate); the
 -- unbounded rate counts those active in period n or any later period. Rows run from period 0 to the
 -- period containing the last event date, zeros included. Counted from int_cohort_persons (one row
--- per grain, person and active period). Incremental: the cohorts a run can change are recounted
--- (pre-hook rebuild_changed_cohorts): those of persons recomputed in int_cohort_persons, those whose
--- size no longer matches (a person left them: stitched into someone else, or erased), and those
--- whose last period moved (a new week or month began).
+-- per grain, person and active period). Incremental: the differences int_cohort_persons
+-- recorded per cell since the last build (ops.cohort_changes) are added to the stored cells; what they cannot
+-- see is recounted whole (pre-hook rebuild_changed_cohorts: a cohort whose size no longer matches its members,
+-- every cohort when a new week or month begins or after a full build of int_cohort_persons).
+-- macros/cohort_changes.sql says why that is exact.
 {{ config(
     materialized='incremental',
-    incremental_strategy='append',
+    incremental_strategy='delete+insert',
+    unique_key=['cohort_grain', 'cohort_start', 'period_number'],
     pre_hook=["{{ rebuild_changed_cohorts() }}"],
+    post_hook=["{{ prune_cohort_changes() }}"],
 ) }}
 
 with
@@ -113,28 +116,100 @@ unbounded as (
             and periods.period_number <= last_period_counts.last_period
     group by periods.cohort_grain, periods.cohort_start, periods.period_number
 
+),
+
+recounted as (
+
+    select
+        periods.cohort_grain,
+        periods.cohort_start,
+        periods.period_number,
+        periods.cohort_size,
+        unbounded.unbounded_retained_persons,
+        coalesce(retained.retained_persons, 0) as retained_persons
+    from periods
+    left join retained
+        on
+            periods.cohort_grain = retained.cohort_grain
+            and periods.cohort_start = retained.cohort_start
+            and periods.period_number = retained.period_number
+    inner join unbounded
+        on
+            periods.cohort_grain = unbounded.cohort_grain
+            and periods.cohort_start = unbounded.cohort_start
+            and periods.period_number = unbounded.period_number
+
+),
+
+{%- if is_incremental() %}
+
+-- the differences recorded since the last build, in the cohorts not recounted whole
+changes as (
+
+    select changes.*
+    from ({{ cohort_changes_since(high_water_mark('_built_at')) }}) as changes
+    where not exists (
+        select from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+        where scope.cohort_grain = changes.cohort_grain and scope.cohort_start = changes.cohort_start
+    )
+
+),
+
+-- every cell of those cohorts, its counts plus the differences: members at period 0 change every period's size,
+-- a last active period at k or later changes the unbounded count at n <= k
+updated as (
+
+    select
+        stored.cohort_grain,
+        stored.cohort_start,
+        stored.period_number,
+        stored.cohort_size + coalesce((
+            select sum(cohort.members) from changes as cohort
+            where cohort.cohort_grain = stored.cohort_grain and cohort.cohort_start = stored.cohort_start
+        ), 0) as cohort_size,
+        stored.unbounded_retained_persons + coalesce((
+            select sum(later.last_active) from changes as later
+            where
+                later.cohort_grain = stored.cohort_grain
+                and later.cohort_start = stored.cohort_start
+                and later.period_number >= stored.period_number
+        ), 0) as unbounded_retained_persons,
+        stored.retained_persons + coalesce((
+            select sum(cell.active) from changes as cell
+            where
+                cell.cohort_grain = stored.cohort_grain
+                and cell.cohort_start = stored.cohort_start
+                and cell.period_number = stored.period_number
+        ), 0) as retained_persons
+    from {{ this }} as stored
+    where exists (
+        select from changes
+        where changes.cohort_grain = stored.cohort_grain and changes.cohort_start = stored.cohort_start
+    )
+
+),
+
+{%- endif %}
+
+cells as (
+
+    select * from recounted
+    {%- if is_incremental() %}
+        union all
+        select * from updated
+    {%- endif %}
+
 )
 
 select
-    cast(periods.cohort_grain as {{ text_type() }}) as cohort_grain,
-    periods.cohort_start,
-    periods.period_number,
-    cast(periods.cohort_size as bigint) as cohort_size,
-    cast(coalesce(retained.retained_persons, 0) as bigint) as retained_persons,
-    cast(cast(coalesce(retained.retained_persons, 0) as {{ numeric_type() }}) / periods.cohort_size as numeric(20, 6))
-        as retention_rate,
-    cast(unbounded.unbounded_retained_persons as bigint) as unbounded_retained_persons,
-    cast(cast(unbounded.unbounded_retained_persons as {{ numeric_type() }}) / periods.cohort_size as numeric(20, 6))
+    cast(cohort_grain as {{ text_type() }}) as cohort_grain,
+    cohort_start,
+    period_number,
+    cast(cohort_size as bigint) as cohort_size,
+    cast(retained_persons as bigint) as retained_persons,
+    cast(cast(retained_persons as {{ numeric_type() }}) / cohort_size as numeric(20, 6)) as retention_rate,
+    cast(unbounded_retained_persons as bigint) as unbounded_retained_persons,
+    cast(cast(unbounded_retained_persons as {{ numeric_type() }}) / cohort_size as numeric(20, 6))
         as unbounded_retention_rate,
     {{ built_at() }} as _built_at
-from periods
-left join retained
-    on
-        periods.cohort_grain = retained.cohort_grain
-        and periods.cohort_start = retained.cohort_start
-        and periods.period_number = retained.period_number
-inner join unbounded
-    on
-        periods.cohort_grain = unbounded.cohort_grain
-        and periods.cohort_start = unbounded.cohort_start
-        and periods.period_number = unbounded.period_number
+from cells
