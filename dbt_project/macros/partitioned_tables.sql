@@ -43,7 +43,7 @@
     {#- `bounds` (the name of a macro that returns a query of the first and last date the rows can have, e.g.
         min/max of an indexed column): the partitions of every date between them, the rows straight in, the
         partitions left empty dropped -#}
-    {{ create_partitions_between(relation, context[partition_by['bounds']]()) }}
+    {{ create_partitions_between(relation, context[partition_by['bounds']](), column) }}
 
     insert into {{ relation }} ({{ adapter.dispatch('get_column_names', 'dbt')() }})
     {{ sql }};
@@ -133,28 +133,14 @@ $$;
 
 
 {#- One partition per date from the first to the last date `bounds` (a query of two dates) returns. -#}
-{% macro create_partitions_between(relation, bounds) -%}
-{%- set relation = relation.include(database=false) -%}
-do $$
-declare
-    first_day date;
-    last_day date;
-    day date;
-begin
-    execute {{ "$bounds$" ~ bounds ~ "$bounds$" }} into first_day, last_day;
-    day := first_day;
-    while day <= last_day loop
-        execute format(
-            'create table %I.%I partition of {{ relation }} for values from (%L) to (%L)',
-            '{{ relation.schema }}',
-            '{{ relation.identifier }}_p' || to_char(day, 'YYYYMMDD'),
-            day,
-            day + 1
-        );
-        day := day + 1;
-    end loop;
-end
-$$;
+{% macro create_partitions_between(relation, bounds, column) -%}
+  {%- set dates -%}
+    (
+        select cast(generate_series(bounds.first_day, bounds.last_day, interval '1 day') as date) as {{ adapter.quote(column) }}
+        from ({{ bounds }}) as bounds (first_day, last_day)
+    ) as dates
+  {%- endset -%}
+  {{ create_date_partitions(relation, dates, column) }}
 {%- endmacro %}
 
 
