@@ -1,7 +1,8 @@
 """`analyticspro realtime` (warehouse/follow.py) and the hot metrics' read tracking, each in its own database.
 
-- The follower loads a new object on its next look and Redis holds the numbers computed by hand; a look with
-  nothing new loads nothing; while it runs, the bucket sensor leaves new objects to it.
+- The follower loads a new object (a folder's, an S3 prefix's) or new stream records on its next look and Redis
+  holds the numbers computed by hand; a look with nothing new loads nothing; while it runs, the bucket sensor
+  leaves new objects to it.
 - A load that commits after a newer one (an interrupted run's package, finished by the next run under its older
   load id) is still folded in, once.
 """
@@ -185,3 +186,22 @@ def test_the_follower_loads_new_stream_records_on_its_next_look(isolated, aws_en
     assert _metrics(client, keys, at.date())[:2] == ("9", "4")
     assert follower.tick().stored == 0  # everything committed: nothing read twice
     assert _metrics(client, keys, at.date())[:2] == ("9", "4")
+
+
+def test_the_follower_loads_a_new_s3_object_on_its_next_look(isolated, aws_endpoint):
+    settings, client, _ = isolated
+    keys = HotKeys(settings.redis_key_prefix)
+    s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="live-events")
+    follower = Follower(["s3://live-events/firehose"], interval=1, settings=settings)
+    assert follower.tick().objects == 0  # an empty prefix
+
+    at = _recent()
+    body = gzip.compress(
+        "".join(json.dumps(_event("page", f"s{i}", at, anonymousId=f"sv-{i % 2}")) + "\n" for i in range(5)).encode()
+    )
+    s3.put_object(Bucket="live-events", Key=f"firehose/events/{at:%Y/%m/%d/%H}/batch-1.jsonl.gz", Body=body)
+    tick = follower.tick()
+    assert (tick.objects, tick.stored, tick.loads) == (1, 5, 1)
+    assert _metrics(client, keys, at.date())[:2] == ("5", "2")
+    assert follower.tick().objects == 0  # loaded: the next look lists it as loaded
