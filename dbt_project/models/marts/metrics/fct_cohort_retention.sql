@@ -155,37 +155,30 @@ changes as (
 
 ),
 
--- every cell of those cohorts, its counts plus the differences: members at period 0 change every period's size,
--- a last active period at k or later changes the unbounded count at n <= k
+-- every cell of those cohorts, its counts plus the differences: members (recorded at period 0) change every
+-- period's size, a last active period at k changes the unbounded counts at n <= k (a sum from the last period down)
 updated as (
 
     select
         stored.cohort_grain,
         stored.cohort_start,
         stored.period_number,
-        stored.cohort_size + coalesce((
-            select sum(cohort.members) from changes as cohort
-            where cohort.cohort_grain = stored.cohort_grain and cohort.cohort_start = stored.cohort_start
-        ), 0) as cohort_size,
-        stored.unbounded_retained_persons + coalesce((
-            select sum(later.last_active) from changes as later
-            where
-                later.cohort_grain = stored.cohort_grain
-                and later.cohort_start = stored.cohort_start
-                and later.period_number >= stored.period_number
-        ), 0) as unbounded_retained_persons,
-        stored.retained_persons + coalesce((
-            select sum(cell.active) from changes as cell
-            where
-                cell.cohort_grain = stored.cohort_grain
-                and cell.cohort_start = stored.cohort_start
-                and cell.period_number = stored.period_number
-        ), 0) as retained_persons
+        stored.cohort_size + sum(coalesce(changes.members, 0)) over by_cohort as cohort_size,
+        stored.unbounded_retained_persons
+        + sum(coalesce(changes.last_active, 0)) over (by_cohort order by stored.period_number desc)
+            as unbounded_retained_persons,
+        stored.retained_persons + coalesce(changes.active, 0) as retained_persons
     from {{ this }} as stored
+    left join changes
+        on
+            stored.cohort_grain = changes.cohort_grain
+            and stored.cohort_start = changes.cohort_start
+            and stored.period_number = changes.period_number
     where exists (
-        select from changes
-        where changes.cohort_grain = stored.cohort_grain and changes.cohort_start = stored.cohort_start
+        select from changes as cohort
+        where cohort.cohort_grain = stored.cohort_grain and cohort.cohort_start = stored.cohort_start
     )
+    window by_cohort as (partition by stored.cohort_grain, stored.cohort_start)
 
 ),
 
