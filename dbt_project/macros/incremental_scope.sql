@@ -104,6 +104,24 @@
 {%- endmacro %}
 
 
+{#- The persons who lost events among the fct_events rows of the CTE `changed` (person_id, anonymous_id, event_at),
+    with the time of the earliest: the anonymous id a re-stitched event counted under before, when it has rows in
+    the calling model (`this`, indexed on person_id; one without rows, the usual case since every event of an
+    identified user carries their anonymous id, has nothing to recompute), and the user id an anonymous id was
+    mapped to before a late, earlier identify re-mapped it. -#}
+{% macro persons_who_lost_events(changed) -%}
+      select {{ changed }}.anonymous_id as person_id, {{ changed }}.event_at as first_changed_at from {{ changed }}
+      where
+          {{ changed }}.anonymous_id is not null and {{ changed }}.anonymous_id <> {{ changed }}.person_id
+          and exists (select from {{ this }} as target where target.person_id = {{ changed }}.anonymous_id)
+      union all
+      select identity_map.previous_user_id, {{ changed }}.event_at
+      from {{ ref('int_identity_map') }} as identity_map
+      inner join {{ changed }} on identity_map.anonymous_id = {{ changed }}.anonymous_id
+      where identity_map.previous_user_id is not null
+{%- endmacro %}
+
+
 {#- The persons whose events changed after `since`, with the time of their earliest changed event.
     A re-stitched event also touches its previous person: the anonymous id it counted under before (when it has
     rows in the calling model, `this`, indexed on person_id), or the user id an anonymous id was mapped to before a
@@ -117,31 +135,11 @@
 
   ),
 
-  remapped as (
-
-      select
-          identity_map.previous_user_id as person_id,
-          min(changed.event_at) as first_changed_at
-      from {{ ref('int_identity_map') }} as identity_map
-      inner join changed
-          on identity_map.anonymous_id = changed.anonymous_id
-      where identity_map.previous_user_id is not null
-      group by identity_map.previous_user_id
-
-  ),
-
   candidates as (
 
       select person_id, event_at as first_changed_at from changed
       union all
-      -- an anonymous id that has rows in this model lost the events stitched away from it; one that has none (the
-      -- usual case: every event of an identified user carries their anonymous id) has nothing to recompute
-      select anonymous_id, event_at from changed
-      where
-          anonymous_id is not null and anonymous_id <> person_id
-          and exists (select from {{ this }} as target where target.person_id = changed.anonymous_id)
-      union all
-      select person_id, first_changed_at from remapped
+      {{ persons_who_lost_events('changed') }}
 
   )
 
@@ -289,19 +287,11 @@
     group by changed.person_id;
     create temporary table {{ scope }} as
     with changed as (
-        select changed.person_id, changed.anonymous_id
+        select changed.person_id, changed.anonymous_id, changed.event_at
         from {{ ref('fct_events') }} as changed
         where {{ changed_since(since, 'changed') }}
     )
-    select changed.anonymous_id as person_id from changed
-    where
-        changed.anonymous_id is not null and changed.anonymous_id <> changed.person_id
-        and exists (select from {{ this }} as target where target.person_id = changed.anonymous_id)
-    union
-    select identity_map.previous_user_id
-    from {{ ref('int_identity_map') }} as identity_map
-    inner join changed on identity_map.anonymous_id = changed.anonymous_id
-    where identity_map.previous_user_id is not null
+    select lost.person_id from ({{ persons_who_lost_events('changed') }}) as lost
     union
     select merge.person_id
     from {{ merge }} as merge
