@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import psycopg2
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import generate
 from testing.db import rows
 from warehouse.erasure import forget
-from warehouse.lake import day_url, sync_lake
+from warehouse.lake import day_url, manifest_url, sync_lake
 
 END = date(2026, 2, 10)
 
@@ -54,9 +56,18 @@ def test_lake_holds_raw_events_by_day_and_follows_changes(own_database, tmp_path
     assert (sample["timestamp"], sample["properties"], sample["user_id"], sample["received_at"]) == expected
     assert table.schema.field("timestamp").type.tz == "UTC"
 
+    # the manifest (what Spark reads to find changed days): a row per day, as ops.lake_days
+    manifest = pq.read_table(manifest_url(lake)).to_pylist()
+    assert {(m["event_date"], m["row_count"]) for m in manifest} == set(per_day.items())
+    assert [(m["event_date"], m["written_at"]) for m in manifest] == rows(
+        settings, "select event_date, written_at from ops.lake_days order by 1"
+    )
+    manifest_written = Path(manifest_url(lake)).stat().st_mtime_ns
+
     # nothing changed: nothing written
     again = sync_lake(settings, lake, say=lambda _: None)
     assert (again.days_written, again.days_unchanged) == (0, len(per_day))
+    assert Path(manifest_url(lake)).stat().st_mtime_ns == manifest_written
 
     # rows of one day deleted (what `analyticspro forget` does), another day emptied: the first is rewritten
     # without them, the second removed
@@ -76,17 +87,19 @@ def test_lake_holds_raw_events_by_day_and_follows_changes(own_database, tmp_path
     assert len(frame) == sum(per_day.values()) - per_day[days[0]] - 3
     assert not (tmp_path / "lake" / "events" / f"event_date={days[0]}" / "events.parquet").exists()
     assert day_url(lake, days[1]).endswith(f"events/event_date={days[1]}/events.parquet")
+    manifest = {m["event_date"]: m["row_count"] for m in pq.read_table(manifest_url(lake)).to_pylist()}
+    assert days[0] not in manifest and manifest[days[1]] == per_day[days[1]] - 3
 
 
 def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
     """`analyticspro forget` rewrites the lake's files that hold the person: the events and any table a Spark build
     wrote (here a hand-made dim_users file); other people's rows stay, and the next sync writes nothing more."""
-    settings = own_database
     bucket = tmp_path / "bucket"
     lake = tmp_path / "lake"
     monkeypatch.setenv("EVENTS_BUCKET_URL", str(bucket))
     monkeypatch.setenv("EVENTS_LAKE_URL", str(lake))
-    monkeypatch.setenv("REDIS_KEY_PREFIX", f"{settings.redis_key_prefix}:{tmp_path.name}")  # forget touches Redis
+    monkeypatch.setenv("REDIS_KEY_PREFIX", f"{own_database.redis_key_prefix}:{tmp_path.name}")  # forget touches Redis
+    settings = get_settings()  # with this test's bucket (forget scrubs it)
     generate(bucket, days=5, users=80, seed=8, end_date=END)
     load_events(progress=False)
     sync_lake(settings, say=lambda _: None)

@@ -2,6 +2,8 @@
 (a folder, or s3://bucket/prefix).
 
     <EVENTS_LAKE_URL>/events/event_date=YYYY-MM-DD/events.parquet    every raw.events row of that UTC day
+    <EVENTS_LAKE_URL>/ops/lake_days/lake_days.parquet                the manifest: each day's row count, newest
+                                                                     load id and when its file was written
     <EVENTS_LAKE_URL>/marts/<model>/                                 the marts, when built by the spark engine
 
 The events files have the columns and types of the cold tier's archive files (warehouse/archive.py: the
@@ -9,6 +11,8 @@ raw.events columns; jsonb as JSON text, timestamps as UTC microseconds), so Spar
 both the same way. PostgreSQL stays the point where events are deduplicated: `sync_lake` writes each day whose
 rows changed since its last write (new loads, late events, `analyticspro forget`), as one file replaced whole
 (a rename on a folder, a single PUT on S3), so a reader never sees half a day and a re-run writes nothing new.
+The manifest (ops.lake_days, copied to the lake after every change) is how the Spark build finds the days that
+changed since it last read them, and rewrites only those partitions of fct_events.
 Days archived to the cold tier keep their lake file (the lake keeps every day; the warm window is PostgreSQL's).
 """
 
@@ -40,6 +44,15 @@ from warehouse.archive import archived_dates, table_columns
 DEFAULT_LAKE = PROJECT_ROOT / "data" / "lake"
 EVENTS_FOLDER = "events"
 FILE_NAME = "events.parquet"
+MANIFEST = "ops/lake_days/lake_days.parquet"
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("event_date", pa.date32()),
+        pa.field("row_count", pa.int64()),
+        pa.field("max_load_id", pa.string()),
+        pa.field("written_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 def lake_url(explicit: str | None = None) -> str:
@@ -50,6 +63,21 @@ def lake_url(explicit: str | None = None) -> str:
 
 def day_url(lake: str, day: date) -> str:
     return f"{lake}/{EVENTS_FOLDER}/event_date={day.isoformat()}/{FILE_NAME}"
+
+
+def manifest_url(lake: str) -> str:
+    return f"{lake}/{MANIFEST}"
+
+
+def _write_manifest(cursor, fs: Any, lake: str) -> None:
+    """ops.lake_days as the lake's manifest (one small file replaced whole): what Spark reads to find changed days."""
+    cursor.execute("select event_date, row_count, max_load_id, written_at from ops.lake_days order by event_date")
+    columns = list(zip(*cursor.fetchall(), strict=True)) or [[] for _ in MANIFEST_SCHEMA]
+    table = pa.table(
+        [pa.array(values, field.type) for values, field in zip(columns, MANIFEST_SCHEMA, strict=True)],
+        schema=MANIFEST_SCHEMA,
+    )
+    _write(fs, manifest_url(lake), table)
 
 
 @dataclass
@@ -79,6 +107,9 @@ def _write(fs: Any, url: str, table: pa.Table) -> None:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        # a file Spark wrote has Hadoop's checksum beside it (.<name>.crc), which no longer matches: without it,
+        # Hadoop reads the file unchecked
+        (folder / f".{Path(url).name}.crc").unlink(missing_ok=True)
         return
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
@@ -239,6 +270,8 @@ def sync_lake(settings: Settings, lake: str | None = None, say: Callable[[str], 
                 cursor.execute("delete from ops.lake_days where event_date = %s", (day,))
                 connection.commit()
                 result.days_removed += 1
+            if result.days_written or result.days_removed or not fs.exists(manifest_url(lake)):
+                _write_manifest(cursor, fs, lake)
     finally:
         connection.close()
     return result
