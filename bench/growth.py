@@ -1,12 +1,13 @@
-"""The growth benchmark: the same new hour built incrementally, and a full build, over three lengths of history with
-the same daily volume (BENCH_GROWTH_EVENTS, default 2.5M, 10M and 20M events at BENCH_GROWTH_PER_DAY, default
-111,111 a day: 22.5, 90 and 180 days). Incremental cost should follow the hour, not the history:
+"""The growth benchmark: the same new hour built incrementally, and a full build, over three lengths of history
+(BENCH_GROWTH_EVENTS, default 2.5M, 10M and 20M events; the largest generated over BENCH_GROWTH_PER_DAY, default
+111,111 a day on average: 180 days). Incremental cost should follow the hour, not the history:
 incremental_flatness = the largest history's incremental build / the smallest's.
 
 One dataset is generated, for the largest history (the marts benchmark's generator and bulk copy); each smaller
-history is its last N days, copied into a database of its own, so every size ends at the same moment and takes the
-same held-back hour. `BENCH_ONLY=growth make bench` runs it alone (about two hours at the default sizes) and
-writes the plot docs/growth.svg.
+history is its newest N events, copied into a database of its own, so every size ends at the same moment and takes
+the same held-back hour. `BENCH_ONLY=growth make bench` runs it alone (about an hour at the default sizes) and
+writes the plot docs/growth.svg. For profiling, BENCH_GROWTH_KEEP=1 keeps each size's database and a copy of it
+taken just before its incremental run (`<database>_before_hour`: the hour loaded, not built).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ingestion.pipeline import ensure_raw_indexes, events_pipeline
 from testing.db import own_warehouse
 
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "growth.svg"
+KEEP = bool(os.environ.get("BENCH_GROWTH_KEEP"))
 
 
 def _sizes() -> list[int]:
@@ -60,6 +62,23 @@ def _copy_history(source_url: str, target_url: str, since) -> int:
     return copied
 
 
+def _copy_database(settings, name: str, say: Callable[[str], None]) -> None:
+    """A copy of the database (CREATE DATABASE … TEMPLATE: no one else may be connected to it meanwhile)."""
+    connection = psycopg2.connect(settings.database_url_for("postgres"))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+                (settings.database_name,),
+            )
+            cursor.execute(f'drop database if exists "{name}"')
+            cursor.execute(f'create database "{name}" template "{settings.database_name}"')
+    finally:
+        connection.close()
+    say(f"kept a copy before the incremental run: {settings.database_url_for(name)}")
+
+
 def _build(settings, held_back: list[dict], say: Callable[[str], None]) -> tuple[float, float]:
     """A full dbt run, then the held-back hour loaded and an incremental run: their seconds."""
     full_s = _dbt("run")
@@ -69,6 +88,8 @@ def _build(settings, held_back: list[dict], say: Callable[[str], None]) -> tuple
     finally:
         connection.close()
     ensure_raw_indexes(events_pipeline(settings))
+    if KEEP:
+        _copy_database(settings, f"{settings.database_name}_before_hour", say)
     incremental_s = _dbt("run")
     say(f"full build {full_s:.1f} s, the new hour ({len(held_back):,} events) {incremental_s:.1f} s")
     return full_s, incremental_s
@@ -81,22 +102,30 @@ def bench_growth(say: Callable[[str], None]) -> dict:
     days = math.ceil(largest / per_day)
     say(f"sizes {', '.join(f'{n:,}' for n in sizes)} events at {per_day:,} a day; generating {days} days")
     measured: dict[int, tuple[int, float, float]] = {}
-    with own_warehouse("growth") as (settings, root):
+    with own_warehouse("growth", keep=KEEP) as (settings, root):
         base, held_back, connection = load_raw_events(settings, root, largest, days)
         with connection.cursor() as cursor:
             cursor.execute('select max("timestamp") from raw.events')
             (last,) = cursor.fetchone()
+            # each smaller history is the newest `size` events (the generator's volume grows over time, so a
+            # fixed number of days would not hold `size` events)
+            starts = {}
+            for size in sizes[:-1]:
+                cursor.execute(
+                    'select "timestamp" from raw.events order by "timestamp" desc offset %s limit 1', (size,)
+                )
+                starts[size] = cursor.fetchone()[0]
         connection.close()
         for size in sizes[:-1]:
-            since = last - timedelta(days=size / per_day)
-            with own_warehouse(f"growth_{size}") as (small, small_root):
+            since = starts[size]
+            with own_warehouse(f"growth_{size}", keep=KEEP) as (small, small_root):
                 # the loader's raw.events and dlt state, from a few of the hour's events (removed: the hour comes later)
                 _create_raw_table(small, small_root, held_back[:100])
                 with psycopg2.connect(small.database_url) as seeded, seeded.cursor() as cursor:
                     cursor.execute("delete from raw.events")
                 copied = _copy_history(settings.database_url, small.database_url, since)
                 ensure_raw_indexes(events_pipeline(small))
-                say(f"{copied:,} events ({size / per_day:.1f} days of history)")
+                say(f"{copied:,} events ({(last - since) / timedelta(days=1):.1f} days of history)")
                 full_s, incremental_s = _build(small, held_back, say)
                 measured[size] = (copied, full_s, incremental_s)
         say(f"{base:,} events ({days} days of history)")
