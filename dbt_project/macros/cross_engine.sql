@@ -234,3 +234,11 @@
 {% macro spark__double_to_decimal(expression, type) -%}
   case when {{ expression }} is not null then cast(format_string('%.15g', {{ expression }}) as {{ type }}) end
 {%- endmacro %}
+
+
+{#- The UTC date of a raw event. On Spark, raw.events is the lake, whose event_date partition folders hold each
+    event under the UTC date of its timestamp (warehouse/lake.py): the same value, and a filter on it reads only
+    those folders. -#}
+{% macro raw_event_date() %}{{ return(adapter.dispatch('raw_event_date')()) }}{% endmacro %}
+{% macro default__raw_event_date() %}cast({{ at_utc(adapter.quote('timestamp')) }} as date){% endmacro %}
+{% macro spark__raw_event_date() %}cast(event_date as date){% endmacro %}

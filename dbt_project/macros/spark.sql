@@ -6,10 +6,12 @@
   archived out of it). Models: Parquet tables at <lake>/<folder>/<model> (marts at <lake>/marts/<model>/), so
   Athena, Trino or DuckDB read the marts without Spark.
 
-  Every Spark build is a full rebuild from the lake, the usual shape of a batch job on a cluster: the
-  incremental models' PostgreSQL strategies (partitioned upserts, per-person rescoping) need row-level updates
-  that plain Parquet tables do not have, so on Spark `incremental` builds like `table`, and is_incremental()
-  is false.
+  Plain Parquet tables have no row-level updates, so on Spark a model is incremental only by whole partitions:
+  a model that sets `lake_partition_overwrite=true` (fct_events, by event_date) is rebuilt, on an incremental run,
+  for the partitions its SQL selects (the days whose lake file changed since it last read them: the lake's
+  manifest, ops.lake_days, against ops.lake_days_built), and those partitions alone are overwritten (Spark's
+  dynamic partition overwrite); every other partition's files stay as they are. The other models (persons,
+  sessions, cohorts, months) are rebuilt from the lake by `table`: on Spark is_incremental() is false for them.
 -#}
 
 {#- The lake's URL as Spark reads it: s3://… becomes s3a://… (Hadoop's S3 connector). -#}
@@ -26,7 +28,7 @@
 
 
 {% macro is_incremental() %}
-  {%- if target.type == 'spark' -%}
+  {%- if target.type == 'spark' and not config.get('lake_partition_overwrite', false) -%}
     {{ return(false) }}
   {%- endif -%}
   {{ return(dbt.is_incremental()) }}
@@ -63,7 +65,40 @@
   {{ return({'relations': [target_relation]}) }}
 {% endmacro %}
 
+{#- An incremental run of a `lake_partition_overwrite` model: INSERT OVERWRITE … PARTITION (<column>) of what the
+    model selects, in dynamic mode, so only the partitions that appear in it are replaced; then each partition the
+    model lists in `lake_partitions_removed()` (a day the lake no longer has) is overwritten with nothing. -#}
+{% macro overwrite_lake_partitions() %}
+  {%- set target_relation = this.incorporate(type='table') -%}
+  {%- set partition_by = config.get('partition_by') -%}
+  {%- set column = partition_by['column'] if partition_by is mapping else partition_by -%}
+  {%- set columns = adapter.get_columns_in_relation(target_relation) -%}
+  {%- set removed = lake_partitions_removed() -%}
+
+  {{ run_hooks(pre_hooks) }}
+  {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
+  {%- call statement('main') -%}
+    insert overwrite table {{ target_relation }} partition ({{ column }})
+    select {% for c in columns %}{{ adapter.quote(c.name) }}{{ ', ' if not loop.last }}{% endfor %}
+    from (
+    {{ compiled_code }}
+    ) as new_rows
+  {%- endcall -%}
+  {%- for value in removed -%}
+    {%- call statement('remove_' ~ loop.index) -%}
+      insert overwrite table {{ target_relation }} partition ({{ column }} = '{{ value }}')
+      select {% for c in columns if c.name != column %}cast(null as {{ c.data_type }}){{ ', ' if not loop.last }}{% endfor %}
+      where false
+    {%- endcall -%}
+  {%- endfor -%}
+  {{ run_hooks(post_hooks) }}
+  {{ return({'relations': [target_relation]}) }}
+{% endmacro %}
+
 {% materialization incremental, adapter='spark' %}
+  {%- if is_incremental() and config.get('lake_partition_overwrite', false) -%}
+    {{ return(overwrite_lake_partitions()) }}
+  {%- endif -%}
   {{ return(build_lake_table()) }}
 {% endmaterialization %}
 
@@ -92,6 +127,17 @@
     "create table if not exists ops.person_archive_history ("
     ~ person_archive_history_columns(spark_types=true) | join(', ')
     ~ ") using parquet location '" ~ lake ~ "/ops/person_archive_history'") -%}
+  {#- the lake's manifest (warehouse/lake.py writes it), and what each partition-overwrite model last read of it
+      and of the identity map -#}
+  {%- do run_query(
+    "create table if not exists ops.lake_days (event_date date, row_count bigint, max_load_id string, "
+    ~ "written_at timestamp) using parquet location '" ~ lake ~ "/ops/lake_days'") -%}
+  {%- do run_query(
+    "create table if not exists ops.lake_days_built (event_date date, written_at timestamp, model string) "
+    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_days_built'") -%}
+  {%- do run_query(
+    "create table if not exists ops.identity_built (anonymous_id string, user_id string, model string) "
+    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/identity_built'") -%}
 {%- endmacro %}
 
 
@@ -106,3 +152,72 @@
 {% macro vacuum_table(relation, analyze=false) %}{{ return(adapter.dispatch('vacuum_table')(relation, analyze)) }}{% endmacro %}
 {% macro default__vacuum_table(relation, analyze) %}vacuum{{ ' analyze' if analyze }} {{ relation }}{% endmacro %}
 {% macro spark__vacuum_table(relation, analyze) %}{% endmacro %}
+
+
+{#- Partition overwrite on Spark (see the top of this file), for a model partitioned by event_date:
+    lake_days_to_build() pins the lake's manifest for this build (a cached view <model>__lake_days, read by the
+    post-hook too, so what is recorded as built is what was read) and, on an incremental run, returns the days to
+    rebuild as ISO dates: days whose lake file was written since this model last read it, days holding events of
+    anonymous ids mapped to another person since (ops.identity_built: the map this model last used), and the days
+    from var start_date to var end_date (exclusive) when the orchestrator passes them. None on PostgreSQL, and on a
+    full build. -#}
+{% macro lake_days_to_build() %}
+  {%- if target.type != 'spark' or not execute -%}{{ return(none) }}{%- endif -%}
+  {%- set pinned = this.identifier ~ '__lake_days' -%}
+  {%- do run_query("uncache table if exists " ~ pinned) -%}
+  {%- do run_query("create or replace temporary view " ~ pinned ~ " as select event_date, written_at from ops.lake_days") -%}
+  {%- do run_query("cache table " ~ pinned) -%}
+  {%- if not is_incremental() -%}{{ return(none) }}{%- endif -%}
+  {%- set model = sql_string(this.identifier) -%}
+  {%- set query -%}
+    select cast(days.event_date as string) as event_date from {{ pinned }} as days
+    left anti join ops.lake_days_built as built
+        on built.model = {{ model }} and built.event_date = days.event_date and built.written_at = days.written_at
+    union
+    select distinct cast(events.event_date as string) from {{ source('raw', 'events') }} as events
+    left semi join (
+        select changed.anonymous_id from (
+            select anonymous_id, user_id from {{ ref('int_identity_map') }}
+            except
+            select anonymous_id, user_id from ops.identity_built where model = {{ model }}
+        ) as changed
+        union
+        select dropped.anonymous_id from (
+            select anonymous_id, user_id from ops.identity_built where model = {{ model }}
+            except
+            select anonymous_id, user_id from {{ ref('int_identity_map') }}
+        ) as dropped
+    ) as remapped on events.anonymous_id = remapped.anonymous_id
+    {%- if var('start_date', none) and var('end_date', none) %}
+    union
+    select cast(days.event_date as string) from {{ pinned }} as days
+    where days.event_date >= date '{{ var("start_date") }}' and days.event_date < date '{{ var("end_date") }}'
+    {%- endif %}
+  {%- endset -%}
+  {{ return(run_query(query).columns[0].values() | sort | list) }}
+{% endmacro %}
+
+
+{#- The partitions this model last built for days the lake no longer has (every event of the day erased). -#}
+{% macro lake_partitions_removed() %}
+  {%- set query -%}
+    select cast(built.event_date as string) from ops.lake_days_built as built
+    left anti join {{ this.identifier ~ '__lake_days' }} as days on built.event_date = days.event_date
+    where built.model = {{ sql_string(this.identifier) }}
+  {%- endset -%}
+  {{ return(run_query(query).columns[0].values() | sort | list) }}
+{% endmacro %}
+
+
+{#- Post-hooks of a partition-overwrite model: record the manifest it read and the identity map it used. -#}
+{% macro record_lake_days_built() %}
+  {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
+  insert overwrite table ops.lake_days_built partition (model = {{ sql_string(this.identifier) }})
+  select event_date, written_at from {{ this.identifier ~ '__lake_days' }}
+{% endmacro %}
+
+{% macro record_identity_built() %}
+  {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
+  insert overwrite table ops.identity_built partition (model = {{ sql_string(this.identifier) }})
+  select anonymous_id, user_id from {{ ref('int_identity_map') }}
+{% endmacro %}

@@ -9,11 +9,15 @@
 -- (autovacuum may be off or behind); an incremental build vacuums only the partitions it wrote to.
 -- A full build creates the partitions from the first to the last date of raw.events (raw_event_date_bounds:
 -- two index lookups) and inserts the rows straight into them.
+-- On Spark, an incremental run rebuilds whole days: those whose lake file changed since this model read it
+-- and those holding events of re-mapped anonymous ids (lake_days_to_build() in macros/spark.sql), and overwrites
+-- only those partitions of the lake table.
 {{ config(
     materialized='incremental',
     incremental_strategy='partitioned_upsert',
     unique_key=['message_id', 'event_date'],
     partition_by={'column': 'event_date', 'bounds': 'raw_event_date_bounds'},
+    lake_partition_overwrite=true,
     change_ignore_columns=['load_id', 'received_at', '_built_at'],
     pre_hook=["{{ collect_unread_loads() }}"],
     indexes=[
@@ -27,14 +31,18 @@
         {'sql': '{{ comment_partitions(this) }}', 'transaction': false},
         {'sql': '{{ vacuum_changed_partitions(this) }}', 'transaction': false},
         "{{ record_read_loads() }}",
+        "{{ record_lake_days_built() }}",
+        "{{ record_identity_built() }}",
     ],
 ) }}
 
-{%- set last_built_at = high_water_mark('_built_at') %}
+{%- set lake_days = lake_days_to_build() %}
+{%- set on_lake = target.type == 'spark' %}
+{%- set last_built_at = none if on_lake else high_water_mark('_built_at') %}
 
 with
 
-{%- if is_incremental() %}
+{%- if is_incremental() and not on_lake %}
 
 -- the message ids a run reads, each branch through an index (an `or` of them would scan raw.events;
 -- `= any(array(...))`: see unread_rows() in macros/incremental_scope.sql)
@@ -63,7 +71,14 @@ changed as (
 events as (
 
     select * from {{ ref('stg_segment__events') }}
-    {%- if is_incremental() %}
+    {%- if is_incremental() and on_lake %}
+        -- the lake's day partitions to rebuild, as literals: Spark reads only their files
+        {%- if lake_days %}
+            where event_date in ({% for day in lake_days %}date '{{ day }}'{{ ', ' if not loop.last }}{% endfor %})
+        {%- else %}
+            where false
+        {%- endif %}
+    {%- elif is_incremental() %}
         where message_id = any(array(select changed.message_id from changed))
     {%- endif %}
 

@@ -21,7 +21,7 @@ renamed as (
         traits,
         context,
         cast(_dlt_load_id as {{ text_type() }}) as load_id,
-        cast({{ at_utc(adapter.quote('timestamp')) }} as date) as event_date,
+        {{ raw_event_date() }} as event_date,
         cast(case
             when type = 'track' then event
             when type in ('page', 'screen') then type
