@@ -261,7 +261,8 @@
 {%- endmacro %}
 
 
-{#- Pre-hook of dim_users: the persons whose events changed after the last build, in two temporary tables.
+{#- Pre-hook of dim_users: the persons whose events changed after the last build, in temporary tables (and their
+    changed rows, <model>__changed).
     <model>__scope (person_id): recomputed from their whole history, their rows deleted here. These are the
     persons who lost events (an anonymous id whose events were stitched to a user, the user an anonymous id was
     mapped to before a re-mapping), and those whose new events include an identify at or before the time their
@@ -276,20 +277,27 @@
     {%- set since = high_water_mark('_built_at') -%}
     {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
     {%- set merge = adapter.quote(this.identifier ~ '__merge') -%}
+    {%- set changed = adapter.quote(this.identifier ~ '__changed') -%}
     drop table if exists {{ scope }};
     drop table if exists {{ merge }};
+    drop table if exists {{ changed }};
+    -- the changed fct_events rows, once, with statistics: the planner takes "_built_at after the last build" for
+    -- about no rows (fct_events' statistics predate them), and nested loops planned for one row ran the new
+    -- active days' lookups once per person (18 s instead of 0.3 s)
+    create temporary table {{ changed }} as
+    select changed.*
+    from {{ ref('fct_events') }} as changed
+    where {{ changed_since(since, 'changed') }};
+    analyze {{ changed }};
     create temporary table {{ merge }} as
     select
         changed.person_id,
         min(changed.event_at) filter (where changed.event_type = 'identify') as first_identify_at
-    from {{ ref('fct_events') }} as changed
-    where {{ changed_since(since, 'changed') }}
+    from {{ changed }} as changed
     group by changed.person_id;
     create temporary table {{ scope }} as
     with changed as (
-        select changed.person_id, changed.anonymous_id, changed.event_at
-        from {{ ref('fct_events') }} as changed
-        where {{ changed_since(since, 'changed') }}
+        select changed.person_id, changed.anonymous_id, changed.event_at from {{ changed }} as changed
     )
     select lost.person_id from ({{ persons_who_lost_events('changed') }}) as lost
     union

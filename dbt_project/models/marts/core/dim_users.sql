@@ -138,33 +138,36 @@ recomputed as (
 
 {%- if is_incremental() %}
 
--- persons who only gained events: their changed rows (through the _built_at index), aggregated and added
+-- persons who only gained events: their changed rows (the pre-hook's copy, analyzed), aggregated and added
 new_events as (
 
     select changed.*
-    from {{ ref('fct_events') }} as changed
+    from {{ adapter.quote(this.identifier ~ '__changed') }} as changed
     inner join {{ adapter.quote(this.identifier ~ '__merge') }} as merge
         on changed.person_id = merge.person_id
-    where {{ changed_since(high_water_mark('_built_at'), 'changed') }}
 
 ),
 
--- a day of new activity is a new active day unless the person had other activity that day
+-- a day of new activity is a new active day unless the person had other activity that day: one index probe of
+-- that day's partition per (person, day), as a lateral lookup (as an anti-join, the planner hashes every activity
+-- row of the history once the new rows are counted right)
 new_active_days as (
 
     select
         new_days.person_id,
         count(*) as active_days
     from (select distinct person_id, event_date from new_events where is_activity) as new_days
-    where not exists (
-        select
+    left join lateral (
+        select true as found
         from {{ ref('fct_events') }} as earlier
         where
             earlier.person_id = new_days.person_id
             and earlier.event_date = new_days.event_date
             and earlier.is_activity
             and not {{ changed_since(high_water_mark('_built_at'), 'earlier') }}
-    )
+        limit 1
+    ) as earlier on true
+    where earlier.found is null
     group by new_days.person_id
 
 ),
