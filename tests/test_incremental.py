@@ -55,6 +55,15 @@ def _put(bucket: Path, name: str, events: list[dict]) -> None:
     path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in events).encode()))
 
 
+def _copy_hours(files: list[Path], folders: list[Path], generated: Path, bucket: Path) -> None:
+    """The generated objects of these hour folders into the bucket, under the same keys."""
+    for path in files:
+        if path.parent in folders:
+            target = bucket / path.relative_to(generated)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+
+
 def _run(root: Path, *args: str) -> None:
     dbt(root, "run", *args)
 
@@ -78,11 +87,7 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     first_hours, later_hours = hours[: int(len(hours) * 0.8)], hours[int(len(hours) * 0.8) :]
 
     def copy(folders: list[Path]) -> None:
-        for path in files:
-            if path.parent in folders:
-                target = bucket / path.relative_to(root / "generated")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, target)
+        _copy_hours(files, folders, root / "generated", bucket)
 
     def load_and_run() -> None:
         load_events(progress=False)
@@ -227,11 +232,7 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         cut = int(len(hours) * 0.8)
 
         def copy(folders: list[Path]) -> None:
-            for path in files:
-                if path.parent in folders:
-                    target = bucket / path.relative_to(root / "generated")
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy(path, target)
+            _copy_hours(files, folders, root / "generated", bucket)
 
         def load_and_run(*args: str) -> set[str]:
             """Load, sync the lake, run dbt on Spark: the fct_events partitions the run rewrote."""
