@@ -225,8 +225,8 @@ def _growth_rows(n: dict) -> list[tuple[str, ...]]:
     return [
         (
             "`growth`",
-            f"a new hour ({n['hour_events']:,} events) built incrementally over {sizes} events of history at the same "
-            "daily volume (docs/growth.svg)",
+            f"a new hour ({n['hour_events']:,} events) built incrementally over {sizes} events of history (the "
+            "newest events of one generated history; docs/growth.svg)",
             " / ".join(f"{s} s" for s in n["incremental_s"]),
             "full builds: " + " / ".join(f"{s} s" for s in n["full_build_s"]),
             f"{n['incremental_flatness']}× from the smallest history to the largest ({n['events_growth']}× the "

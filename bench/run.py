@@ -26,8 +26,8 @@ Machines here are noisy, so each speed is also given as a ratio to a baseline me
   answered by the insights engine, against DuckDB with a hand-written query; the columnar copy's full build against
   taking a new hour. `BENCH_ONLY=insights make bench` runs it alone (about 20 minutes).
 - growth (bench/growth.py): a full build and a new hour's incremental build over 2.5M, 10M and 20M events of
-  history at the same daily volume (BENCH_GROWTH_EVENTS, BENCH_GROWTH_PER_DAY), and the plot docs/growth.svg;
-  `BENCH_ONLY=growth make bench` runs it alone (about two hours).
+  history, the newest events of one generated history (BENCH_GROWTH_EVENTS, BENCH_GROWTH_PER_DAY), and the plot
+  docs/growth.svg; `BENCH_ONLY=growth make bench` runs it alone (about an hour).
 
 BENCH_USERS (default 20000) and BENCH_DAYS (default 30) size the dataset; BENCH_MARTS_EVENTS (default
 10000000) and BENCH_MARTS_DAYS (default 90) the marts benchmark's (about 25 minutes at 10M events).
