@@ -161,9 +161,12 @@
     anonymous ids mapped to another person since (ops.identity_built: the map this model last used), and the days
     from var start_date to var end_date (exclusive) when the orchestrator passes them. None on PostgreSQL, and on a
     full build. -#}
+{#- The name of the view pinning the lake's manifest for this model's build. -#}
+{% macro pinned_lake_days() %}{{ return(this.identifier ~ '__lake_days') }}{% endmacro %}
+
 {% macro lake_days_to_build() %}
   {%- if target.type != 'spark' or not execute -%}{{ return(none) }}{%- endif -%}
-  {%- set pinned = this.identifier ~ '__lake_days' -%}
+  {%- set pinned = pinned_lake_days() -%}
   {%- do run_query("uncache table if exists " ~ pinned) -%}
   {%- do run_query("create or replace temporary view " ~ pinned ~ " as select event_date, written_at from ops.lake_days") -%}
   {%- do run_query("cache table " ~ pinned) -%}
@@ -202,7 +205,7 @@
 {% macro lake_partitions_removed() %}
   {%- set query -%}
     select cast(built.event_date as string) from ops.lake_days_built as built
-    left anti join {{ this.identifier ~ '__lake_days' }} as days on built.event_date = days.event_date
+    left anti join {{ pinned_lake_days() }} as days on built.event_date = days.event_date
     where built.model = {{ sql_string(this.identifier) }}
   {%- endset -%}
   {{ return(run_query(query).columns[0].values() | sort | list) }}
@@ -213,7 +216,7 @@
 {% macro record_lake_days_built() %}
   {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
   insert overwrite table ops.lake_days_built partition (model = {{ sql_string(this.identifier) }})
-  select event_date, written_at from {{ this.identifier ~ '__lake_days' }}
+  select event_date, written_at from {{ pinned_lake_days() }}
 {% endmacro %}
 
 {% macro record_identity_built() %}
