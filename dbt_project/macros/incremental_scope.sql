@@ -323,9 +323,9 @@
     anonymous id was mapped to before a re-mapping, in a temporary table <model>__scope (person_id, activity_date);
     their rows are deleted and the model re-inserts those that still have activity. (An erasure deletes the rows of
     the person itself.) -#}
-{% macro rebuild_changed_person_days() -%}
+{% macro rebuild_changed_person_days(keep_previous=false) -%}
   {%- if is_incremental() -%}
-    {%- call replace_scope(['person_id', 'activity_date']) -%}
+    {%- call replace_scope(['person_id', 'activity_date'], keep_previous) -%}
     with changed as (
         select person_id, anonymous_id, event_date
         from {{ ref('fct_events') }}

@@ -7,7 +7,9 @@
     incremental models recompute the dates and keys they feed.
     ops.cohort_changes: per retention cell, what an int_cohort_persons build changed in it (members, active
     persons, persons whose last active period it is), no ids: fct_cohort_retention adds them to its cells
-    (macros/cohort_changes.sql). -#}
+    (macros/cohort_changes.sql).
+    ops.activity_coverage_changes: per date, what an int_person_days build changed in the running sums of WAU and MAU
+    (no ids; a row without a date marks a full build): int_active_coverage adds them (macros/coverage_changes.sql). -#}
 {% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
 
 {% macro default__create_ops_tables() -%}
@@ -36,6 +38,12 @@ create table if not exists ops.cohort_changes (
     members bigint not null,
     active bigint not null,
     last_active bigint not null,
+    changed_at timestamptz not null
+);
+create table if not exists ops.activity_coverage_changes (
+    step_date date,
+    wau_step bigint not null,
+    mau_step bigint not null,
     changed_at timestamptz not null
 );
 {%- endmacro %}

@@ -1,11 +1,14 @@
 -- One row per (UTC date, person) with at least one activity event: the base of DAU/WAU/MAU and of
 -- cohort retention. Incremental: the (date, person) pairs of changed or erased events are recomputed,
 -- for the person they count under now and the one they counted under before (pre-hook
--- rebuild_changed_person_days); a pair's row depends on that date's events of that person only.
+-- rebuild_changed_person_days); a pair's row depends on that date's events of that person only. What that
+-- changed in WAU and MAU coverage is recorded in ops.activity_coverage_changes (post-hook,
+-- macros/coverage_changes.sql) for int_active_coverage.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     incremental_strategy='append',
-    pre_hook=["{{ rebuild_changed_person_days() }}"],
+    pre_hook=["{{ rebuild_changed_person_days(keep_previous=true) }}"],
+    post_hook=["{{ record_coverage_changes() }}"],
     indexes=[{'columns': ['activity_date']}, {'columns': ['person_id']}],
 ) }}
 

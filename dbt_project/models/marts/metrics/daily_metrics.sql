@@ -1,9 +1,8 @@
 -- Daily product metrics in long form: one row per (date, metric_name) for every UTC date from the
 -- first event to the last, zeros included. Definitions: docs/metrics.md and _metrics__models.yml.
 -- Incremental: every date from the earliest date touched by changed, erased events or rebuilt sessions to
--- the last date is recomputed (WAU/MAU of later dates depend on earlier days). For up to a week of such
--- dates (an hourly run: today, perhaps yesterday) WAU and MAU are counted directly per date from the person-
--- days of the 7 and 30 days up to it; for more, by the running sum of steps below.
+-- the last date is recomputed (WAU/MAU of later dates depend on earlier days). WAU and MAU come from
+-- int_active_coverage, which keeps them by differences.
 -- depends_on: {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
@@ -27,22 +26,15 @@
 
 {%- set first_date = none %}
 {%- set nothing_changed = false %}
-{%- set by_date = false %}
 {%- if execute and is_incremental() %}
     {%- set since = high_water_mark('_built_at') %}
     {%- set dates = run_query(
         "select least((select min(event_date) from " ~ ref('fct_events') ~ " where " ~ changed_since(since) ~ "), "
         ~ "(select min(session_date) from " ~ ref('fct_sessions') ~ " where " ~ changed_since(since) ~ "), "
-        ~ "(select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))::text, "
-        ~ "(select max(event_date) from " ~ ref('int_event_days') ~ ")::text"
+        ~ "(select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))::text"
     ) %}
     {%- set first_date = dates.columns[0].values()[0] %}
-    {%- set last_date = dates.columns[1].values()[0] %}
     {%- set nothing_changed = first_date is none %}
-    {#- a few dates: WAU and MAU counted per date (cost: the person-days of 30 days, whatever the history) -#}
-    {%- set by_date = first_date is not none and last_date is not none and (
-        modules.datetime.date.fromisoformat(last_date) - modules.datetime.date.fromisoformat(first_date)
-    ).days < 7 %}
 {%- endif %}
 
 {#- the first date recomputed, as a literal when known (the planner then reads the date indexes) -#}
@@ -78,94 +70,6 @@ calendar as (
     {%- if nothing_changed %}
         where false
     {%- endif %}
-
-),
-
-{%- if by_date %}
-
--- WAU (MAU) of each date: the persons with an active day in the 7 (30) days up to it, every date in one pass
--- over the person-days of the window
-{%- set first = modules.datetime.date.fromisoformat(first_date) %}
-{%- set window_dates = [] %}
-{%- for offset in range((modules.datetime.date.fromisoformat(last_date) - first).days + 1) %}
-    {%- do window_dates.append((first + modules.datetime.timedelta(days=offset)).isoformat()) %}
-{%- endfor %}
-active_by_person as (
-
-    select
-        {%- for day in window_dates %}
-            bool_or(activity_date between date '{{ day }}' - 6 and date '{{ day }}') as wau_{{ loop.index }},
-            bool_or(activity_date between date '{{ day }}' - 29 and date '{{ day }}') as mau_{{ loop.index }},
-        {%- endfor %}
-        person_id
-    from {{ ref('int_person_days') }}
-    where activity_date between date '{{ first_date }}' - 29 and date '{{ last_date }}'
-    group by person_id
-
-),
-
-coverage_by_date as (
-
-    {%- for day in window_dates %}
-        select
-            date '{{ day }}' as date,
-            count(*) filter (where wau_{{ loop.index }}) as wau,
-            count(*) filter (where mau_{{ loop.index }}) as mau
-        from active_by_person
-        {{- '\n        union all' if not loop.last }}
-    {%- endfor %}
-
-),
-
-{%- endif %}
-
--- (the running sum of steps, for more dates; not evaluated when unused)
-person_days as (
-
-    select
-        person_days.person_id,
-        person_days.activity_date,
-        lead(person_days.activity_date) over (
-            partition by person_days.person_id order by person_days.activity_date
-        ) as next_activity_date
-    from {{ ref('int_person_days') }} as person_days
-    where person_days.activity_date >= (select bounds.first_date - 29 from bounds)
-
-),
-
--- A person counts in WAU (MAU) on every date within 6 (29) days after one of their active days.
--- Each active day covers the dates up to that horizon or up to the person's next active day,
--- whichever comes first, so a person is counted once per date: a running sum of +1/-1 steps.
-coverage_steps as (
-
-    select
-        activity_date as step_date,
-        1 as wau_step,
-        1 as mau_step
-    from person_days
-    union all
-    select
-        least(activity_date + 7, next_activity_date) as step_date,
-        -1 as wau_step,
-        0 as mau_step
-    from person_days
-    union all
-    select
-        least(activity_date + 30, next_activity_date) as step_date,
-        0 as wau_step,
-        -1 as mau_step
-    from person_days
-
-),
-
-coverage as (
-
-    select
-        step_date,
-        sum(sum(wau_step)) over (order by step_date) as wau,
-        sum(sum(mau_step)) over (order by step_date) as mau
-    from coverage_steps
-    group by step_date
 
 ),
 
@@ -254,21 +158,8 @@ filled as (
     select
         calendar.date,
         coalesce(dau.dau, 0) as dau,
-        {%- if by_date %}
-            coalesce(coverage_by_date.wau, 0) as wau,
-            coalesce(coverage_by_date.mau, 0) as mau,
-        {%- else %}
-            coalesce((
-                select coverage.wau from coverage
-                where coverage.step_date <= calendar.date
-                order by coverage.step_date desc limit 1
-            ), 0) as wau,
-            coalesce((
-                select coverage.mau from coverage
-                where coverage.step_date <= calendar.date
-                order by coverage.step_date desc limit 1
-            ), 0) as mau,
-        {%- endif %}
+        coalesce(coverage.wau, 0) as wau,
+        coalesce(coverage.mau, 0) as mau,
         coalesce(event_days.signups, 0) as signups,
         coalesce(new_people.new_people, 0) as new_people,
         coalesce(event_days.activity_events, 0) as events,
@@ -284,9 +175,7 @@ filled as (
     left join event_days on calendar.date = event_days.event_date
     left join new_people on calendar.date = new_people.first_activity_date
     left join sessions on calendar.date = sessions.session_date
-    {%- if by_date %}
-        left join coverage_by_date on calendar.date = coverage_by_date.date
-    {%- endif %}
+    left join {{ ref('int_active_coverage') }} as coverage on calendar.date = coverage.date
 
 ),
 
