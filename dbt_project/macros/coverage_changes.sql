@@ -14,19 +14,19 @@
 -#}
 
 {#- +1/-1 steps (step_date, wau_step, mau_step) of the active days in `person_days` (a select of person_id,
-    activity_date). least() ignores a null next day (the person's last active day). -#}
+    activity_date), each day read once: +1 on it, -1 where its WAU and its MAU coverage end. least() ignores a null
+    next day (the person's last active day). -#}
 {% macro coverage_steps(person_days) -%}
-    select activity_date as step_date, 1 as wau_step, 1 as mau_step from ({{ person_days }}) as days_plain
-    union all
-    select least(activity_date + 7, next_activity_date), -1, 0 from (
+    select step.step_date, step.wau_step, step.mau_step
+    from (
         select activity_date, lead(activity_date) over (partition by person_id order by activity_date) as next_activity_date
-        from ({{ person_days }}) as days_wau
-    ) as wau_ends
-    union all
-    select least(activity_date + 30, next_activity_date), 0, -1 from (
-        select activity_date, lead(activity_date) over (partition by person_id order by activity_date) as next_activity_date
-        from ({{ person_days }}) as days_mau
-    ) as mau_ends
+        from ({{ person_days }}) as person_days
+    ) as days
+    cross join {{ lateral_rows([
+        ['days.activity_date', '1', '1'],
+        ['least(days.activity_date + 7, days.next_activity_date)', '-1', '0'],
+        ['least(days.activity_date + 30, days.next_activity_date)', '0', '-1'],
+    ], 'step', ['step_date', 'wau_step', 'mau_step']) }}
 {%- endmacro %}
 
 
