@@ -6,8 +6,9 @@ incremental_flatness = the largest history's incremental build / the smallest's.
 One dataset is generated, for the largest history (the marts benchmark's generator and bulk copy); each smaller
 history is its newest N events, copied into a database of its own, so every size ends at the same moment and takes
 the same held-back hour. `BENCH_ONLY=growth make bench` runs it alone (about an hour at the default sizes) and
-writes the plot docs/growth.svg. For profiling, BENCH_GROWTH_KEEP=1 keeps each size's database and a copy of it
-taken just before its incremental run (`<database>_before_hour`: the hour loaded, not built).
+writes the plot docs/growth.svg. For profiling, BENCH_GROWTH_KEEP keeps a copy of a size's database taken just before
+its incremental run (`<database>_before_hour`: the hour loaded, not built): `1` for every size, or a comma-separated
+list of sizes (the 20M copy alone is about 30 GB).
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from ingestion.pipeline import ensure_raw_indexes, events_pipeline
 from testing.db import own_warehouse
 
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "growth.svg"
-KEEP = bool(os.environ.get("BENCH_GROWTH_KEEP"))
+KEEP = os.environ.get("BENCH_GROWTH_KEEP", "").strip()
+
+
+def _keeps(size: int) -> bool:
+    """Whether BENCH_GROWTH_KEEP asks for this size's before-hour copy (`1`: every size; else a list of sizes)."""
+    if KEEP == "1":
+        return True
+    return size in {int(float(part)) for part in KEEP.split(",") if part.strip()}
 
 
 def _sizes() -> list[int]:
@@ -79,7 +87,7 @@ def _copy_database(settings, name: str, say: Callable[[str], None]) -> None:
     say(f"kept a copy before the incremental run: {settings.database_url_for(name)}")
 
 
-def _build(settings, held_back: list[dict], say: Callable[[str], None]) -> tuple[float, float]:
+def _build(settings, held_back: list[dict], say: Callable[[str], None], keep: bool) -> tuple[float, float]:
     """A full dbt run, then the held-back hour loaded and an incremental run: their seconds."""
     full_s = _dbt("run")
     connection = psycopg2.connect(settings.database_url)
@@ -88,7 +96,7 @@ def _build(settings, held_back: list[dict], say: Callable[[str], None]) -> tuple
     finally:
         connection.close()
     ensure_raw_indexes(events_pipeline(settings))
-    if KEEP:
+    if keep:
         _copy_database(settings, f"{settings.database_name}_before_hour", say)
     incremental_s = _dbt("run")
     say(f"full build {full_s:.1f} s, the new hour ({len(held_back):,} events) {incremental_s:.1f} s")
@@ -102,7 +110,7 @@ def bench_growth(say: Callable[[str], None]) -> dict:
     days = math.ceil(largest / per_day)
     say(f"sizes {', '.join(f'{n:,}' for n in sizes)} events at {per_day:,} a day; generating {days} days")
     measured: dict[int, tuple[int, float, float]] = {}
-    with own_warehouse("growth", keep=KEEP) as (settings, root):
+    with own_warehouse("growth") as (settings, root):
         base, held_back, connection = load_raw_events(settings, root, largest, days)
         with connection.cursor() as cursor:
             cursor.execute('select max("timestamp") from raw.events')
@@ -118,7 +126,7 @@ def bench_growth(say: Callable[[str], None]) -> dict:
         connection.close()
         for size in sizes[:-1]:
             since = starts[size]
-            with own_warehouse(f"growth_{size}", keep=KEEP) as (small, small_root):
+            with own_warehouse(f"growth_{size}") as (small, small_root):
                 # the loader's raw.events and dlt state, from a few of the hour's events (removed: the hour comes later)
                 _create_raw_table(small, small_root, held_back[:100])
                 with psycopg2.connect(small.database_url) as seeded, seeded.cursor() as cursor:
@@ -126,10 +134,10 @@ def bench_growth(say: Callable[[str], None]) -> dict:
                 copied = _copy_history(settings.database_url, small.database_url, since)
                 ensure_raw_indexes(events_pipeline(small))
                 say(f"{copied:,} events ({(last - since) / timedelta(days=1):.1f} days of history)")
-                full_s, incremental_s = _build(small, held_back, say)
+                full_s, incremental_s = _build(small, held_back, say, _keeps(size))
                 measured[size] = (copied, full_s, incremental_s)
         say(f"{base:,} events ({days} days of history)")
-        full_s, incremental_s = _build(settings, held_back, say)
+        full_s, incremental_s = _build(settings, held_back, say, _keeps(largest))
         measured[largest] = (base, full_s, incremental_s)
 
     events = [measured[size][0] for size in sizes]
