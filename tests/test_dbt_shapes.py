@@ -16,6 +16,8 @@ FUNNEL_MODELS = {
     "int_funnel_persons": ["funnel_name", "definition_hash", "person_id", "step_index", "step_name", "entry_at",
                            "cohort_date", "entry_message_id", "entry_attributes", "reached_at",
                            "seconds_from_previous", "_built_at"],
+    "int_funnel_breakdown_persons": ["funnel_name", "definition_hash", "person_id", "cohort_date", "steps_reached",
+                                     "breakdown_by", "breakdown_value", "_built_at"],
 }  # fmt: skip
 
 

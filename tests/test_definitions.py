@@ -50,6 +50,9 @@ def test_every_asset_and_its_upstream(defs):
         "intermediate/int_mrr_changes": [fct],
         "intermediate/int_funnel_events": [fct],
         "intermediate/int_funnel_persons": sorted([*persons, "intermediate/int_funnel_events"]),
+        "intermediate/int_funnel_breakdown_persons": sorted(
+            [*persons, "analytics/dim_users", "intermediate/int_funnel_persons"]
+        ),
         "analytics/fct_sessions": persons,
         "analytics/dim_users": [*persons, "ops/person_archive_history"],
         "analytics/dim_event_properties": [fct],
@@ -66,7 +69,7 @@ def test_every_asset_and_its_upstream(defs):
             ]
         ),
         "analytics/fct_funnel_steps": ["intermediate/int_event_days", "intermediate/int_funnel_persons"],
-        "analytics/fct_funnel_breakdown": ["analytics/dim_users", "intermediate/int_funnel_persons"],
+        "analytics/fct_funnel_breakdown": ["intermediate/int_funnel_breakdown_persons"],
         "analytics/fct_cohort_retention": ["intermediate/int_cohort_persons", "intermediate/int_event_days"],
         "analytics/fct_mrr": sorted([*persons, "intermediate/int_event_days", "intermediate/int_mrr_changes"]),
         "analytics/revenue_monthly": ["analytics/fct_mrr", "intermediate/int_event_days"],

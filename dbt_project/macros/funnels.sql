@@ -145,29 +145,16 @@
 {%- endmacro %}
 
 
-{#- Pre-hook of fct_funnel_steps and fct_funnel_breakdown: the (funnel_name, cohort_date) keys to recompute, in a
-    temporary table <model>__scope, and their rows deleted: keys of int_funnel_persons rows written after the last
-    build; keys whose stored entries (step 1 persons) differ from int_funnel_persons' now (someone left); for the
-    steps, keys of the calendar (every configured funnel x every date from the first event to the last) that have no
-    rows and stored keys outside it; for the breakdown (`breakdown`), keys of persons whose dim_users row changed. -#}
-{% macro rebuild_changed_funnel_cohorts(breakdown=false) -%}
+{#- Pre-hook of fct_funnel_steps: the (funnel_name, cohort_date) keys to recompute, in a temporary table
+    <model>__scope, and their rows deleted: keys of int_funnel_persons rows written after the last build; keys whose
+    stored entries (step 1 persons) differ from int_funnel_persons' now (someone left); keys of the calendar (every
+    configured funnel x every date from the first event to the last) that have no rows and stored keys outside it. -#}
+{% macro rebuild_changed_funnel_cohorts() -%}
   {%- if is_incremental() -%}
     {%- set since = high_water_mark('_built_at') -%}
     {%- call replace_scope(['funnel_name', 'cohort_date']) -%}
     with stored as (
-        {%- if breakdown %}
-        -- per dimension, the step-1 persons add up to the key's entries
-        select funnel_name, cohort_date, min(entries) as entries
-        from (
-            select funnel_name, cohort_date, breakdown_by, sum(persons) as entries
-            from {{ this }}
-            where step_index = 1
-            group by funnel_name, cohort_date, breakdown_by
-        ) as per_dimension
-        group by funnel_name, cohort_date
-        {%- else %}
         select funnel_name, cohort_date, persons as entries from {{ this }} where step_index = 1
-        {%- endif %}
     ),
     members as (
         select funnel_name, cohort_date, count(*) as entries
@@ -182,14 +169,6 @@
     full outer join members
         on stored.funnel_name = members.funnel_name and stored.cohort_date = members.cohort_date
     where coalesce(stored.entries, 0) <> coalesce(members.entries, 0)
-    {%- if breakdown %}
-    union
-    -- the entries of persons whose traits changed (dim_users._traits_changed_at)
-    select reached.funnel_name, reached.cohort_date
-    from {{ ref('int_funnel_persons') }} as reached
-    inner join {{ ref('dim_users') }} as people on reached.person_id = people.person_id
-    where reached.step_index = 1 and people._traits_changed_at > {{ "cast('" ~ since ~ "' as timestamptz)" if since else "'-infinity'" }}
-    {%- else %}
     union
     select coalesce(stored.funnel_name, expected.funnel_name), coalesce(stored.cohort_date, expected.cohort_date)
     from (select distinct funnel_name, cohort_date from {{ this }}) as stored
@@ -200,7 +179,6 @@
     ) as expected
         on stored.funnel_name = expected.funnel_name and stored.cohort_date = expected.cohort_date
     where stored.funnel_name is null or expected.funnel_name is null
-    {%- endif %}
     {%- endcall -%}
   {%- endif -%}
 {%- endmacro %}

@@ -9,7 +9,10 @@
     persons, persons whose last active period it is), no ids: fct_cohort_retention adds them to its cells
     (macros/cohort_changes.sql).
     ops.activity_coverage_changes: per date, what an int_person_days build changed in the running sums of WAU and MAU
-    (no ids; a row without a date marks a full build): int_active_coverage adds them (macros/coverage_changes.sql). -#}
+    (no ids; a row without a date marks a full build): int_active_coverage adds them (macros/coverage_changes.sql).
+    ops.funnel_breakdown_changes: per funnel breakdown cell and furthest step reached, what an
+    int_funnel_breakdown_persons build changed in it (no ids; a row without a dimension marks a funnel, or with no
+    funnel every funnel, to recount): fct_funnel_breakdown adds them (macros/funnel_breakdown_changes.sql). -#}
 {% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
 
 {% macro default__create_ops_tables() -%}
@@ -44,6 +47,15 @@ create table if not exists ops.activity_coverage_changes (
     step_date date,
     wau_step bigint not null,
     mau_step bigint not null,
+    changed_at timestamptz not null
+);
+create table if not exists ops.funnel_breakdown_changes (
+    funnel_name text,
+    breakdown_by text,
+    breakdown_value text,
+    cohort_date date,
+    steps_reached integer,
+    persons bigint not null,
     changed_at timestamptz not null
 );
 {%- endmacro %}

@@ -2,25 +2,20 @@
 -- trait from dim_users, or a column or property of the entry event) and every value of it, the
 -- persons reaching each step per cohort date. Rows exist for every step of every
 -- (dimension, value, cohort date) that had at least one entry; a missing value is '(none)'.
--- Incremental: the (funnel, cohort date) keys a run can change are recomputed whole (pre-hook
--- rebuild_changed_funnel_cohorts; the YAML says which and why that is exact).
+-- Counted from int_funnel_breakdown_persons (one row per funnel, person and dimension). Incremental: the
+-- differences int_funnel_breakdown_persons recorded since the last build (ops.funnel_breakdown_changes) are added to
+-- the stored cells; what they cannot see is recounted whole (pre-hook rebuild_changed_breakdown_cells).
+-- macros/funnel_breakdown_changes.sql says why that is exact.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    pre_hook=["{{ rebuild_changed_funnel_cohorts(breakdown=true) }}"],
+    pre_hook=["{{ rebuild_changed_breakdown_cells() }}"],
+    post_hook=["{{ prune_funnel_breakdown_changes() }}"],
 ) }}
 
+{%- set group_keys = 'funnel_name, breakdown_by, breakdown_value, cohort_date' %}
+
 with
-
-reached as (
-
-    select reached.* from {{ ref('int_funnel_persons') }} as reached
-    {%- if is_incremental() %}
-        inner join {{ adapter.quote(this.identifier ~ '__scope') }} as scope
-            on reached.funnel_name = scope.funnel_name and reached.cohort_date = scope.cohort_date
-    {%- endif %}
-
-),
 
 steps as (
 
@@ -28,64 +23,43 @@ steps as (
 
 ),
 
--- one row per funnel and person: cohort, how far they got, and their entry event's attributes
-entries as (
-
-    select
-        funnel_name,
-        person_id,
-        min(cohort_date) as cohort_date,
-        max(step_index) as steps_reached,
-        {{ first_by('entry_attributes', 'step_index', filter='step_index = 1') }} as entry_attributes
-    from reached
-    group by funnel_name, person_id
-
-),
-
--- one join with dim_users, then one row per configured dimension (a lateral VALUES list)
-labelled as (
-
-    {%- set selects = [] %}
-    {%- for funnel in funnels() if funnel.get('breakdowns') %}
-        {%- set dimensions = [] %}
-        {%- for dimension in funnel['breakdowns'] %}
-            {%- do dimensions.append(
-                ["'" ~ dimension ~ "'", "cast(" ~ funnel_breakdown_expression(dimension) ~ " as " ~ text_type() ~ ")"]) %}
-        {%- endfor %}
-        {%- do selects.append(
-            "select entries.funnel_name, entries.cohort_date, entries.steps_reached, dimension.breakdown_by, "
-            ~ "coalesce(dimension.breakdown_value, '(none)') as breakdown_value "
-            ~ "from entries "
-            ~ "left join " ~ ref('dim_users') ~ " as people on entries.person_id = people.person_id "
-            ~ "cross join " ~ lateral_rows(dimensions, 'dimension', ['breakdown_by', 'breakdown_value']) ~ " "
-            ~ "where entries.funnel_name = " ~ funnel_name_literal(funnel)
-        ) %}
-    {%- endfor %}
-    {%- if selects %}
-        {{ selects | join('\n        union all\n        ') }}
-    {%- else %}
-        select
-            cast(null as {{ text_type() }}) as funnel_name,
-            cast(null as date) as cohort_date,
-            0 as steps_reached,
-            cast(null as {{ text_type() }}) as breakdown_by,
-            cast(null as {{ text_type() }}) as breakdown_value
-        where false
-    {%- endif %}
-
-),
-
+-- per group (funnel, dimension, value, cohort date), persons by the furthest step they reached
 grouped as (
 
-    select
-        funnel_name,
-        breakdown_by,
-        breakdown_value,
-        cohort_date,
-        steps_reached,
-        count(*) as persons
-    from labelled
-    group by funnel_name, breakdown_by, breakdown_value, cohort_date, steps_reached
+    select {{ group_keys }}, steps_reached, sum(persons) as persons
+    from (
+        select {{ group_keys }}, steps_reached, count(*) as persons
+        from {{ ref('int_funnel_breakdown_persons') }}
+        {%- if is_incremental() %}
+            where (funnel_name, cohort_date) in (
+                select scope.funnel_name, scope.cohort_date
+                from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+            )
+        {%- endif %}
+        group by {{ group_keys }}, steps_reached
+        {%- if is_incremental() %}
+            union all
+            -- the groups with differences: their stored persons at step k less those at k + 1 reached k at most
+            select
+                {{ group_keys }},
+                step_index as steps_reached,
+                persons - coalesce(lead(persons) over (partition by {{ group_keys }} order by step_index), 0)
+            from {{ adapter.quote(this.identifier ~ '__previous') }}
+            union all
+            select {{ group_keys }}, steps_reached, persons from {{ adapter.quote(this.identifier ~ '__changes') }}
+        {%- endif %}
+    ) as counts
+    group by {{ group_keys }}, steps_reached
+
+),
+
+-- the groups with persons: one none of whose persons is left has no rows
+entered as (
+
+    select {{ group_keys }}
+    from grouped
+    group by {{ group_keys }}
+    having sum(persons) > 0
 
 ),
 
@@ -101,6 +75,12 @@ grid as (
         steps.step_name,
         coalesce(sum(grouped.persons) filter (where grouped.steps_reached >= steps.step_index), 0) as persons
     from grouped
+    inner join entered
+        on
+            grouped.funnel_name = entered.funnel_name
+            and grouped.breakdown_by = entered.breakdown_by
+            and grouped.breakdown_value = entered.breakdown_value
+            and grouped.cohort_date = entered.cohort_date
     inner join steps
         on grouped.funnel_name = steps.funnel_name
     group by
