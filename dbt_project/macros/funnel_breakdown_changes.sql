@@ -17,45 +17,18 @@
   erasure (which deletes rows outside dbt), the cohorts whose stored entries no longer match the persons.
 -#}
 
-{#- The (funnel name, definition hash) of every configured funnel with breakdowns. -#}
-{% macro breakdown_funnels() -%}
-  {%- set pairs = [] -%}
-  {%- for funnel in funnels() if funnel.get('breakdowns') -%}
-    {%- do pairs.append((funnel['name'], funnel_hash(funnel))) -%}
-  {%- endfor -%}
-  {{ return(pairs) }}
-{%- endmacro %}
-
-
-{#- The distinct values of `columns` (a btree index on them leads) in `relation`, by a loose index scan: one index
-    probe per distinct value, so milliseconds however many rows there are (PostgreSQL only). -#}
-{% macro distinct_index_values(relation, columns) -%}
-  {%- set tuple = columns | join(', ') -%}
-  {%- set result = run_query(
-      "with recursive found (" ~ tuple ~ ") as ("
-      ~ " (select " ~ tuple ~ " from " ~ relation ~ " order by " ~ tuple ~ " limit 1)"
-      ~ " union all"
-      ~ " select next_row.* from found, lateral (select " ~ tuple ~ " from " ~ relation ~ " as candidates"
-      ~ " where (" ~ tuple ~ ") > (found." ~ columns | join(', found.') ~ ") order by " ~ tuple ~ " limit 1)"
-      ~ " as next_row"
-      ~ ") select " ~ tuple ~ " from found") -%}
-  {{ return(result.rows) }}
-{%- endmacro %}
-
-
 {#- The funnel names whose persons int_funnel_breakdown_persons (this) must recompute whole: its rows of a funnel no
-    longer configured with breakdowns or built from another definition, and a configured funnel it has no rows of. -#}
+    longer configured with breakdowns or built from another definition, and a configured funnel it was not built for. -#}
 {% macro stale_breakdown_funnels() -%}
   {%- set stale = [] -%}
   {%- if execute and is_incremental() -%}
-    {%- set configured = breakdown_funnels() -%}
-    {%- set present = [] -%}
-    {%- for row in distinct_index_values(this, ['funnel_name', 'definition_hash']) -%}
-      {%- do present.append((row[0], row[1])) -%}
-      {%- if (row[0], row[1]) not in configured and row[0] not in stale -%}{%- do stale.append(row[0]) -%}{%- endif -%}
+    {%- set configured = configured_funnel_definitions(breakdowns_only=true) -%}
+    {%- set built = built_funnel_definitions() -%}
+    {%- for name, hash in built if (name, hash) not in configured and name not in stale -%}
+      {%- do stale.append(name) -%}
     {%- endfor -%}
-    {%- for pair in configured if pair not in present and pair[0] not in stale -%}
-      {%- do stale.append(pair[0]) -%}
+    {%- for name, hash in configured if (name, hash) not in built and name not in stale -%}
+      {%- do stale.append(name) -%}
     {%- endfor -%}
   {%- endif -%}
   {{ return(stale) }}
@@ -126,7 +99,7 @@
   {%- if is_incremental() -%}
     {%- set persons = ref('int_funnel_breakdown_persons') -%}
     {%- set configured = [] -%}
-    {%- for name, _ in breakdown_funnels() %}{% do configured.append(name) %}{% endfor -%}
+    {%- for name, _ in configured_funnel_definitions(breakdowns_only=true) %}{% do configured.append(name) %}{% endfor -%}
     {%- set markers = funnel_breakdown_markers() -%}
     {%- set changes = adapter.quote(this.identifier ~ '__changes') -%}
     {%- set previous = adapter.quote(this.identifier ~ '__previous') -%}

@@ -64,33 +64,84 @@
 {%- endmacro %}
 
 
+{#- The (funnel name, definition hash) of every configured funnel (`breakdowns_only`: of those with breakdowns). -#}
+{% macro configured_funnel_definitions(breakdowns_only=false) -%}
+  {%- set pairs = [] -%}
+  {%- for funnel in funnels() if funnel.get('breakdowns') or not breakdowns_only -%}
+    {%- do pairs.append((funnel['name'], funnel_hash(funnel))) -%}
+  {%- endfor -%}
+  {{ return(pairs) }}
+{%- endmacro %}
+
+
+{#- The (funnel name, definition hash) pairs this model's rows were built from: recorded by its post-hook
+    record_funnel_definitions in ops.model_builds (one lookup), or, for a table built before that record existed,
+    the distinct pairs of its rows (a scan of the table). -#}
+{% macro built_funnel_definitions() -%}
+  {%- set pairs = [] -%}
+  {%- if execute and is_incremental() -%}
+    {%- set recorded = run_query(
+        "select funnel_definitions::text from ops.model_builds where model = '" ~ model_build_key() ~ "'"
+        ~ " and funnel_definitions is not null") -%}
+    {%- if recorded.rows | length > 0 -%}
+      {%- for name, hash in fromjson(recorded.columns[0].values()[0]).items() -%}
+        {%- do pairs.append((name, hash)) -%}
+      {%- endfor -%}
+    {%- else -%}
+      {%- for row in run_query('select distinct funnel_name, definition_hash from ' ~ this).rows -%}
+        {%- do pairs.append((row[0], row[1])) -%}
+      {%- endfor -%}
+    {%- endif -%}
+  {%- endif -%}
+  {{ return(pairs) }}
+{%- endmacro %}
+
+
+{#- Post-hook of the funnel models: the definitions their rows are now built from (ops.model_builds). -#}
+{% macro record_funnel_definitions(breakdowns_only=false) %}
+  {{- return(adapter.dispatch('record_funnel_definitions')(breakdowns_only)) -}}
+{% endmacro %}
+
+{% macro default__record_funnel_definitions(breakdowns_only) -%}
+  {%- set definitions = {} -%}
+  {%- for name, hash in configured_funnel_definitions(breakdowns_only) -%}
+    {%- do definitions.update({name: hash}) -%}
+  {%- endfor -%}
+    insert into ops.model_builds (model, built_at, funnel_definitions)
+    values ('{{ model_build_key() }}', {{ built_at() }}, cast({{ sql_string(tojson(definitions)) }} as jsonb))
+    on conflict (model) do update set funnel_definitions = excluded.funnel_definitions
+{%- endmacro %}
+
+{% macro spark__record_funnel_definitions(breakdowns_only) %}{% endmacro %}
+
+
 {#- The funnels whose rows in this model were built from their current definition. -#}
 {% macro unchanged_funnels() -%}
   {%- set unchanged = [] -%}
-  {%- if execute and is_incremental() -%}
-    {%- set built = run_query('select distinct funnel_name, definition_hash from ' ~ this) -%}
-    {%- set built_pairs = [] -%}
-    {%- for row in built.rows -%}{%- do built_pairs.append(row[0] ~ ':' ~ row[1]) -%}{%- endfor -%}
-    {%- for funnel in funnels() -%}
-      {%- if (funnel['name'] ~ ':' ~ funnel_hash(funnel)) in built_pairs -%}
-        {%- do unchanged.append(funnel['name']) -%}
-      {%- endif -%}
-    {%- endfor -%}
-  {%- endif -%}
+  {%- set built = built_funnel_definitions() -%}
+  {%- for name, hash in configured_funnel_definitions() if (name, hash) in built -%}
+    {%- do unchanged.append(name) -%}
+  {%- endfor -%}
   {{ return(unchanged) }}
 {%- endmacro %}
 
 
-{#- Pre-hook: drop the rows of funnels that were removed or whose definition changed. -#}
+{#- Pre-hook: drop the rows of funnels that were removed or whose definition changed (nothing to do, and no scan,
+    when every definition the rows were built from is still configured). -#}
 {% macro delete_changed_funnels() -%}
   {%- if is_incremental() -%}
+    {%- set configured = configured_funnel_definitions() -%}
+    {%- set stale = [] -%}
+    {%- for pair in built_funnel_definitions() if pair not in configured %}{% do stale.append(pair) %}{% endfor -%}
+    {%- if stale %}
     delete from {{ this }}
     where (funnel_name, definition_hash) not in (
-      {%- for funnel in funnels() %}
-        ({{ funnel_name_literal(funnel) }}, '{{ funnel_hash(funnel) }}'){{ "," if not loop.last }}
+      {%- for name, hash in configured %}
+        ({{ sql_string(name) }}, '{{ hash }}'){{ "," if not loop.last }}
       {%- endfor %}
-      {%- if not funnels() %}(null, null){% endif %}
+      {%- if not configured %}(null, null){% endif %}
     )
+    {%- endif %}
   {%- endif -%}
 {%- endmacro %}
 

@@ -15,14 +15,35 @@
 {%- endmacro %}
 
 
-{#- max(column) of this model's table as text, or none (first build, full refresh, or parsing). -#}
+{#- When this model was last built, as text (the `built_at()` of that run, recorded in ops.model_builds by every
+    model's post-hook), or none (first build, full refresh, or parsing). Reading it costs one primary-key lookup, where
+    max(_built_at) of the table (the fallback for a table built before the record existed) reads every row: a cost
+    that grew with history in every incremental model. The record is written in the model's transaction, so it
+    moves exactly when the model's rows do; a model that failed or was skipped catches up on its next run. -#}
 {% macro high_water_mark(column='_built_at') -%}
   {%- if execute and is_incremental() -%}
+    {%- if column == '_built_at' and target.type == 'postgres' -%}
+      {%- set recorded = run_query(
+          "select built_at::text from ops.model_builds where model = '" ~ model_build_key() ~ "'") -%}
+      {%- if recorded.rows | length > 0 -%}{{ return(recorded.columns[0].values()[0]) }}{%- endif -%}
+    {%- endif -%}
     {%- set result = run_query('select max(' ~ column ~ ')::text from ' ~ this) -%}
     {{ return(result.columns[0].values()[0]) }}
   {%- endif -%}
   {{ return(none) }}
 {%- endmacro %}
+
+{% macro model_build_key() %}{{ return(this.schema ~ '.' ~ this.identifier) }}{% endmacro %}
+
+{#- Post-hook of every model (dbt_project.yml): this run built it (ops.model_builds). -#}
+{% macro record_model_build() %}{{ return(adapter.dispatch('record_model_build')()) }}{% endmacro %}
+
+{% macro default__record_model_build() -%}
+    insert into ops.model_builds (model, built_at) values ('{{ model_build_key() }}', {{ built_at() }})
+    on conflict (model) do update set built_at = excluded.built_at
+{%- endmacro %}
+
+{% macro spark__record_model_build() %}{% endmacro %}
 
 
 {#- Which loads a model has read. Loads commit in any order (a retried load keeps its older id), so "load ids above

@@ -10,6 +10,8 @@
     (macros/cohort_changes.sql).
     ops.activity_coverage_changes: per date, what an int_person_days build changed in the running sums of WAU and MAU
     (no ids; a row without a date marks a full build): int_active_coverage adds them (macros/coverage_changes.sql).
+    ops.model_builds: per model, the start of the run that last built it, and for the funnel models the definitions
+    (funnel name -> hash) their rows were built from (macros/incremental_scope.sql, macros/funnels.sql).
     ops.funnel_breakdown_changes: per funnel breakdown cell and furthest step reached, what an
     int_funnel_breakdown_persons build changed in it (no ids; a row without a dimension marks a funnel, or with no
     funnel every funnel, to recount): fct_funnel_breakdown adds them (macros/funnel_breakdown_changes.sql). -#}
@@ -48,6 +50,11 @@ create table if not exists ops.activity_coverage_changes (
     wau_step bigint not null,
     mau_step bigint not null,
     changed_at timestamptz not null
+);
+create table if not exists ops.model_builds (
+    model text primary key,
+    built_at timestamptz not null,
+    funnel_definitions jsonb
 );
 create table if not exists ops.funnel_breakdown_changes (
     funnel_name text,

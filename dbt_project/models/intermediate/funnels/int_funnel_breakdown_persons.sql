@@ -8,11 +8,11 @@
 {{ config(
     incremental_strategy='append',
     pre_hook=["{{ rebuild_changed_breakdown_persons() }}"],
-    post_hook=["{{ record_funnel_breakdown_changes() }}"],
-    indexes=[{'columns': ['person_id']}, {'columns': ['funnel_name', 'definition_hash']}],
+    post_hook=["{{ record_funnel_breakdown_changes() }}", "{{ record_funnel_definitions(breakdowns_only=true) }}"],
+    indexes=[{'columns': ['person_id']}],
 ) }}
 
-{%- if not breakdown_funnels() %}
+{%- if not configured_funnel_definitions(breakdowns_only=true) %}
 
 {{ no_rows([
     ('funnel_name', text_type()), ('definition_hash', text_type()), ('person_id', text_type()),
@@ -29,7 +29,7 @@
         select reached.*
         from {{ ref('int_funnel_persons') }} as reached
         where
-            reached.funnel_name in ({{ sql_list(breakdown_funnels() | map(attribute=0) | list) }})
+            reached.funnel_name in ({{ sql_list(configured_funnel_definitions(breakdowns_only=true) | map(attribute=0) | list) }})
         {%- if is_incremental() %}
             and reached.person_id in (
                 select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope

@@ -7,8 +7,11 @@
 {{ config(
     unique_key=['funnel_name', 'step_index', 'message_id'],
     pre_hook=["{{ delete_changed_funnels() }}"],
-    indexes=[{'columns': ['funnel_name', 'step_index', 'person_id', 'event_at']}],
-    post_hook=[{'sql': '{{ vacuum_table(this, analyze=true) }}', 'transaction': false}],
+    indexes=[{'columns': ['funnel_name', 'step_index', 'person_id', 'event_at']}, {'columns': ['message_id']}],
+    post_hook=[
+        "{{ record_funnel_definitions() }}",
+        {'sql': '{{ vacuum_table(this, analyze=true) }}', 'transaction': false},
+    ],
 ) }}
 
 {%- set since = high_water_mark('_built_at') %}
