@@ -12,7 +12,9 @@
     indexes=[{'columns': ['person_id']}],
 ) }}
 
-{%- if not configured_funnel_definitions(breakdowns_only=true) %}
+{%- set names = configured_funnel_definitions(breakdowns_only=true) | map(attribute=0) | list %}
+
+{%- if not names %}
 
 {{ no_rows([
     ('funnel_name', text_type()), ('definition_hash', text_type()), ('person_id', text_type()),
@@ -29,7 +31,7 @@
         select reached.*
         from {{ ref('int_funnel_persons') }} as reached
         where
-            reached.funnel_name in ({{ sql_list(configured_funnel_definitions(breakdowns_only=true) | map(attribute=0) | list) }})
+            reached.funnel_name in ({{ sql_list(names) }})
         {%- if is_incremental() %}
             and reached.person_id in (
                 select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
