@@ -102,7 +102,6 @@
     {%- for name, _ in configured_funnel_definitions(breakdowns_only=true) %}{% do configured.append(name) %}{% endfor -%}
     {%- set markers = funnel_breakdown_markers() -%}
     {%- set changes = adapter.quote(this.identifier ~ '__changes') -%}
-    {%- set previous = adapter.quote(this.identifier ~ '__previous') -%}
     {%- set group_keys = ['funnel_name', 'breakdown_by', 'breakdown_value', 'cohort_date'] -%}
     delete from {{ this }}
     where {{ 'funnel_name not in (' ~ sql_list(configured) ~ ')' if configured else 'true' }};
@@ -161,17 +160,9 @@
              changes.steps_reached
     having sum(changes.persons) <> 0;
     analyze {{ changes }};
-    drop table if exists {{ previous }};
-    create temporary table {{ previous }} as
-    select target.*
-    from {{ this }} as target
-    where ({{ group_keys | join(', ') }}) in (select {{ group_keys | join(', ') }} from {{ changes }});
-    delete from {{ this }} as target
-    using {{ previous }} as previous
-    where
-    {%- for key in group_keys %}
-        target.{{ key }} = previous.{{ key }}{{ ' and' if not loop.last }}
-    {%- endfor %}
+    {% call replace_scope(group_keys, keep_previous=true, scope_name='changed_groups') -%}
+    select distinct {{ group_keys | join(', ') }} from {{ changes }}
+    {%- endcall %}
   {%- endif -%}
 {%- endmacro %}
 

@@ -206,9 +206,9 @@
 {#- A pre-hook's work list: the rows of the caller's select (a temporary table <model>__scope, analyzed) and this
     model's rows with the same `keys` deleted, for the model to insert them again, recomputed. With `keep_previous`
     the deleted rows are kept first in <model>__previous, for the model to tell which really changed
-    (built_at_unless_unchanged). -#}
-{% macro replace_scope(keys, keep_previous=false) -%}
-  {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+    (built_at_unless_unchanged). `scope_name` names the work list's table when a model keeps more than one. -#}
+{% macro replace_scope(keys, keep_previous=false, scope_name='scope') -%}
+  {%- set scope = adapter.quote(this.identifier ~ '__' ~ scope_name) -%}
   {%- set previous = adapter.quote(this.identifier ~ '__previous') -%}
   {%- set matches -%}
     {% for key in keys %}target.{{ key }} = scope.{{ key }}{{ ' and ' if not loop.last }}{% endfor %}
