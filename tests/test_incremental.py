@@ -91,6 +91,30 @@ def _assert_wau_mau_match_events(settings) -> None:
     assert len(stored) > 80
 
 
+def _assert_funnel_entries_match_events(settings) -> None:
+    """fct_funnel_steps' step-1 persons of the default funnel per cohort date, against a plain-Python count from
+    fct_events (a person enters on their first-ever view of /): between full refreshes a cohort that loses an entry is
+    found through ops.funnel_cohort_changes, which a later erasure's recount would hide."""
+    first: dict[str, datetime] = {}
+    for person, at in rows(
+        settings, "select person_id, event_at from analytics.fct_events where event_type = 'page' and page_path = '/'"
+    ):
+        first[person] = min(at, first.get(person, at))
+    expected: dict[date, int] = {}
+    for at in first.values():
+        day = at.astimezone(UTC).date()
+        expected[day] = expected.get(day, 0) + 1
+    stored = dict(
+        rows(
+            settings,
+            "select cohort_date, persons from analytics.fct_funnel_steps "
+            "where funnel_name = 'default' and step_index = 1 and persons > 0",
+        )
+    )
+    assert stored == expected
+    assert sum(expected.values()) > 100
+
+
 def _marts(settings) -> dict:
     return {model: read_postgres_mart(settings.database_url, model) for model in MARTS}
 
@@ -184,17 +208,24 @@ def test_incremental_runs_equal_a_full_build(warehouse):
         (1,)
     ]
 
-    # 5. an anonymous visitor of the first month who never identified becomes a user who signed up later
-    (anonymous_id, first_seen) = rows(
+    # 5. an anonymous visitor of the first month who never identified becomes a user who signed up later; both entered
+    # the default funnel, the visitor first, so the user's entry moves to the visitor's cohort and leaves their own
+    (anonymous_id, first_seen, visitor_cohort) = rows(
         settings,
-        "select person_id, first_seen_at from analytics.dim_users where user_id is null "
-        "and first_seen_at < date '2026-02-01' and activity_events >= 3 order by first_seen_at, person_id limit 1",
+        "select users.person_id, users.first_seen_at, entries.cohort_date from analytics.dim_users as users "
+        "join intermediate.int_funnel_persons as entries on entries.person_id = users.person_id "
+        "and entries.funnel_name = 'default' and entries.step_index = 1 where users.user_id is null "
+        "and users.first_seen_at < date '2026-02-01' and users.activity_events >= 3 "
+        "order by users.first_seen_at, users.person_id limit 1",
     )[0]
     (merged_user, user_first_seen) = rows(
         settings,
-        "select user_id, first_seen_at from analytics.dim_users "
-        "where signed_up_at >= date '2026-02-15' and user_id <> %s order by signed_up_at, user_id limit 1",
-        (user_id,),
+        "select users.user_id, users.first_seen_at from analytics.dim_users as users "
+        "join intermediate.int_funnel_persons as entries on entries.person_id = users.person_id "
+        "and entries.funnel_name = 'default' and entries.step_index = 1 and entries.cohort_date > %s "
+        "where users.signed_up_at >= date '2026-02-15' and users.user_id <> %s "
+        "order by users.signed_up_at, users.user_id limit 1",
+        (visitor_cohort, user_id),
     )[0]
     identify = _event("identify", last, last, userId=merged_user, anonymousId=anonymous_id, traits={"plan": "pro"})
     _put(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify])
@@ -203,6 +234,7 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     assert merged == [(min(first_seen, user_first_seen),)]
     assert rows(settings, "select count(*) from analytics.dim_users where person_id = %s", (anonymous_id,)) == [(0,)]
     _assert_wau_mau_match_events(settings)
+    _assert_funnel_entries_match_events(settings)
 
     # 6. a GDPR erasure of the user with late events, then a run
     forget(settings, user_id, requested_by="test", say=lambda _: None)

@@ -242,3 +242,10 @@
 {% macro raw_event_date() %}{{ return(adapter.dispatch('raw_event_date')()) }}{% endmacro %}
 {% macro default__raw_event_date() %}cast({{ at_utc(adapter.quote('timestamp')) }} as date){% endmacro %}
 {% macro spark__raw_event_date() %}cast(event_date as date){% endmacro %}
+
+
+{#- `materialized` before a CTE's body on PostgreSQL (computed once, where a CTE read by a correlated subquery would be
+    inlined and computed again per outer row); nothing on Spark, which has no such keyword. -#}
+{% macro cte_materialized() %}{{ return(adapter.dispatch('cte_materialized')()) }}{% endmacro %}
+{% macro default__cte_materialized() %}materialized{% endmacro %}
+{% macro spark__cte_materialized() %}{% endmacro %}

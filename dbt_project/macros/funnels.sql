@@ -196,30 +196,75 @@
 {%- endmacro %}
 
 
+{#- Post-hook of int_funnel_persons: the (funnel, cohort date) keys its recomputed persons were in before
+    (<model>__previous), which may have lost an entry, in ops.funnel_cohort_changes for fct_funnel_steps; a marker
+    row (no date) for each funnel it recomputed whole (its definition changed: its rows were deleted outside the
+    persons' scope), and one without a funnel after a full build. The keys persons are in now are its rows written
+    this run. -#}
+{% macro record_funnel_cohort_changes() %}{{ return(adapter.dispatch('record_funnel_cohort_changes')()) }}{% endmacro %}
+
+{% macro default__record_funnel_cohort_changes() -%}
+  {%- if is_incremental() -%}
+    {%- set unchanged = unchanged_funnels() -%}
+    insert into ops.funnel_cohort_changes (funnel_name, cohort_date, changed_at)
+    select distinct previous.funnel_name, previous.cohort_date, {{ built_at() }}
+    from {{ adapter.quote(this.identifier ~ '__previous') }} as previous
+    {%- for name, hash in configured_funnel_definitions() if name not in unchanged %}
+    union all
+    select {{ sql_string(name) }}, null, {{ built_at() }}
+    {%- endfor %}
+  {%- else -%}
+    insert into ops.funnel_cohort_changes (funnel_name, cohort_date, changed_at) values (null, null, {{ built_at() }})
+  {%- endif -%}
+{%- endmacro %}
+
+{% macro spark__record_funnel_cohort_changes() %}{% endmacro %}
+
+
+{#- Post-hook of fct_funnel_steps: the keys it has recomputed are done. -#}
+{% macro prune_funnel_cohort_changes() %}{{ return(adapter.dispatch('prune_funnel_cohort_changes')()) }}{% endmacro %}
+
+{% macro default__prune_funnel_cohort_changes() -%}
+    delete from ops.funnel_cohort_changes where changed_at <= {{ built_at() }}
+{%- endmacro %}
+
+{% macro spark__prune_funnel_cohort_changes() %}{% endmacro %}
+
+
 {#- Pre-hook of fct_funnel_steps: the (funnel_name, cohort_date) keys to recompute, in a temporary table
-    <model>__scope, and their rows deleted: keys of int_funnel_persons rows written after the last build; keys whose
-    stored entries (step 1 persons) differ from int_funnel_persons' now (someone left); keys of the calendar (every
-    configured funnel x every date from the first event to the last) that have no rows and stored keys outside it. -#}
+    <model>__scope, and their rows deleted: keys of int_funnel_persons rows written after the last build (the cohorts
+    persons are in now); keys int_funnel_persons recorded in ops.funnel_cohort_changes since then (the cohorts its
+    recomputed persons were in before); keys of the calendar (every configured funnel x every date from the first
+    event to the last) that have no rows and stored keys outside it. Where the record cannot tell (a funnel recomputed
+    whole or a full build of int_funnel_persons, both marked there, and a GDPR erasure, which deletes persons' rows
+    outside dbt), keys whose stored entries (step 1 persons) differ from int_funnel_persons' now: a count over every
+    cohort, which an hourly run does not otherwise pay. -#}
 {% macro rebuild_changed_funnel_cohorts() -%}
   {%- if is_incremental() -%}
     {%- set since = high_water_mark('_built_at') -%}
+    {%- set compare_all = since is none or erased_since(since) or not execute or run_query(
+        "select exists (select from ops.funnel_cohort_changes where cohort_date is null and changed_at > cast('"
+        ~ since ~ "' as timestamptz))").columns[0].values()[0] -%}
     {%- call replace_scope(['funnel_name', 'cohort_date']) -%}
-    with stored as (
-        select funnel_name, cohort_date, persons as entries from {{ this }} where step_index = 1
-    ),
-    members as (
+    select funnel_name, cohort_date from {{ ref('int_funnel_persons') }} where {{ changed_since(since) }}
+    {%- if since is not none %}
+    union
+    select funnel_name, cohort_date from ops.funnel_cohort_changes
+    where cohort_date is not null and changed_at > cast('{{ since }}' as timestamptz)
+    {%- endif %}
+    {%- if compare_all %}
+    union
+    select coalesce(stored.funnel_name, members.funnel_name), coalesce(stored.cohort_date, members.cohort_date)
+    from (select funnel_name, cohort_date, persons as entries from {{ this }} where step_index = 1) as stored
+    full outer join (
         select funnel_name, cohort_date, count(*) as entries
         from {{ ref('int_funnel_persons') }}
         where step_index = 1
         group by funnel_name, cohort_date
-    )
-    select funnel_name, cohort_date from {{ ref('int_funnel_persons') }} where {{ changed_since(since) }}
-    union
-    select coalesce(stored.funnel_name, members.funnel_name), coalesce(stored.cohort_date, members.cohort_date)
-    from stored
-    full outer join members
+    ) as members
         on stored.funnel_name = members.funnel_name and stored.cohort_date = members.cohort_date
     where coalesce(stored.entries, 0) <> coalesce(members.entries, 0)
+    {%- endif %}
     union
     select coalesce(stored.funnel_name, expected.funnel_name), coalesce(stored.cohort_date, expected.cohort_date)
     from (select distinct funnel_name, cohort_date from {{ this }}) as stored

@@ -14,7 +14,10 @@
     (funnel name -> hash) their rows were built from (macros/incremental_scope.sql, macros/funnels.sql).
     ops.funnel_breakdown_changes: per funnel breakdown cell and furthest step reached, what an
     int_funnel_breakdown_persons build changed in it (no ids; a row without a dimension marks a funnel, or with no
-    funnel every funnel, to recount): fct_funnel_breakdown adds them (macros/funnel_breakdown_changes.sql). -#}
+    funnel every funnel, to recount): fct_funnel_breakdown adds them (macros/funnel_breakdown_changes.sql).
+    ops.funnel_cohort_changes: the (funnel, cohort date) keys an int_funnel_persons build took persons out of (no ids;
+    a row without a date marks a funnel, or with no funnel every funnel, to compare whole): fct_funnel_steps
+    recomputes them (macros/funnels.sql). -#}
 {% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
 
 {% macro default__create_ops_tables() -%}
@@ -55,6 +58,11 @@ create table if not exists ops.model_builds (
     model text primary key,
     built_at timestamptz not null,
     funnel_definitions jsonb
+);
+create table if not exists ops.funnel_cohort_changes (
+    funnel_name text,
+    cohort_date date,
+    changed_at timestamptz not null
 );
 create table if not exists ops.funnel_breakdown_changes (
     funnel_name text,

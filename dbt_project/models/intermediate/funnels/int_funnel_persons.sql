@@ -8,7 +8,7 @@
 {{ config(
     incremental_strategy='append',
     pre_hook=["{{ delete_changed_funnels() }}", "{{ rebuild_changed_persons(keep_previous=true) }}"],
-    post_hook=["{{ record_funnel_definitions() }}"],
+    post_hook=["{{ record_funnel_cohort_changes() }}", "{{ record_funnel_definitions() }}"],
     indexes=[{'columns': ['funnel_name', 'cohort_date']}, {'columns': ['person_id']}],
 ) }}
 

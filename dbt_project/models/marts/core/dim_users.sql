@@ -5,7 +5,8 @@
 -- or got an identify older than their traits, is recomputed from their whole history (index on fct_events
 -- (person_id, event_at)): their events in the warm tier plus the aggregates of their archived days
 -- (ops.person_archive_history), so archiving changes nobody. The aggregates are macros/person_aggregates.sql,
--- which the archive uses too (ops.person_aggregates, post-hook).
+-- which the archive uses too (ops.person_aggregates, post-hook). Indexed on first_activity_at for daily_metrics' new
+-- people of the dates an hour recomputes.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     materialized='incremental',
@@ -13,7 +14,7 @@
     unique_key='person_id',
     pre_hook=["{{ rebuild_or_merge_changed_persons() }}"],
     post_hook=["{{ create_person_aggregates_function() }}"],
-    indexes=[{'columns': ['person_id'], 'unique': true}],
+    indexes=[{'columns': ['person_id'], 'unique': true}, {'columns': ['first_activity_at']}],
 ) }}
 
 with

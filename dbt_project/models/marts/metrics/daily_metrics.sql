@@ -107,24 +107,40 @@ sessions as (
 ),
 
 -- End-of-day MRR: each change moves the total by (new MRR - the person's previous MRR). An incremental run starts
--- from the stored MRR of the day before its first date and adds the steps from that date on (the previous MRR of
--- each person who changed comes from their whole history).
+-- from the stored MRR of the day before its first date and adds the steps from that date on: the changes from that
+-- date on, and before them each such person's last earlier change (index (person_id, changed_at)), the MRR their
+-- first step starts from; their older history does not matter.
 mrr_steps as (
 
     select
         changed_date,
         mrr - coalesce(lag(mrr) over (partition by person_id order by changed_at, message_id), 0) as mrr_step
-    from {{ ref('int_mrr_changes') }}
     {%- if first_date is not none %}
-        where person_id in (
-            select changes.person_id from {{ ref('int_mrr_changes') }} as changes
-            where changes.changed_date >= {{ from_date }}
-        )
+        from (
+            select person_id, changed_date, changed_at, message_id, mrr
+            from {{ ref('int_mrr_changes') }}
+            where changed_date >= {{ from_date }}
+            union all
+            select earlier.person_id, earlier.changed_date, earlier.changed_at, earlier.message_id, earlier.mrr
+            from (
+                select distinct changes.person_id from {{ ref('int_mrr_changes') }} as changes
+                where changes.changed_date >= {{ from_date }}
+            ) as persons
+            cross join lateral (
+                select before.person_id, before.changed_date, before.changed_at, before.message_id, before.mrr
+                from {{ ref('int_mrr_changes') }} as before
+                where before.person_id = persons.person_id and before.changed_date < {{ from_date }}
+                order by before.changed_at desc, before.message_id desc
+                limit 1
+            ) as earlier
+        ) as changes
+    {%- else %}
+        from {{ ref('int_mrr_changes') }}
     {%- endif %}
 
 ),
 
-mrr as (
+mrr as {{ cte_materialized() }} (
 
     {%- if first_date is not none %}
         select
