@@ -9,8 +9,9 @@
   date, furthest step reached) to ops.funnel_breakdown_changes, with no ids; fct_funnel_breakdown adds every pending
   difference to its stored cells (step k gets those whose furthest step is k or later) and then deletes them (its
   post-hook): an hour's work follows the persons it touched, not the size of the cohorts.
-  Which persons a build recomputes: those whose events changed (and those they counted under before: their funnel rows
-  and their traits change with nothing else), and every person of a funnel whose definition or breakdowns changed.
+  Which persons a build recomputes: those who gained an event matching a funnel step or an identify (their funnel
+  rows and their traits change with nothing else), those who lost events (the persons those counted under before),
+  and every person of a funnel whose definition or breakdowns changed.
   What the differences cannot see is recounted whole from int_funnel_breakdown_persons (fct_funnel_breakdown's
   pre-hook): a funnel whose definition changed (its steps may have changed; the build records a marker row naming
   it), every funnel after a full build of int_funnel_breakdown_persons (a marker without a funnel), and after a GDPR
@@ -47,7 +48,8 @@
     values ({{ sql_string(name) }}, 0, {{ built_at() }});
     {%- endfor %}
     {%- call replace_scope(['person_id'], keep_previous=true) -%}
-    select person_id from ({{ changed_persons_sql(high_water_mark('_built_at')) }}) as changed
+    select person_id from ({{ changed_persons_sql(
+        high_water_mark('_built_at'), any_funnel_step_condition() ~ " or event_type = 'identify'") }}) as changed
     {%- if stale %}
     union
     select person_id from {{ this }} where funnel_name in ({{ sql_list(stale) }})

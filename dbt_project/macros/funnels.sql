@@ -64,6 +64,18 @@
 {%- endmacro %}
 
 
+{#- A condition on fct_events' columns: the event matches a step of a configured funnel (false without funnels). -#}
+{% macro any_funnel_step_condition() -%}
+  {%- set conditions = [] -%}
+  {%- for funnel in funnels() -%}
+    {%- for step in funnel['steps'] -%}
+      {%- do conditions.append('(' ~ funnel_step_condition(step) ~ ')') -%}
+    {%- endfor -%}
+  {%- endfor -%}
+  {{ conditions | join(' or ') if conditions else 'false' }}
+{%- endmacro %}
+
+
 {#- The (funnel name, definition hash) of every configured funnel (`breakdowns_only`: of those with breakdowns). -#}
 {% macro configured_funnel_definitions(breakdowns_only=false) -%}
   {%- set pairs = [] -%}
@@ -197,7 +209,8 @@
 
 
 {#- Post-hook of int_funnel_persons: the (funnel, cohort date) keys its recomputed persons were in before
-    (<model>__previous), which may have lost an entry, in ops.funnel_cohort_changes for fct_funnel_steps; a marker
+    (<model>__previous) when their rows of the funnel changed or went (rows that came out the same kept their
+    _built_at), keys which may have lost an entry, in ops.funnel_cohort_changes for fct_funnel_steps; a marker
     row (no date) for each funnel it recomputed whole (its definition changed: its rows were deleted outside the
     persons' scope), and one without a funnel after a full build. The keys persons are in now are its rows written
     this run. -#}
@@ -209,6 +222,12 @@
     insert into ops.funnel_cohort_changes (funnel_name, cohort_date, changed_at)
     select distinct previous.funnel_name, previous.cohort_date, {{ built_at() }}
     from {{ adapter.quote(this.identifier ~ '__previous') }} as previous
+    where not exists (
+        select from {{ this }} as kept
+        where
+            kept.person_id = previous.person_id and kept.funnel_name = previous.funnel_name
+            and kept._built_at < {{ built_at() }}
+    )
     {%- for name, hash in configured_funnel_definitions() if name not in unchanged %}
     union all
     select {{ sql_string(name) }}, null, {{ built_at() }}

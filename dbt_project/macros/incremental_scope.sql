@@ -146,11 +146,13 @@
 {#- The persons whose events changed after `since`, with the time of their earliest changed event.
     A re-stitched event also touches its previous person: the anonymous id it counted under before (when it has
     rows in the calling model, `this`, indexed on person_id), or the user id an anonymous id was mapped to before a
-    late, earlier identify re-mapped it. -#}
-{% macro changed_persons_sql(since) -%}
+    late, earlier identify re-mapped it. `relevant`, a condition on fct_events' columns, keeps only the persons who
+    gained an event it holds for (a model that reads only some events: a new page view changes no funnel); every
+    person who lost events stays. -#}
+{% macro changed_persons_sql(since, relevant=none) -%}
   with changed as (
 
-      select person_id, anonymous_id, event_at
+      select person_id, anonymous_id, event_at{{ ', (' ~ relevant ~ ') as is_relevant' if relevant }}
       from {{ ref('fct_events') }}
       where {{ changed_since(since) }}
 
@@ -158,7 +160,7 @@
 
   candidates as (
 
-      select person_id, event_at as first_changed_at from changed
+      select person_id, event_at as first_changed_at from changed{{ ' where is_relevant' if relevant }}
       union all
       {{ persons_who_lost_events('changed') }}
 
@@ -232,11 +234,11 @@
 {#- Pre-hook for person-level models: collect the changed persons in a temporary table
     <model>__scope (person_id, first_changed_at) and delete their rows; the model then re-inserts
     them computed from their full history. Nothing happens on a first build or a full refresh.
-    `keep_previous`: see replace_scope. -#}
-{% macro rebuild_changed_persons(keep_previous=false) -%}
+    `keep_previous`: see replace_scope; `relevant`: see changed_persons_sql. -#}
+{% macro rebuild_changed_persons(keep_previous=false, relevant=none) -%}
   {%- if is_incremental() -%}
     {%- call replace_scope(['person_id'], keep_previous) -%}
-    {{ changed_persons_sql(high_water_mark('_built_at')) }}
+    {{ changed_persons_sql(high_water_mark('_built_at'), relevant) }}
     {%- endcall -%}
   {%- endif -%}
 {%- endmacro %}

@@ -1,15 +1,20 @@
 -- Per funnel and person: the steps they reached and when. A person enters on their first-ever
 -- step-1 event; step k is reached by their earliest step-k event at or after the time they reached
 -- step k-1 and no later than entry + conversion_window_days x 24 h. One row per reached step.
--- Incremental: persons with changed events are recomputed from their whole history; a funnel whose
+-- Incremental: persons who gained an event matching a funnel step (a new page view elsewhere changes no funnel)
+-- and persons who lost events are recomputed from their whole history; a funnel whose
 -- definition changed is recomputed for everyone. A person's rows of a funnel that come out as before keep their
--- _built_at, so the funnel marts recompute only the entry cohorts of persons whose funnel really changed.
+-- _built_at, so the funnel marts recompute only the entry cohorts of persons whose funnel really changed (found
+-- through the _built_at index).
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     incremental_strategy='append',
-    pre_hook=["{{ delete_changed_funnels() }}", "{{ rebuild_changed_persons(keep_previous=true) }}"],
+    pre_hook=[
+        "{{ delete_changed_funnels() }}",
+        "{{ rebuild_changed_persons(keep_previous=true, relevant=any_funnel_step_condition()) }}",
+    ],
     post_hook=["{{ record_funnel_cohort_changes() }}", "{{ record_funnel_definitions() }}"],
-    indexes=[{'columns': ['funnel_name', 'cohort_date']}, {'columns': ['person_id']}],
+    indexes=[{'columns': ['funnel_name', 'cohort_date']}, {'columns': ['person_id']}, {'columns': ['_built_at']}],
 ) }}
 
 {%- set unchanged = unchanged_funnels() %}

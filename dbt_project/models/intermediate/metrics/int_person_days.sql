@@ -3,13 +3,14 @@
 -- for the person they count under now and the one they counted under before (pre-hook
 -- rebuild_changed_person_days); a pair's row depends on that date's events of that person only. What that
 -- changed in WAU and MAU coverage is recorded in ops.activity_coverage_changes (post-hook,
--- macros/coverage_changes.sql) for int_active_coverage.
+-- macros/coverage_changes.sql) for int_active_coverage. Indexed on (person_id, activity_date): the hour's pairs are
+-- found exactly, whatever the length of a person's history.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     incremental_strategy='append',
     pre_hook=["{{ rebuild_changed_person_days(keep_previous=true) }}"],
     post_hook=["{{ record_coverage_changes() }}"],
-    indexes=[{'columns': ['activity_date']}, {'columns': ['person_id']}],
+    indexes=[{'columns': ['activity_date']}, {'columns': ['person_id', 'activity_date']}],
 ) }}
 
 {%- set since = high_water_mark('_built_at') %}

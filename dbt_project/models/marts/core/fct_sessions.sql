@@ -2,7 +2,8 @@
 -- (30) passed since the person's previous activity event (track, page, screen).
 -- Incremental: for each person with changed events (time T of the earliest), the sessions ending at
 -- or after T - timeout are deleted and rebuilt from the start of the earliest of them (or from T),
--- so a late event can extend or merge sessions and re-stitched events move to their person.
+-- so a late event can extend or merge sessions and re-stitched events move to their person. Indexed on _built_at:
+-- daily_metrics finds the dates of the sessions a run rewrote without reading the table.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     materialized='incremental',
@@ -11,6 +12,7 @@
     indexes=[
         {'columns': ['person_id', 'session_start']},
         {'columns': ['session_date']},
+        {'columns': ['_built_at']},
     ],
 ) }}
 
