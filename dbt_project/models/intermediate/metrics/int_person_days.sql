@@ -4,7 +4,7 @@
 -- rebuild_changed_person_days); a pair's row depends on that date's events of that person only. What that
 -- changed in WAU and MAU coverage is recorded in ops.activity_coverage_changes (post-hook,
 -- macros/coverage_changes.sql) for int_active_coverage. Indexed on (person_id, activity_date): the hour's pairs are
--- found exactly, whatever the length of a person's history.
+-- found exactly, whatever the length of a person's history. A full build writes the rows in date order.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     incremental_strategy='append',
@@ -33,3 +33,4 @@ where
         and events.event_date in ({{ changed_dates_list(since) }})
     {%- endif %}
 group by events.event_date, events.person_id
+{{ order_on_full_build('events.event_date') }}

@@ -6,7 +6,7 @@
 -- (person_id, event_at)): their events in the warm tier plus the aggregates of their archived days
 -- (ops.person_archive_history), so archiving changes nobody. The aggregates are macros/person_aggregates.sql,
 -- which the archive uses too (ops.person_aggregates, post-hook). Indexed on first_activity_at for daily_metrics' new
--- people of the dates an hour recomputes.
+-- people of the dates an hour recomputes; a full build writes the persons in that order.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     materialized='incremental',
@@ -262,3 +262,4 @@ select
     persons.traits_changed_at as _traits_changed_at,
     {{ built_at() }} as _built_at
 from persons
+{{ order_on_full_build('persons.first_activity_at') }}

@@ -3,7 +3,8 @@
 -- Incremental: for each person with changed events (time T of the earliest), the sessions ending at
 -- or after T - timeout are deleted and rebuilt from the start of the earliest of them (or from T),
 -- so a late event can extend or merge sessions and re-stitched events move to their person. Indexed on _built_at:
--- daily_metrics finds the dates of the sessions a run rewrote without reading the table.
+-- daily_metrics finds the dates of the sessions a run rewrote without reading the table. A full build writes the
+-- sessions in time order, so a date's sessions share pages.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     materialized='incremental',
@@ -119,3 +120,4 @@ select
     utm_campaign,
     {{ built_at() }} as _built_at
 from sessions
+{{ order_on_full_build('session_start') }}
