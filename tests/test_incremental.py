@@ -261,13 +261,17 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     assert not found, "\n".join(found)
 
 
-def _day_files(lake: Path) -> dict[str, set[str]]:
-    """fct_events' Parquet files in the lake, by day partition folder."""
-    folder = lake / "marts" / "fct_events"
+def _day_files(lake: Path, table: str = "marts/fct_events", column: str = "event_date") -> dict[str, set[str]]:
+    """A day-partitioned table's Parquet files in the lake, by day partition folder."""
     return {
-        day.name.removeprefix("event_date="): {f.name for f in day.glob("*.parquet")}
-        for day in folder.glob("event_date=*")
+        day.name.removeprefix(f"{column}="): {f.name for f in day.glob("*.parquet")}
+        for day in (lake / table).glob(f"{column}=*")
     }
+
+
+# the other day-partitioned models on Spark: they rewrite only the days fct_events rewrites
+DAY_MODELS = {"event_days": ("intermediate/int_event_days", "event_date"),
+              "person_days": ("intermediate/int_person_days", "activity_date")}  # fmt: skip
 
 
 def _rewritten(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[str]:
@@ -296,12 +300,23 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
             _copy_hours(files, folders, root / "generated", bucket)
 
         def load_and_run(*args: str) -> set[str]:
-            """Load, sync the lake, run dbt on Spark: the fct_events partitions the run rewrote."""
+            """Load, sync the lake, run dbt on Spark: the fct_events partitions the run rewrote (int_event_days
+            rewrote the same days; int_person_days those of them with activity, no other)."""
             load_events(progress=False)
             sync_lake(settings, say=lambda _: None)
             before = _day_files(lake)
+            before_models = {name: _day_files(lake, *where) for name, where in DAY_MODELS.items()}
             dbt(root, "run", "--target", "spark", *args)
-            return _rewritten(before, _day_files(lake))
+            rewritten = _rewritten(before, _day_files(lake))
+            models = {
+                name: _rewritten(before_models[name], _day_files(lake, *where)) for name, where in DAY_MODELS.items()
+            }
+            assert models["event_days"] == rewritten
+            assert models["person_days"] <= rewritten
+            if not args:  # an incremental run: the activity days among them were rewritten
+                active = {day for day, files in _day_files(lake, *DAY_MODELS["person_days"]).items() if files}
+                assert models["person_days"] >= rewritten & active
+            return rewritten
 
         def days_in_raw(where: str, *params) -> set[str]:
             found = rows(

@@ -347,7 +347,7 @@
     their rows are deleted and the model re-inserts those that still have activity. (An erasure deletes the rows of
     the person itself.) -#}
 {% macro rebuild_changed_person_days(keep_previous=false) -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental() and target.type != 'spark' -%}
     {%- call replace_scope(['person_id', 'activity_date'], keep_previous) -%}
     with changed as (
         select person_id, anonymous_id, event_date
@@ -429,7 +429,7 @@
 {#- Pre-hook of a model with one row per date (`column`): the dates a GDPR erasure touched since its last build go
     (the model recomputes them; a date with no event left stays gone). -#}
 {% macro delete_erased_dates(column) -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental() and target.type != 'spark' -%}
     delete from {{ this }}
     where {{ column }} in (
         select erased.event_date from ({{ erased_events_sql(high_water_mark('_built_at')) }}) as erased

@@ -7,11 +7,13 @@
   Athena, Trino or DuckDB read the marts without Spark.
 
   Plain Parquet tables have no row-level updates, so on Spark a model is incremental only by whole partitions:
-  a model that sets `lake_partition_overwrite=true` (fct_events, by event_date) is rebuilt, on an incremental run,
-  for the partitions its SQL selects (the days whose lake file changed since it last read them: the lake's
-  manifest, ops.lake_days, against ops.lake_days_built), and those partitions alone are overwritten (Spark's
-  dynamic partition overwrite); every other partition's files stay as they are. The other models (persons,
-  sessions, cohorts, months) are rebuilt from the lake by `table`: on Spark is_incremental() is false for them.
+  a model that sets `lake_partition_overwrite=true` (fct_events, int_event_days and int_person_days, by their date;
+  `lake_partition_by` names the column where the model is not partitioned on PostgreSQL) is rebuilt, on an
+  incremental run, for the partitions its SQL selects (the days whose lake file changed since it last read them:
+  the lake's manifest, ops.lake_days, against ops.lake_days_built, and the days of re-stitched visitors' events),
+  and those partitions alone are overwritten (Spark's dynamic partition overwrite); every other partition's files
+  stay as they are. The other models (persons, sessions, cohorts, months) are rebuilt from the lake by `table`: on
+  Spark is_incremental() is false for them.
 -#}
 
 {#- The lake's URL as Spark reads it: s3://… becomes s3a://… (Hadoop's S3 connector). -#}
@@ -43,7 +45,7 @@
   {%- set identifier = model['alias'] -%}
   {%- set old_relation = adapter.get_relation(database=database, schema=schema, identifier=identifier) -%}
   {%- set target_relation = api.Relation.create(identifier=identifier, schema=schema, database=database, type='table') -%}
-  {%- set partition_by = config.get('partition_by') -%}
+  {%- set partition_by = config.get('lake_partition_by') or config.get('partition_by') -%}
   {%- if partition_by is mapping -%}{%- set partition_by = [partition_by['column']] -%}{%- endif -%}
   {%- if partition_by is string -%}{%- set partition_by = [partition_by] -%}{%- endif -%}
 
@@ -70,7 +72,7 @@
     model lists in `lake_partitions_removed()` (a day the lake no longer has) is overwritten with nothing. -#}
 {% macro overwrite_lake_partitions() %}
   {%- set target_relation = this.incorporate(type='table') -%}
-  {%- set partition_by = config.get('partition_by') -%}
+  {%- set partition_by = config.get('lake_partition_by') or config.get('partition_by') -%}
   {%- set column = partition_by['column'] if partition_by is mapping else partition_by -%}
   {%- set columns = adapter.get_columns_in_relation(target_relation) -%}
   {%- set removed = lake_partitions_removed() -%}
@@ -243,3 +245,16 @@
   insert overwrite table ops.identity_built partition (model = {{ sql_string(this.identifier) }})
   select anonymous_id, user_id from {{ ref('int_identity_map') }}
 {% endmacro %}
+
+
+{#- `<column> in (<the days lake_days_to_build() returned>)` (nothing to rebuild: `false`), for a day-partitioned
+    model's incremental run on Spark; lake_days_filter() is the same as a where clause. -#}
+{% macro lake_days_condition(column, lake_days) -%}
+  {%- if lake_days -%}
+    {{ column }} in ({% for day in lake_days %}date '{{ day }}'{{ ', ' if not loop.last }}{% endfor %})
+  {%- else -%}
+    false
+  {%- endif -%}
+{%- endmacro %}
+
+{% macro lake_days_filter(column, lake_days) %}where {{ lake_days_condition(column, lake_days) }}{% endmacro %}
