@@ -73,11 +73,7 @@ events as (
     select * from {{ ref('stg_segment__events') }}
     {%- if is_incremental() and on_lake %}
         -- the lake's day partitions to rebuild, as literals: Spark reads only their files
-        {%- if lake_days %}
-            where event_date in ({% for day in lake_days %}date '{{ day }}'{{ ', ' if not loop.last }}{% endfor %})
-        {%- else %}
-            where false
-        {%- endif %}
+        {{ lake_days_filter('event_date', lake_days) }}
     {%- elif is_incremental() %}
         where message_id = any(array(select changed.message_id from changed))
     {%- endif %}
