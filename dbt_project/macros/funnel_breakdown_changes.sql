@@ -192,14 +192,3 @@
       "select exists (select from ops.erased_events where erased_at > cast('" ~ since ~ "' as timestamptz))") -%}
   {{ return(result.columns[0].values()[0]) }}
 {%- endmacro %}
-
-
-{#- Post-hook of fct_funnel_breakdown: the differences and markers recorded up to this run have been added (or
-    recounted) and go. -#}
-{% macro prune_funnel_breakdown_changes() %}{{ return(adapter.dispatch('prune_funnel_breakdown_changes')()) }}{% endmacro %}
-
-{% macro default__prune_funnel_breakdown_changes() -%}
-    delete from ops.funnel_breakdown_changes where changed_at <= {{ built_at() }}
-{%- endmacro %}
-
-{% macro spark__prune_funnel_breakdown_changes() %}{% endmacro %}

@@ -240,16 +240,6 @@
 {% macro spark__record_funnel_cohort_changes() %}{% endmacro %}
 
 
-{#- Post-hook of fct_funnel_steps: the keys it has recomputed are done. -#}
-{% macro prune_funnel_cohort_changes() %}{{ return(adapter.dispatch('prune_funnel_cohort_changes')()) }}{% endmacro %}
-
-{% macro default__prune_funnel_cohort_changes() -%}
-    delete from ops.funnel_cohort_changes where changed_at <= {{ built_at() }}
-{%- endmacro %}
-
-{% macro spark__prune_funnel_cohort_changes() %}{% endmacro %}
-
-
 {#- Pre-hook of fct_funnel_steps: the (funnel_name, cohort_date) keys to recompute, in a temporary table
     <model>__scope, and their rows deleted: keys of int_funnel_persons rows written after the last build (the cohorts
     persons are in now); keys int_funnel_persons recorded in ops.funnel_cohort_changes since then (the cohorts its

@@ -526,3 +526,15 @@
     order by {{ columns }}
   {%- endif -%}
 {%- endmacro %}
+
+
+{#- Post-hook of a mart that reads a ledger of changes (ops.funnel_cohort_changes for fct_funnel_steps,
+    ops.funnel_breakdown_changes for fct_funnel_breakdown): what was recorded up to this run has been added (or
+    recounted) and goes. -#}
+{% macro prune_changes_ledger(ledger) %}{{ return(adapter.dispatch('prune_changes_ledger')(ledger)) }}{% endmacro %}
+
+{% macro default__prune_changes_ledger(ledger) -%}
+    delete from ops.{{ ledger }} where changed_at <= {{ built_at() }}
+{%- endmacro %}
+
+{% macro spark__prune_changes_ledger(ledger) %}{% endmacro %}

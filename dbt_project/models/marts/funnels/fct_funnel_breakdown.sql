@@ -10,7 +10,7 @@
     materialized='incremental',
     incremental_strategy='append',
     pre_hook=["{{ rebuild_changed_breakdown_cells() }}"],
-    post_hook=["{{ prune_funnel_breakdown_changes() }}"],
+    post_hook=["{{ prune_changes_ledger('funnel_breakdown_changes') }}"],
 ) }}
 
 {%- set group_keys = 'funnel_name, breakdown_by, breakdown_value, cohort_date' %}

@@ -6,7 +6,7 @@
     materialized='incremental',
     incremental_strategy='append',
     pre_hook=["{{ rebuild_changed_funnel_cohorts() }}"],
-    post_hook=["{{ prune_funnel_cohort_changes() }}"],
+    post_hook=["{{ prune_changes_ledger('funnel_cohort_changes') }}"],
 ) }}
 
 {%- set scope = adapter.quote(this.identifier ~ '__scope') %}
