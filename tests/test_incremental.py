@@ -301,11 +301,13 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
 
         def load_and_run(*args: str) -> set[str]:
             """Load, sync the lake, run dbt on Spark: the fct_events partitions the run rewrote (int_event_days
-            rewrote the same days; int_person_days those of them with activity, no other)."""
+            rewrote the same days; int_person_days those of them with activity, no other; fct_sessions some of those
+            days and the days next to them, no other)."""
             load_events(progress=False)
             sync_lake(settings, say=lambda _: None)
             before = _day_files(lake)
             before_models = {name: _day_files(lake, *where) for name, where in DAY_MODELS.items()}
+            before_sessions = _day_files(lake, "marts/fct_sessions", "session_date")
             dbt(root, "run", "--target", "spark", *args)
             rewritten = _rewritten(before, _day_files(lake))
             models = {
@@ -316,6 +318,11 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
             if not args:  # an incremental run: the activity days among them were rewritten
                 active = {day for day, files in _day_files(lake, *DAY_MODELS["person_days"]).items() if files}
                 assert models["person_days"] >= rewritten & active
+                # fct_sessions: only the dates a session touching those days can start on, the day before to after
+                sessions = _rewritten(before_sessions, _day_files(lake, "marts/fct_sessions", "session_date"))
+                around = {date.fromisoformat(day) + timedelta(days=shift) for day in rewritten for shift in (-1, 0, 1)}
+                assert sessions <= {day.isoformat() for day in around}
+                assert sessions or not rewritten & active
             return rewritten
 
         def days_in_raw(where: str, *params) -> set[str]:

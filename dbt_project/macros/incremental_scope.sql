@@ -372,7 +372,7 @@
     (or T when there is none). Every earlier session of the person ended more than one timeout before
     T, so the events from rebuild_from on form exactly the sessions that were deleted, recomputed. -#}
 {% macro rebuild_changed_sessions() -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental() and target.type != 'spark' -%}
     {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
     {%- set timeout = "interval '" ~ var('session_timeout_minutes') ~ " minutes'" -%}
     drop table if exists {{ scope }};

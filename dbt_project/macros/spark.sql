@@ -7,13 +7,14 @@
   Athena, Trino or DuckDB read the marts without Spark.
 
   Plain Parquet tables have no row-level updates, so on Spark a model is incremental only by whole partitions:
-  a model that sets `lake_partition_overwrite=true` (fct_events, int_event_days and int_person_days, by their date;
-  `lake_partition_by` names the column where the model is not partitioned on PostgreSQL) is rebuilt, on an
-  incremental run, for the partitions its SQL selects (the days whose lake file changed since it last read them:
-  the lake's manifest, ops.lake_days, against ops.lake_days_built, and the days of re-stitched visitors' events),
-  and those partitions alone are overwritten (Spark's dynamic partition overwrite); every other partition's files
-  stay as they are. The other models (persons, sessions, cohorts, months) are rebuilt from the lake by `table`: on
-  Spark is_incremental() is false for them.
+  a model that sets `lake_partition_overwrite=true` (fct_events, int_event_days and int_person_days by their date,
+  fct_sessions by session_date; `lake_partition_by` names the column where the model is not partitioned on
+  PostgreSQL) is rebuilt, on an incremental run, for the partitions it declares (the days whose lake file changed
+  since it last read them: the lake's manifest, ops.lake_days, against ops.lake_days_built, and the days of
+  re-stitched visitors' events; for fct_sessions the dates its sessions can start on around those days), and those
+  partitions alone are overwritten (Spark's dynamic partition overwrite); every other partition's files stay as they
+  are. The other models (persons, cohorts, months) are rebuilt from the lake by `table`: on Spark is_incremental() is
+  false for them.
 -#}
 
 {#- The lake's URL as Spark reads it: s3://… becomes s3a://… (Hadoop's S3 connector). -#}
@@ -67,34 +68,67 @@
   {{ return({'relations': [target_relation]}) }}
 {% endmacro %}
 
-{#- An incremental run of a `lake_partition_overwrite` model: INSERT OVERWRITE … PARTITION (<column>) of what the
-    model selects, in dynamic mode, so only the partitions that appear in it are replaced; then each partition the
-    model lists in `lake_partitions_removed()` (a day the lake no longer has) is overwritten with nothing. -#}
+{#- An incremental run of a `lake_partition_overwrite` model: what the model selects is cached, then written by INSERT
+    OVERWRITE … PARTITION (<column>) in dynamic mode, so only the partitions that appear in it are replaced; then every
+    partition the model rebuilds (declare_lake_partitions()) that came out empty, and every day the lake no longer has
+    (lake_partitions_removed()), is overwritten with nothing: a rebuilt partition that lost its last row does not keep
+    its old files. -#}
 {% macro overwrite_lake_partitions() %}
   {%- set target_relation = this.incorporate(type='table') -%}
   {%- set partition_by = config.get('lake_partition_by') or config.get('partition_by') -%}
   {%- set column = partition_by['column'] if partition_by is mapping else partition_by -%}
   {%- set columns = adapter.get_columns_in_relation(target_relation) -%}
-  {%- set removed = lake_partitions_removed() -%}
+  {%- set new_rows = this.identifier ~ '__new_rows' -%}
 
   {{ run_hooks(pre_hooks) }}
   {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
+  {%- do run_query("uncache table if exists " ~ new_rows) -%}
+  {%- call statement('new_rows') -%}
+    create or replace temporary view {{ new_rows }} as
+    {{ compiled_code }}
+  {%- endcall -%}
+  {%- do run_query("cache table " ~ new_rows) -%}
   {%- call statement('main') -%}
     insert overwrite table {{ target_relation }} partition ({{ column }})
     select {% for c in columns %}{{ adapter.quote(c.name) }}{{ ', ' if not loop.last }}{% endfor %}
-    from (
-    {{ compiled_code }}
-    ) as new_rows
+    from {{ new_rows }}
   {%- endcall -%}
-  {%- for value in removed -%}
+  {%- set present = run_query(
+      "select distinct cast(" ~ adapter.quote(column) ~ " as string) from " ~ new_rows).columns[0].values() -%}
+  {%- set emptied = [] -%}
+  {%- for value in (declared_lake_partitions() + lake_partitions_removed()) | unique | sort
+      if value not in present -%}
+    {%- do emptied.append(value) -%}
+  {%- endfor -%}
+  {%- for value in emptied -%}
     {%- call statement('remove_' ~ loop.index) -%}
       insert overwrite table {{ target_relation }} partition ({{ column }} = '{{ value }}')
       select {% for c in columns if c.name != column %}cast(null as {{ c.data_type }}){{ ', ' if not loop.last }}{% endfor %}
       where false
     {%- endcall -%}
   {%- endfor -%}
+  {%- do run_query("uncache table if exists " ~ new_rows) -%}
   {{ run_hooks(post_hooks) }}
   {{ return({'relations': [target_relation]}) }}
+{% endmacro %}
+
+
+{#- The partitions a `lake_partition_overwrite` model's incremental run rebuilds, as ISO dates, kept for its
+    materialization in a temporary view <model>__rebuilt: lake_days_to_build() declares its days, and a model whose
+    partitions are not event days (fct_sessions) declares its own after it. -#}
+{% macro declare_lake_partitions(values) %}
+  {%- set rows = [] -%}
+  {%- for value in values -%}{%- do rows.append("('" ~ value ~ "')") -%}{%- endfor -%}
+  {%- do run_query(
+      "create or replace temporary view " ~ this.identifier ~ "__rebuilt as "
+      ~ ("select * from values " ~ rows | join(', ') ~ " as rebuilt (value)" if rows
+         else "select cast(null as string) as value where false")) -%}
+{% endmacro %}
+
+{% macro declared_lake_partitions() %}
+  {%- set found = run_query("show tables like '" ~ this.identifier ~ "__rebuilt'") -%}
+  {%- if found | length == 0 -%}{{ return([]) }}{%- endif -%}
+  {{ return(run_query("select value from " ~ this.identifier ~ "__rebuilt").columns[0].values() | list) }}
 {% endmacro %}
 
 {% materialization incremental, adapter='spark' %}
@@ -218,7 +252,9 @@
     where days.event_date >= date '{{ var("start_date") }}' and days.event_date < date '{{ var("end_date") }}'
     {%- endif %}
   {%- endset -%}
-  {{ return(run_query(query).columns[0].values() | sort | list) }}
+  {%- set days = run_query(query).columns[0].values() | sort | list -%}
+  {%- do declare_lake_partitions(days) -%}
+  {{ return(days) }}
 {% endmacro %}
 
 
@@ -233,17 +269,22 @@
 {% endmacro %}
 
 
-{#- Post-hooks of a partition-overwrite model: record the manifest it read and the identity map it used. -#}
+{#- Post-hooks of a partition-overwrite model: record the manifest it read and the identity map it used. The model's
+    partition is written in dynamic mode (the model column selected, not a static PARTITION value): each write then
+    stages its files in a folder of its own, where static writes of two models running at once would share the
+    table's _temporary folder and break each other's commit. -#}
 {% macro record_lake_days_built() %}
   {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
-  insert overwrite table ops.lake_days_built partition (model = {{ sql_string(this.identifier) }})
-  select event_date, written_at from {{ pinned_lake_days() }}
+  {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
+  insert overwrite table ops.lake_days_built partition (model)
+  select event_date, written_at, {{ sql_string(this.identifier) }} as model from {{ pinned_lake_days() }}
 {% endmacro %}
 
 {% macro record_identity_built() %}
   {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
-  insert overwrite table ops.identity_built partition (model = {{ sql_string(this.identifier) }})
-  select anonymous_id, user_id from {{ ref('int_identity_map') }}
+  {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
+  insert overwrite table ops.identity_built partition (model)
+  select anonymous_id, user_id, {{ sql_string(this.identifier) }} as model from {{ ref('int_identity_map') }}
 {% endmacro %}
 
 
@@ -258,3 +299,70 @@
 {%- endmacro %}
 
 {% macro lake_days_filter(column, lake_days) %}where {{ lake_days_condition(column, lake_days) }}{% endmacro %}
+
+
+{#- fct_sessions' partitions (session_date) on an incremental Spark run. A session depends only on the activity events
+    of its chain (events of one person less than the timeout apart), so when the events of days D change (the days
+    lake_days_to_build() returns, and days the lake no longer has), the sessions that can change start on D - 1 (a
+    session running past midnight into D), D, or D + 1 (one that a late event on D now joins to an earlier one). Those
+    partitions (`rebuild`) are recomputed from the events of the days around them (`read`: one more day each side, so
+    a session starting in them is whole and its first event is known to start it), and only they are overwritten.
+    That is exact unless a chain touching them lasts close to a day (then a chain reaching past the days read could
+    change too): a chain lasting 24 hours less twice the timeout or more sends the run back to every partition
+    (none is returned: read every event). -#}
+{% macro lake_session_days(lake_days) %}
+  {%- if lake_days is none or not execute -%}{{ return(none) }}{%- endif -%}
+  {%- set day = modules.datetime.timedelta(days=1) -%}
+  {%- set changed = [] -%}
+  {%- for value in lake_days + lake_partitions_removed() -%}
+    {%- do changed.append(modules.datetime.date.fromisoformat(value)) -%}
+  {%- endfor -%}
+  {%- set rebuild = [] -%}
+  {%- set read = [] -%}
+  {%- for date in changed -%}
+    {%- for offset in [-1, 0, 1] -%}{%- do rebuild.append((date + offset * day).isoformat()) -%}{%- endfor -%}
+    {%- for offset in [-2, -1, 0, 1, 2] -%}{%- do read.append((date + offset * day).isoformat()) -%}{%- endfor -%}
+  {%- endfor -%}
+  {%- set rebuild = rebuild | unique | sort | list -%}
+  {%- set read = read | unique | sort | list -%}
+  {%- set timeout_minutes = var('session_timeout_minutes') | int -%}
+  {%- set long_chains = 0 -%}
+  {%- if rebuild -%}
+    {%- set query -%}
+      with activity as (
+          select person_id, message_id, event_at, event_date
+          from {{ ref('fct_events') }}
+          where is_activity and {{ lake_days_condition('event_date', read) }}
+      ),
+      starts as (
+          select *,
+              case when lag(event_at) over by_person is null
+                        or event_at - lag(event_at) over by_person > interval '{{ timeout_minutes }} minutes'
+                   then 1 else 0 end as is_chain_start
+          from activity
+          window by_person as (partition by person_id order by event_at, message_id)
+      ),
+      chains as (
+          select *, sum(is_chain_start) over (
+              partition by person_id order by event_at, message_id rows between unbounded preceding and current row
+          ) as chain
+          from starts
+      )
+      select count(*) from (
+          select person_id, chain
+          from chains
+          group by person_id, chain
+          having max(case when {{ lake_days_condition('event_date', rebuild) }} then 1 else 0 end) = 1
+             and max(event_at) - min(event_at) >= interval '{{ 24 * 60 - 2 * timeout_minutes }} minutes'
+      ) as long_chains
+    {%- endset -%}
+    {%- set long_chains = run_query(query).columns[0].values()[0] if 24 * 60 > 2 * timeout_minutes else 1 -%}
+  {%- endif -%}
+  {%- if long_chains > 0 -%}
+    {%- set built = run_query("select distinct cast(session_date as string) from " ~ this).columns[0].values() -%}
+    {%- do declare_lake_partitions((built | list + rebuild) | unique | sort | list) -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- do declare_lake_partitions(rebuild) -%}
+  {{ return({'rebuild': rebuild, 'read': read}) }}
+{% endmacro %}

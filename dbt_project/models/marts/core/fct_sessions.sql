@@ -4,12 +4,17 @@
 -- or after T - timeout are deleted and rebuilt from the start of the earliest of them (or from T),
 -- so a late event can extend or merge sessions and re-stitched events move to their person. Indexed on _built_at:
 -- daily_metrics finds the dates of the sessions a run rewrote without reading the table. A full build writes the
--- sessions in time order, so a date's sessions share pages.
+-- sessions in time order, so a date's sessions share pages. On Spark, partitioned by session_date: an incremental run
+-- recomputes the dates a changed day's sessions can start on, from the events of the days around them, and overwrites
+-- only those partitions (lake_session_days() in macros/spark.sql).
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
+    lake_partition_by='session_date',
+    lake_partition_overwrite=true,
     pre_hook=["{{ rebuild_changed_sessions() }}"],
+    post_hook=["{{ record_lake_days_built() }}", "{{ record_identity_built() }}"],
     indexes=[
         {'columns': ['person_id', 'session_start']},
         {'columns': ['session_date']},
@@ -19,6 +24,9 @@
 
 {%- set timeout = "interval '" ~ var('session_timeout_minutes') ~ " minutes'" %}
 {%- set scope = adapter.quote(this.identifier ~ '__scope') %}
+{%- set on_lake = target.type == 'spark' %}
+{%- set lake_days = lake_days_to_build() %}
+{%- set session_days = lake_session_days(lake_days) if on_lake and is_incremental() else none %}
 
 with
 
@@ -34,7 +42,10 @@ activity as (
         events.utm_source,
         events.utm_medium,
         events.utm_campaign
-    {%- if is_incremental() %}
+    {%- if session_days is not none %}
+        from {{ ref('fct_events') }} as events
+        where {{ lake_days_condition('events.event_date', session_days['read']) }} and events.is_activity
+    {%- elif is_incremental() and not on_lake %}
         -- per changed person, their events from rebuild_from on: the (person_id, event_at) index of the
         -- partitions from that date on only (pruned at run time per person)
         from {{ scope }} as scope
@@ -47,10 +58,11 @@ activity as (
                 and person_events.event_date >= cast({{ at_utc('scope.rebuild_from') }} as date)
             offset 0  -- keeps the lookup per person (a join would scan every partition)
         ) as events
+        where events.is_activity
     {%- else %}
         from {{ ref('fct_events') }} as events
+        where events.is_activity
     {%- endif %}
-    where events.is_activity
 
 ),
 
@@ -120,4 +132,7 @@ select
     utm_campaign,
     {{ built_at() }} as _built_at
 from sessions
+{%- if session_days is not none %}
+    where {{ lake_days_condition('cast(' ~ at_utc('session_start') ~ ' as date)', session_days['rebuild']) }}
+{%- endif %}
 {{ order_on_full_build('session_start') }}
