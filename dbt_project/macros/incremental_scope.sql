@@ -347,7 +347,7 @@
     their rows are deleted and the model re-inserts those that still have activity. (An erasure deletes the rows of
     the person itself.) -#}
 {% macro rebuild_changed_person_days(keep_previous=false) -%}
-  {%- if is_incremental() and target.type != 'spark' -%}
+  {%- if is_incremental_in_place() -%}
     {%- call replace_scope(['person_id', 'activity_date'], keep_previous) -%}
     with changed as (
         select person_id, anonymous_id, event_date
@@ -372,9 +372,9 @@
     (or T when there is none). Every earlier session of the person ended more than one timeout before
     T, so the events from rebuild_from on form exactly the sessions that were deleted, recomputed. -#}
 {% macro rebuild_changed_sessions() -%}
-  {%- if is_incremental() and target.type != 'spark' -%}
+  {%- if is_incremental_in_place() -%}
     {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
-    {%- set timeout = "interval '" ~ var('session_timeout_minutes') ~ " minutes'" -%}
+    {%- set timeout = session_timeout() -%}
     drop table if exists {{ scope }};
     create temporary table {{ scope }} as
     with changed as (
@@ -429,7 +429,7 @@
 {#- Pre-hook of a model with one row per date (`column`): the dates a GDPR erasure touched since its last build go
     (the model recomputes them; a date with no event left stays gone). -#}
 {% macro delete_erased_dates(column) -%}
-  {%- if is_incremental() and target.type != 'spark' -%}
+  {%- if is_incremental_in_place() -%}
     delete from {{ this }}
     where {{ column }} in (
         select erased.event_date from ({{ erased_events_sql(high_water_mark('_built_at')) }}) as erased

@@ -37,6 +37,12 @@
   {{ return(dbt.is_incremental()) }}
 {% endmacro %}
 
+{#- An incremental run that edits the model's table in place: deletes and inserts rows (PostgreSQL). The pre-hooks
+    that delete what a run recomputes use it; an incremental run on Spark overwrites whole partitions instead. -#}
+{% macro is_incremental_in_place() %}
+  {{ return(is_incremental() and target.type != 'spark') }}
+{% endmacro %}
+
 
 {#- Both `table` and `incremental` models: drop, then CREATE TABLE … USING parquet [PARTITIONED BY] LOCATION … AS
     (the location's old files are replaced). Model contracts hold PostgreSQL's column types and are enforced on
@@ -81,7 +87,6 @@
   {%- set new_rows = this.identifier ~ '__new_rows' -%}
 
   {{ run_hooks(pre_hooks) }}
-  {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
   {%- do run_query("uncache table if exists " ~ new_rows) -%}
   {%- call statement('new_rows') -%}
     create or replace temporary view {{ new_rows }} as
@@ -95,12 +100,8 @@
   {%- endcall -%}
   {%- set present = run_query(
       "select distinct cast(" ~ adapter.quote(column) ~ " as string) from " ~ new_rows).columns[0].values() -%}
-  {%- set emptied = [] -%}
   {%- for value in (declared_lake_partitions() + lake_partitions_removed()) | unique | sort
       if value not in present -%}
-    {%- do emptied.append(value) -%}
-  {%- endfor -%}
-  {%- for value in emptied -%}
     {%- call statement('remove_' ~ loop.index) -%}
       insert overwrite table {{ target_relation }} partition ({{ column }} = '{{ value }}')
       select {% for c in columns if c.name != column %}cast(null as {{ c.data_type }}){{ ', ' if not loop.last }}{% endfor %}
@@ -131,7 +132,11 @@
   {{ return(run_query("select value from " ~ this.identifier ~ "__rebuilt").columns[0].values() | list) }}
 {% endmacro %}
 
+{#- Both materializations put the model's connection in dynamic partition-overwrite mode first (a thrift or http
+    target gives each thread a session of its own): INSERT OVERWRITE … PARTITION (<column>) then replaces only the
+    partitions it writes, in the model itself and in its record hooks (record_lake_days_built()). -#}
 {% materialization incremental, adapter='spark' %}
+  {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
   {%- if is_incremental() and config.get('lake_partition_overwrite', false) -%}
     {{ return(overwrite_lake_partitions()) }}
   {%- endif -%}
@@ -139,6 +144,7 @@
 {% endmaterialization %}
 
 {% materialization table, adapter='spark' %}
+  {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
   {{ return(build_lake_table()) }}
 {% endmaterialization %}
 
@@ -270,19 +276,18 @@
 
 
 {#- Post-hooks of a partition-overwrite model: record the manifest it read and the identity map it used. The model's
-    partition is written in dynamic mode (the model column selected, not a static PARTITION value): each write then
+    partition is written in dynamic mode (the model column selected, not a static PARTITION value; the materialization
+    set the mode): each write then
     stages its files in a folder of its own, where static writes of two models running at once would share the
     table's _temporary folder and break each other's commit. -#}
 {% macro record_lake_days_built() %}
   {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
-  {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
   insert overwrite table ops.lake_days_built partition (model)
   select event_date, written_at, {{ sql_string(this.identifier) }} as model from {{ pinned_lake_days() }}
 {% endmacro %}
 
 {% macro record_identity_built() %}
   {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
-  {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
   insert overwrite table ops.identity_built partition (model)
   select anonymous_id, user_id, {{ sql_string(this.identifier) }} as model from {{ ref('int_identity_map') }}
 {% endmacro %}
@@ -334,24 +339,11 @@
           from {{ ref('fct_events') }}
           where is_activity and {{ lake_days_condition('event_date', read) }}
       ),
-      starts as (
-          select *,
-              case when lag(event_at) over by_person is null
-                        or event_at - lag(event_at) over by_person > interval '{{ timeout_minutes }} minutes'
-                   then 1 else 0 end as is_chain_start
-          from activity
-          window by_person as (partition by person_id order by event_at, message_id)
-      ),
-      chains as (
-          select *, sum(is_chain_start) over (
-              partition by person_id order by event_at, message_id rows between unbounded preceding and current row
-          ) as chain
-          from starts
-      )
+      {{ session_numbering_ctes('activity') }}
       select count(*) from (
-          select person_id, chain
-          from chains
-          group by person_id, chain
+          select person_id, session_number
+          from numbered
+          group by person_id, session_number
           having max(case when {{ lake_days_condition('event_date', rebuild) }} then 1 else 0 end) = 1
              and max(event_at) - min(event_at) >= interval '{{ 24 * 60 - 2 * timeout_minutes }} minutes'
       ) as long_chains

@@ -22,7 +22,6 @@
     ],
 ) }}
 
-{%- set timeout = "interval '" ~ var('session_timeout_minutes') ~ " minutes'" %}
 {%- set scope = adapter.quote(this.identifier ~ '__scope') %}
 {%- set on_lake = target.type == 'spark' %}
 {%- set lake_days = lake_days_to_build() %}
@@ -66,34 +65,7 @@ activity as (
 
 ),
 
-gaps as (
-
-    select
-        *,
-        case
-            when
-                lag(event_at) over by_person is null
-                or event_at - lag(event_at) over by_person > {{ timeout }}
-                then 1
-            else 0
-        end as is_session_start
-    from activity
-    window by_person as (partition by person_id order by event_at, message_id)
-
-),
-
-numbered as (
-
-    select
-        *,
-        sum(is_session_start) over (
-            partition by person_id
-            order by event_at, message_id
-            rows between unbounded preceding and current row
-        ) as session_number
-    from gaps
-
-),
+{{ session_numbering_ctes('activity') }},
 
 sessions as (
 
