@@ -303,6 +303,38 @@ def test_docs_and_column_comments_reach_bi_tools(built):
     )[0][0]
     assert column_comment == "UTC date of event_at; the partition key."
 
+    # the partitions carry the same comments. An hourly build looks only at partitions without their table comment,
+    # unless a description changed: here every partition holds an older description of event_date, and the oldest
+    # partition has lost its table comment; an incremental build with nothing new puts back both
+    partitions = [
+        name
+        for (name,) in rows(
+            settings,
+            "select inhrelid::regclass::text from pg_inherits "
+            "where inhparent = 'analytics.fct_events'::regclass order by 1",
+        )
+    ]
+    assert len(partitions) > 2
+    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
+        for name in partitions:
+            cursor.execute(f"comment on column {name}.event_date is 'an older description'")
+        cursor.execute(f"comment on table {partitions[0]} is null")
+
+    def partition_comments() -> set[tuple]:
+        return set(
+            rows(
+                settings,
+                "select col_description(inhrelid, (select attnum from pg_attribute where attrelid = inhrelid "
+                "and attname = 'event_date')), obj_description(inhrelid, 'pg_class') like 'The % partition of "
+                "analytics.fct_events: query the parent table.' from pg_inherits "
+                "where inhparent = 'analytics.fct_events'::regclass",
+            )
+        )
+
+    assert partition_comments() == {("an older description", True), ("an older description", None)}
+    dbt(root, "run", "--select", "fct_events")
+    assert partition_comments() == {("UTC date of event_at; the partition key.", True)}
+
 
 def test_incremental_equals_full_refresh(built):
     settings, root, _ = built

@@ -234,33 +234,63 @@ $$;
 {#- Every partition carries the model's column comments too, and a table comment naming its day and parent: BI
     tools list partitions as tables of their own. Only comments that differ are written, so a build that adds no
     partition writes none. Runs as a non-transactional post-hook (after rename_partitions); `model` is the
-    partitioned model being built. -#}
+    partitioned model being built. Each run leaves every partition's comments right (the block is one statement:
+    all or nothing), so the column comments are compared on every partition only when the newest partition that
+    already has its table comment shows a column description changed; otherwise only partitions without their
+    table comment (new ones) are looked at: an hourly build does not read every day's comments. -#}
 {% macro comment_partitions(relation) -%}
 {%- if target.type != 'postgres' %}{{ return('') }}{% endif -%}
 {%- set relation = relation.include(database=false) -%}
+{%- set described = [] -%}
+{%- for name, column in model.columns.items() if column.description -%}
+  {%- do described.append((name, column.description)) -%}
+{%- endfor -%}
 do $comments$
 declare
     part record;
     wanted text;
+    descriptions_changed boolean := false;
 begin
+    {%- if described %}
+    select coalesce(bool_or(
+        {%- for name, description in described %}
+        col_description(newest.oid, (
+            select attnum from pg_attribute where attrelid = newest.oid and attname = {{ sql_string(name) }}
+        )) is distinct from {{ sql_string(description) }}{{ ' or' if not loop.last }}
+        {%- endfor %}
+    ), false)
+    into descriptions_changed
+    from (
+        select child.oid
+        from pg_inherits
+        join pg_class as child on child.oid = pg_inherits.inhrelid
+        where
+            pg_inherits.inhparent = {{ sql_string(relation) }}::regclass
+            and obj_description(child.oid, 'pg_class') is not null
+        order by {{ partition_lower_bound('child') }} desc nulls last
+        limit 1
+    ) as newest;
+    {%- endif %}
     for part in
-        select child.oid, child.relname, {{ partition_lower_bound('child') }} as day
+        select child.oid, child.relname, {{ partition_lower_bound('child') }} as day,
+               obj_description(child.oid, 'pg_class') as table_comment
         from pg_inherits
         join pg_class as child on child.oid = pg_inherits.inhrelid
         where pg_inherits.inhparent = {{ sql_string(relation) }}::regclass
     loop
         wanted := 'The ' || coalesce(part.day::text, 'default') || ' partition of '
             || {{ sql_string(relation.schema ~ '.' ~ relation.identifier) }} || ': query the parent table.';
-        if obj_description(part.oid, 'pg_class') is distinct from wanted then
+        continue when part.table_comment is not distinct from wanted and not descriptions_changed;
+        if part.table_comment is distinct from wanted then
             execute format('comment on table %I.%I is %L', {{ sql_string(relation.schema) }}, part.relname, wanted);
         end if;
-        {%- for name, column in model.columns.items() if column.description %}
+        {%- for name, description in described %}
         if col_description(part.oid, (
             select attnum from pg_attribute where attrelid = part.oid and attname = {{ sql_string(name) }}
-        )) is distinct from {{ sql_string(column.description) }} then
+        )) is distinct from {{ sql_string(description) }} then
             execute format(
                 'comment on column %I.%I.%I is %L', {{ sql_string(relation.schema) }}, part.relname, {{ sql_string(name) }},
-                {{ sql_string(column.description) }}
+                {{ sql_string(description) }}
             );
         end if;
         {%- endfor %}
