@@ -43,6 +43,13 @@ def pytest_configure(config: pytest.Config) -> None:
         # every run's steps in the run's own process: a process per step costs seconds each (the default,
         # multiprocess, is tested where it matters: test_marts' Spark build, test_celery)
         "DAGSTER_EXECUTOR": "in_process",
+        # the tests' Spark jobs are small and short: the JVMs they start (dbt's Spark sessions, the insights engine)
+        # compile with the quick C1 compiler only, a larger code cache for Spark's generated code
+        "JAVA_TOOL_OPTIONS": " ".join(
+            filter(
+                None, [os.environ.get("JAVA_TOOL_OPTIONS"), "-XX:TieredStopAtLevel=1", "-XX:ReservedCodeCacheSize=256m"]
+            )
+        ),
         "ANALYTICSPRO_ENGINE": "postgres",
     }
     for key, value in overrides.items():
