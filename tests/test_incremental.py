@@ -116,6 +116,31 @@ def _assert_funnel_entries_match_events(settings) -> None:
     assert sum(expected.values()) > 100
 
 
+def _assert_cohort_sizes_match_users(settings) -> None:
+    """fct_cohort_retention's cohort sizes against a plain-Python count of dim_users: a person's cohort is the week
+    (from Monday) or month of their signup, else of their first activity, in UTC."""
+    expected: dict[tuple, int] = {}
+    for signed_up_at, first_activity_at in rows(
+        settings, "select signed_up_at, first_activity_at from analytics.dim_users"
+    ):
+        at = signed_up_at or first_activity_at
+        if at is None:
+            continue
+        day = at.astimezone(UTC).date()
+        for key in (("week", day - timedelta(days=day.weekday())), ("month", day.replace(day=1))):
+            expected[key] = expected.get(key, 0) + 1
+    stored = {
+        (grain, start): size
+        for grain, start, size in rows(
+            settings,
+            "select cohort_grain, cohort_start, cohort_size from analytics.fct_cohort_retention "
+            "where period_number = 0",
+        )
+    }
+    assert stored == expected
+    assert len(expected) > 10
+
+
 def _marts(settings) -> dict:
     return {model: read_postgres_mart(settings.database_url, model) for model in MARTS}
 
@@ -204,7 +229,28 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     )
     with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
         cursor.execute(with_older, {"old": older_id, "new": load_id})
+    cohort_rows = (
+        "select cohort_grain, cohort_start, period_number, is_active, _built_at from intermediate.int_cohort_persons "
+        "where person_id = %s"
+    )
+    cohort_rows_before = set(rows(settings, cohort_rows, (user_id,)))
     _run(root)
+    # int_cohort_persons rewrote the user's periods from the one holding the new event (two days ago) on, and kept
+    # the earlier ones as they were (their _built_at included)
+    day = (last - timedelta(days=2)).date()
+    period_starts = {"week": day - timedelta(days=day.weekday()), "month": day.replace(day=1)}
+
+    def period_start(grain: str, cohort_start: date, number: int) -> date:
+        if grain == "week":
+            return cohort_start + timedelta(days=7 * number)
+        month = cohort_start.month - 1 + number
+        return cohort_start.replace(year=cohort_start.year + month // 12, month=month % 12 + 1)
+
+    cohort_rows_after = set(rows(settings, cohort_rows, (user_id,)))
+    earlier = {row for row in cohort_rows_before if period_start(*row[:3]) < period_starts[row[0]]}
+    assert {grain for grain, *_ in earlier} == {"week", "month"} and earlier <= cohort_rows_after
+    rewritten = cohort_rows_after - cohort_rows_before
+    assert rewritten and all(period_start(*row[:3]) >= period_starts[row[0]] for row in rewritten)
     assert rows(settings, "select count(*) from analytics.fct_events where message_id = %s", (older["messageId"],)) == [
         (1,)
     ]
@@ -236,6 +282,7 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     assert rows(settings, "select count(*) from analytics.dim_users where person_id = %s", (anonymous_id,)) == [(0,)]
     _assert_wau_mau_match_events(settings)
     _assert_funnel_entries_match_events(settings)
+    _assert_cohort_sizes_match_users(settings)
 
     # 6. a GDPR erasure of the user with late events, then a run
     forget(settings, user_id, requested_by="test", say=lambda _: None)
@@ -254,12 +301,18 @@ def test_incremental_runs_equal_a_full_build(warehouse):
 
     incremental = _marts(settings)
     assert all(len(frame) for frame in incremental.values())
+    # and the persons' cohort periods, which the retention marts count
+    cohort_persons = (
+        "select cohort_grain, person_id, cohort_start, period_number, is_active from intermediate.int_cohort_persons"
+    )
+    incremental_cohort_persons = sorted(rows(settings, cohort_persons))
     _run(root, "--full-refresh")
     full = _marts(settings)
     found = []
     for model in MARTS:
         found += differences(full[model], incremental[model], model, skipped=SKIPPED_COLUMNS)
     assert not found, "\n".join(found)
+    assert sorted(rows(settings, cohort_persons)) == incremental_cohort_persons
 
 
 def _day_files(lake: Path, table: str = "marts/fct_events", column: str = "event_date") -> dict[str, set[str]]:

@@ -15,18 +15,30 @@
   everything after a full build of int_cohort_persons (it records a marker, grain '*').
 -#}
 
-{#- Post-hook of int_cohort_persons: the differences its run made, per cell (see above). The pre-hook kept the old rows
-    of the persons it recomputed in <model>__previous; their new rows are in the table now. -#}
+{#- Post-hook of int_cohort_persons: the differences its run made, per cell (see above). The pre-hook kept the rows it
+    deleted in <model>__previous (the periods it recomputed of each changed person and grain); the recomputed rows are
+    in the table now, with this run's _built_at, beside the person's earlier periods, which it left alone. A person's
+    rows before are those earlier periods and <model>__previous; now, every row: the earlier periods cancel out of
+    `members` and `active`, and count in each person's last active period. -#}
 {% macro record_cohort_changes() %}{{ return(adapter.dispatch('record_cohort_changes')()) }}{% endmacro %}
 
 {% macro default__record_cohort_changes() -%}
   {%- if is_incremental() -%}
     insert into ops.cohort_changes (cohort_grain, cohort_start, period_number, members, active, last_active, changed_at)
-    with rows_now_and_before as (
+    with scope_rows as (
         select target.cohort_grain, target.person_id, target.cohort_start, target.period_number, target.is_active,
-               1 as sign
+               target._built_at = {{ built_at() }} as is_new
         from {{ this }} as target
-        inner join {{ adapter.quote(this.identifier ~ '__scope') }} as scope on target.person_id = scope.person_id
+        inner join {{ adapter.quote(this.identifier ~ '__scope') }} as scope
+            on target.person_id = scope.person_id and target.cohort_grain = scope.cohort_grain
+    ),
+    rows_now_and_before as (
+        select cohort_grain, person_id, cohort_start, period_number, is_active, 1 as sign
+        from scope_rows
+        union all
+        select cohort_grain, person_id, cohort_start, period_number, is_active, -1 as sign
+        from scope_rows
+        where not is_new
         union all
         select cohort_grain, person_id, cohort_start, period_number, is_active, -1 as sign
         from {{ adapter.quote(this.identifier ~ '__previous') }}
@@ -85,3 +97,80 @@
 {%- endmacro %}
 
 {% macro spark__prune_cohort_changes() %}{% endmacro %}
+
+
+{#- The first day of a person's `grain` cohort ('week' or 'month', a column or a literal) from their dim_users row:
+    the period of their signup, else of their first activity (UTC). -#}
+{% macro cohort_start_of(grain, users='users') -%}
+    cast(date_trunc(
+        {{ grain }}, cast({{ at_utc('coalesce(' ~ users ~ '.signed_up_at, ' ~ users ~ '.first_activity_at)') }} as timestamp)
+    ) as date)
+{%- endmacro %}
+
+{#- The first day of the period of `grain` a row of int_cohort_persons (alias `rows`) stands for. -#}
+{% macro cohort_period_start(rows='target') -%}
+    case
+        when {{ rows }}.cohort_grain = 'week' then {{ rows }}.cohort_start + 7 * {{ rows }}.period_number
+        else cast({{ rows }}.cohort_start + {{ rows }}.period_number * interval '1 month' as date)
+    end
+{%- endmacro %}
+
+
+{#- Pre-hook of int_cohort_persons. Per changed person (changed_persons_sql: with the time of their earliest changed
+    event) and grain, in <model>__scope (person_id, cohort_grain, rebuild_from): when their cohort is the one their
+    stored period-0 row has, only the periods from the one holding that earliest changed event on can change (a
+    period's row depends on the person's activity days in it, and none before that event changed), so rebuild_from
+    is that period's first day; otherwise (a new person, a cohort that moved, a person left without a dim_users row)
+    rebuild_from is null: every period. Those rows are kept in <model>__previous (record_cohort_changes() compares)
+    and deleted; the model re-inserts them. An hour's late event then rewrites the periods from its own on, not the
+    person's whole history. -#}
+{% macro rebuild_changed_cohort_periods() -%}
+  {%- if is_incremental() -%}
+    {%- set scope = adapter.quote(this.identifier ~ '__scope') -%}
+    {%- set previous = adapter.quote(this.identifier ~ '__previous') -%}
+    {%- set matches -%}
+      target.person_id = scope.person_id
+      and target.cohort_grain = scope.cohort_grain
+      and (scope.rebuild_from is null or {{ cohort_period_start('target') }} >= scope.rebuild_from)
+    {%- endset -%}
+    drop table if exists {{ scope }};
+    create temporary table {{ scope }} as
+    with changed as (
+        select * from ({{ changed_persons_sql(high_water_mark('_built_at')) }}) as changed_persons
+    ),
+    grains as (
+        select grain from (values ('week'), ('month')) as grains (grain)
+    ),
+    now as (
+        select
+            changed.person_id,
+            grains.grain,
+            {{ cohort_start_of('grains.grain') }} as cohort_start,
+            cast(date_trunc(grains.grain, cast(cast({{ at_utc('changed.first_changed_at') }} as date) as timestamp))
+                as date) as first_changed_period
+        from changed
+        cross join grains
+        left join {{ ref('dim_users') }} as users on changed.person_id = users.person_id
+    )
+    select
+        now.person_id,
+        cast(now.grain as {{ text_type() }}) as cohort_grain,
+        case
+            when now.cohort_start = stored.cohort_start then greatest(now.first_changed_period, now.cohort_start)
+        end as rebuild_from
+    from now
+    left join {{ this }} as stored
+        on
+            now.person_id = stored.person_id
+            and now.grain = stored.cohort_grain
+            and stored.period_number = 0;
+    analyze {{ scope }};
+    drop table if exists {{ previous }};
+    create temporary table {{ previous }} as
+    select target.* from {{ this }} as target inner join {{ scope }} as scope on {{ matches }};
+    analyze {{ previous }};
+    delete from {{ this }} as target
+    using {{ scope }} as scope
+    where {{ matches }};
+  {%- endif -%}
+{%- endmacro %}

@@ -452,29 +452,46 @@
 
 
 {#- Pre-hook of fct_cohort_retention: the cohorts recounted whole, in <model>__scope (their rows deleted): those
-    whose stored size differs from their members now (someone left or came outside the differences: a GDPR
-    erasure; a cohort with no member left goes, a new one comes), those whose last period is not the one containing
-    the last event date (a new week or month began), and every cohort after a full build of int_cohort_persons.
-    Every other cohort gets the differences of ops.cohort_changes added (macros/cohort_changes.sql). -#}
+    whose size differs from their members now (someone left or came outside the differences: a GDPR erasure; a
+    cohort with no member left goes, a new one comes), those whose last period is not the one containing the last
+    event date (a new week or month began), and every cohort after a full build of int_cohort_persons. Every other
+    cohort gets the differences of ops.cohort_changes added (macros/cohort_changes.sql). The members are counted in
+    int_cohort_persons only when an erasure happened since the last build (ops.erased_events: an erasure of a person
+    with a cohort records their signup and first activity dates), the one change outside the differences; otherwise
+    a cohort's members now are its stored size plus its recorded difference, and an hour reads no cohort's members. -#}
 {% macro rebuild_changed_cohorts() -%}
   {%- if is_incremental() -%}
     {%- set since = high_water_mark('_built_at') -%}
+    {%- set rebuilt = cohort_persons_rebuilt_since(since) -%}
+    {%- set erased = execute and since is not none and run_query(
+        "select exists (select from (" ~ erased_events_sql(since) ~ ") as erased)").columns[0].values()[0] -%}
     {%- call replace_scope(['cohort_grain', 'cohort_start']) -%}
     with stored as (
         select cohort_grain, cohort_start, max(cohort_size) as cohort_size, max(period_number) as last_period
         from {{ this }}
         group by cohort_grain, cohort_start
     ),
-    members as (
-        select cohort_grain, cohort_start, count(*) as cohort_size
-        from {{ ref('int_cohort_persons') }}
-        where period_number = 0
-        group by cohort_grain, cohort_start
-    ),
     changes as (
         select cohort_grain, cohort_start, sum(members) as members
         from ({{ cohort_changes_since(since) }}) as cells
         group by cohort_grain, cohort_start
+    ),
+    members as (
+    {%- if erased or rebuilt %}
+        select cohort_grain, cohort_start, count(*) as cohort_size
+        from {{ ref('int_cohort_persons') }}
+        where period_number = 0
+        group by cohort_grain, cohort_start
+    {%- else %}
+        select
+            coalesce(stored.cohort_grain, changes.cohort_grain) as cohort_grain,
+            coalesce(stored.cohort_start, changes.cohort_start) as cohort_start,
+            coalesce(stored.cohort_size, 0) + coalesce(changes.members, 0) as cohort_size
+        from stored
+        full outer join changes
+            on stored.cohort_grain = changes.cohort_grain and stored.cohort_start = changes.cohort_start
+        where coalesce(stored.cohort_size, 0) + coalesce(changes.members, 0) > 0
+    {%- endif %}
     ),
     last_day as (
         select max(event_date) as last_day from {{ ref('int_event_days') }}
@@ -490,7 +507,7 @@
             and coalesce(stored.cohort_start, members.cohort_start) = changes.cohort_start
     cross join last_day
     where
-        {{ 'true or ' if cohort_persons_rebuilt_since(since) }}
+        {{ 'true or ' if rebuilt }}
         stored.cohort_grain is null or members.cohort_grain is null
         or stored.cohort_size + coalesce(changes.members, 0) <> members.cohort_size
         or stored.last_period <> {{ cohort_last_period('stored.cohort_grain', 'stored.cohort_start', 'last_day.last_day') }}

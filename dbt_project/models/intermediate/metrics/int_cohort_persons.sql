@@ -3,13 +3,14 @@
 -- cohort, is_active says whether they were active in it), later periods only when active. A
 -- person's cohort is the period of their signup, or of their first activity event if they never
 -- signed up (dim_users, which adds archived history); activity is int_person_days. fct_cohort_retention
--- counts these rows per cohort. Incremental: the persons with changed events (and those they
--- counted under before) are deleted and recomputed (pre-hook rebuild_changed_persons), and what that changed
--- in each retention cell is recorded in ops.cohort_changes (post-hook, macros/cohort_changes.sql).
+-- counts these rows per cohort. Incremental: for the persons with changed events (and those they counted under
+-- before), the rows of the periods from the one holding their earliest changed event on (every period when their
+-- cohort moved or they are new) are deleted and recomputed (pre-hook rebuild_changed_cohort_periods), and what
+-- that changed in each retention cell is recorded in ops.cohort_changes (post-hook, macros/cohort_changes.sql).
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     incremental_strategy='append',
-    pre_hook=["{{ rebuild_changed_persons(keep_previous=true) }}"],
+    pre_hook=["{{ rebuild_changed_cohort_periods() }}"],
     post_hook=["{{ record_cohort_changes() }}"],
     indexes=[{'columns': ['person_id']}, {'columns': ['cohort_grain', 'cohort_start']}],
 ) }}
@@ -43,12 +44,22 @@ cohorts as (
     select
         grains.grain,
         people.person_id,
-        cast(date_trunc(grains.grain, people.cohort_at) as date) as cohort_start
+        cast(date_trunc(grains.grain, people.cohort_at) as date) as cohort_start,
+        {%- if is_incremental() %}
+            scope.rebuild_from
+        {%- else %}
+            cast(null as date) as rebuild_from
+        {%- endif %}
     from people
     cross join grains
+    {%- if is_incremental() %}
+        inner join {{ scope }} as scope
+            on people.person_id = scope.person_id and grains.grain = scope.cohort_grain
+    {%- endif %}
 
 ),
 
+-- the periods rebuilt only: from rebuild_from on (the (person_id, activity_date) index)
 active_periods as (
 
     select distinct
@@ -58,7 +69,9 @@ active_periods as (
     from {{ ref('int_person_days') }} as person_days
     cross join grains
     {%- if is_incremental() %}
-        where person_days.person_id in (select scope.person_id from {{ scope }} as scope)
+        inner join {{ scope }} as scope
+            on person_days.person_id = scope.person_id and grains.grain = scope.cohort_grain
+        where person_days.activity_date >= coalesce(scope.rebuild_from, cast('-infinity' as date))
     {%- endif %}
 
 ),
@@ -103,13 +116,15 @@ person_periods as (
         0 as period_number,
         false as is_active
     from cohorts
-    where not exists (
-        select 1 from active
-        where
-            active.grain = cohorts.grain
-            and active.person_id = cohorts.person_id
-            and active.period_number = 0
-    )
+    where
+        (cohorts.rebuild_from is null or cohorts.rebuild_from <= cohorts.cohort_start)
+        and not exists (
+            select 1 from active
+            where
+                active.grain = cohorts.grain
+                and active.person_id = cohorts.person_id
+                and active.period_number = 0
+        )
 
 )
 
