@@ -41,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "DLT_PIPELINES_DIR": str(_tmp_root / "dlt"),
         "INSIGHTS_DIR": str(_tmp_root / "insights"),
         # every run's steps in the run's own process: a process per step costs seconds each (the default,
-        # multiprocess, is tested where it matters: test_marts' Spark build, test_celery)
+        # multiprocess, is tested where it matters: the Spark sequence in test_incremental, test_celery)
         "DAGSTER_EXECUTOR": "in_process",
         # the tests' Spark jobs are small and short: the JVMs they start (dbt's Spark sessions, the insights engine)
         # compile with the quick C1 compiler only, a larger code cache for Spark's generated code

@@ -19,11 +19,9 @@ import pytest
 
 from ingestion.events import load_events
 from ingestion.generator import generate
-from orchestration.runs import run_materialize
 from testing import reference_marts as ref
 from testing.db import own_warehouse, rows
 from testing.dbt import dbt, dbt_build
-from testing.engines import MARTS, SKIPPED_COLUMNS, differences, read_lake_mart, read_postgres_mart
 from testing.reference import compute
 
 END = date(2026, 3, 15)
@@ -86,44 +84,6 @@ def built(warehouse):
         dbt_build(root)
     frame = ref.event_frame(compute(bucket).events)
     return settings, root, frame
-
-
-def test_spark_builds_the_same_marts(built, monkeypatch):
-    """`analyticspro materialize --engine spark` (through Dagster, the default multiprocess executor) into a database
-    of its own, empty: the same objects are loaded, the lake is written from raw.events and the same dbt models build
-    on Spark, the asset checks read what Spark built (nothing of analytics is in PostgreSQL), and every mart equals
-    the PostgreSQL build (incremental, checked against pandas below) row for row, floats within 1e-9; the load ids
-    differ (a load of its own)."""
-    settings, root, _frame = built
-    with own_warehouse("spark", root / "spark_only") as (spark_settings, spark_root):
-        shutil.copytree(root / "bucket", spark_root / "bucket")
-        lake = spark_root / "lake"
-        for name, value in {
-            "EVENTS_LAKE_URL": str(lake),
-            "SPARK_METASTORE_DIR": str(spark_root / "spark"),
-            "ANALYTICSPRO_ENGINE": "postgres",
-            "ANALYTICSPRO_SPARK_LOG4J": "",
-            "DAGSTER_EXECUTOR": "multiprocess",
-            "REDIS_KEY_PREFIX": f"{settings.redis_key_prefix}:spark",
-        }.items():
-            monkeypatch.setenv(name, value)
-        assert run_materialize(engine="spark", log_level="WARNING")
-        assert rows(spark_settings, "select count(*) from raw.events") == rows(
-            settings, "select count(*) from raw.events"
-        )
-        assert rows(spark_settings, "select count(*) from pg_tables where schemaname = 'analytics'") == [(0,)]
-
-        found = []
-        for model in MARTS:
-            postgres = read_postgres_mart(settings.database_url, model)
-            assert len(postgres) > 0, model
-            lake_rows = read_lake_mart(str(lake), model)
-            found += differences(postgres, lake_rows, model, skipped=SKIPPED_COLUMNS | {"load_id"})
-        assert not found, "\n".join(found)
-        # the marts are plain Parquet folders: fct_events by day
-        assert (lake / "marts" / "fct_events").is_dir()
-        days = sorted(p.name for p in (lake / "marts" / "fct_events").glob("event_date=*"))
-        assert days and days[0].startswith("event_date=")
 
 
 def test_fct_events_is_partitioned_by_day_and_indexed(built):
