@@ -400,6 +400,7 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         # every day of the lake is written
         copy(hours[:cut])
         for name, value in {
+            "ANALYTICSPRO_ENGINE": "postgres",  # run_materialize sets it to spark: put back after the test
             "DAGSTER_EXECUTOR": "multiprocess",
             "REDIS_KEY_PREFIX": f"{settings.redis_key_prefix}:spark",
         }.items():
