@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import json
 import shutil
+import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from common.locks import DBT_LOCK, advisory_lock
 from ingestion.events import load_events
 from ingestion.generator import generate
 from orchestration.runs import run_materialize
@@ -285,8 +287,17 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     _assert_funnel_entries_match_events(settings)
     _assert_cohort_sizes_match_users(settings)
 
-    # 6. a GDPR erasure of the user with late events, then a run
-    forget(settings, user_id, requested_by="test", say=lambda _: None)
+    # 6. a GDPR erasure of the user with late events, then a run. The erasure waits for a dbt build in flight (here:
+    # the lock held as a build holds it), so no build reads the tables while its delete is uncommitted
+    user_rows = "select count(*) from raw.events where user_id = %s"
+    assert rows(settings, user_rows, (user_id,))[0][0] > 0
+    with advisory_lock(settings.database_url, DBT_LOCK, say=lambda _: None):
+        erasure = threading.Thread(target=forget, args=(settings, user_id, "test"), kwargs={"say": lambda _: None})
+        erasure.start()
+        erasure.join(timeout=3)
+        assert erasure.is_alive() and rows(settings, user_rows, (user_id,))[0][0] > 0
+    erasure.join(timeout=60)
+    assert not erasure.is_alive() and rows(settings, user_rows, (user_id,)) == [(0,)]
     _run(root)
 
     # 7. the same lines again under new names (a re-upload), and a load with nothing new; the second run as the first

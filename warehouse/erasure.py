@@ -34,7 +34,7 @@ import redis
 from psycopg2 import sql
 
 from common.db import PERSON_COLUMNS, table_exists
-from common.locks import ERASURE_LOCK, LOAD_LOCK, advisory_lock
+from common.locks import DBT_LOCK, ERASURE_LOCK, LOAD_LOCK, advisory_lock
 from common.ops import SUPPRESSION_TABLE, ensure_ops_tables
 from common.redis_keys import HotKeys
 from common.settings import Settings
@@ -266,11 +266,15 @@ def forget(settings: Settings, user_id: str, requested_by: str, say: Callable[[s
             connection.commit()
             say(f"suppressed {len(identities)} identities (the user id and {len(anonymous)} anonymous ids)")
             with advisory_lock(settings.database_url, LOAD_LOCK, say):  # a load in flight finishes first
-                # ids stitched by a load that finished meanwhile
-                anonymous = sorted(set(anonymous) | set(resolve_identities(connection, user_id)))
-                identities = [user_id, *anonymous]
-                rows = delete_from_postgres(connection, user_id, anonymous)
-                connection.commit()
+                # and a dbt build in flight: the erasure's transaction then starts after it, so the next build's
+                # high-water mark is older than ops.erased_events.erased_at and it sees the erasure (a build that
+                # read the tables while the delete was uncommitted would miss it for good)
+                with advisory_lock(settings.database_url, DBT_LOCK, say):
+                    # ids stitched by a load that finished meanwhile
+                    anonymous = sorted(set(anonymous) | set(resolve_identities(connection, user_id)))
+                    identities = [user_id, *anonymous]
+                    rows = delete_from_postgres(connection, user_id, anonymous)
+                    connection.commit()
                 say(f"PostgreSQL: {sum(rows.values()):,} rows deleted")
                 client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
                 rows["redis"] = delete_from_redis(client, settings.redis_key_prefix, identities)

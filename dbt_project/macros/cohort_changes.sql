@@ -10,9 +10,10 @@
   `last_active` at the period that is a person's last (unbounded counts at n are the sum of last_active at n and
   after). fct_cohort_retention adds them to its stored cells: an hour's work follows the persons it touched, not
   the size of the cohorts. What the differences cannot see is recounted whole (fct_cohort_retention's pre-hook): a
-  cohort whose stored size differs from its members (a GDPR erasure deletes rows outside dbt; a cohort that
-  gained its first member or lost its last), every cohort when a new week or month begins (a new period), and
-  everything after a full build of int_cohort_persons (it records a marker, grain '*').
+  cohort whose stored size differs from its members (a GDPR erasure deletes rows outside dbt: its members are
+  counted only after one, ops.erased_events; a cohort that gained its first member or lost its last), every cohort
+  when a new week or month begins (a new period), and everything after a full build of int_cohort_persons (it
+  records a marker, grain '*').
 -#}
 
 {#- Post-hook of int_cohort_persons: the differences its run made, per cell (see above). The pre-hook kept the rows it

@@ -23,7 +23,8 @@ people as (
 
     select
         person_id,
-        cast({{ at_utc('coalesce(signed_up_at, first_activity_at)') }} as timestamp) as cohort_at
+        signed_up_at,
+        first_activity_at
     from {{ ref('dim_users') }}
     where
         coalesce(signed_up_at, first_activity_at) is not null
@@ -44,7 +45,7 @@ cohorts as (
     select
         grains.grain,
         people.person_id,
-        cast(date_trunc(grains.grain, people.cohort_at) as date) as cohort_start,
+        {{ cohort_start_of('grains.grain', 'people') }} as cohort_start,
         {%- if is_incremental() %}
             scope.rebuild_from
         {%- else %}

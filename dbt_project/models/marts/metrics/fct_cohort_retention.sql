@@ -6,7 +6,8 @@
 -- per grain, person and active period). Incremental: the differences int_cohort_persons
 -- recorded per cell since the last build (ops.cohort_changes) are added to the stored cells; what they cannot
 -- see is recounted whole (pre-hook rebuild_changed_cohorts: a cohort whose size no longer matches its members,
--- every cohort when a new week or month begins or after a full build of int_cohort_persons).
+-- counted only after an erasure; every cohort when a new week or month begins or after a full build of
+-- int_cohort_persons).
 -- macros/cohort_changes.sql says why that is exact.
 {{ config(
     materialized='incremental',
