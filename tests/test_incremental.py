@@ -72,6 +72,26 @@ def _run(root: Path, *args: str) -> None:
     dbt(root, "run", *args)
 
 
+def _assert_written_days_cover_changes(settings) -> set[date]:
+    """ops.written_days (the days the hour's queries over fct_events read: macros/partitioned_tables.sql) names, for
+    every run since the record began, every day holding a row that run wrote: otherwise a model reading "rows written
+    since" through it would miss them. Returns the days the newest run recorded."""
+    recorded = rows(settings, "select day, written_at from ops.written_days where model = 'analytics.fct_events'")
+    (since,) = [written_at for day, written_at in recorded if day is None]
+    days_by_run: dict[datetime, set[date]] = {}
+    for day, written_at in recorded:
+        if day is not None:
+            days_by_run.setdefault(written_at, set()).add(day)
+    written = rows(
+        settings,
+        "select _built_at, event_date from analytics.fct_events where _built_at > %s group by 1, 2",
+        (since,),
+    )
+    missed = [(built_at, day) for built_at, day in written if day not in days_by_run.get(built_at, set())]
+    assert not missed, f"fct_events days written but not in ops.written_days: {missed}"
+    return days_by_run[max(days_by_run)] if days_by_run else set()
+
+
 def _assert_wau_mau_match_events(settings) -> None:
     """daily_metrics' WAU and MAU on every date, against a plain-Python count from fct_events' activity: between
     full refreshes they are kept by differences (int_active_coverage), which a later erasure's recount would hide."""
@@ -210,8 +230,22 @@ def test_incremental_runs_equal_a_full_build(warehouse):
         traits={"plan": "stale-plan", "first_touch": "late"},
     )  # fmt: skip
     _put(bucket, f"{END:%Y/%m/%d}/23/late-identify.jsonl.gz", [stale])
+    (before_run,) = rows(settings, "select now()")[0]
     load_and_run()
     assert rows(settings, "select count(*) from analytics.fct_events where message_id = %s", (late[0]["messageId"],))
+    # the run recorded the late days it wrote, which the models after fct_events read (and only those partitions)
+    late_days = {event.get("timestamp")[:10] for event in [*late, stale]}
+    assert {str(day) for day in _assert_written_days_cover_changes(settings)} == late_days
+    compiled = (root / "dbt_target/compiled/analyticspro/models/intermediate/revenue/int_mrr_changes.sql").read_text()
+    assert "event_date in (" + ", ".join(f"date '{day}'" for day in sorted(late_days)) + ")" in compiled
+    # and vacuumed those partitions (the dashboards' index-only scans need their visibility maps), no other
+    vacuumed = rows(
+        settings,
+        "select relname from pg_stat_user_tables where schemaname = 'analytics' and relname like 'fct\\_events\\_p%%' "
+        "and last_vacuum > %s",
+        (before_run,),
+    )
+    assert {name for (name,) in vacuumed} == {f"fct_events_p{day.replace('-', '')}" for day in late_days}
     assert rows(
         settings,
         "select plan, traits ->> 'first_touch', last_identified_at from analytics.dim_users where person_id = %s",
@@ -308,6 +342,8 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     load_and_run()
     assert len(rows(settings, "select model, built_at from ops.model_builds where funnel_definitions is not null")) == 3
     rows(settings, "delete from ops.model_builds returning model")
+    # nor the record of the days fct_events wrote (ops.written_days): the run starts it, reading unpruned meanwhile
+    rows(settings, "delete from ops.written_days returning model")
     load_and_run()
     assert len(rows(settings, "select model from ops.model_builds")) >= len(MARTS)
 
@@ -318,7 +354,10 @@ def test_incremental_runs_equal_a_full_build(warehouse):
         "select cohort_grain, person_id, cohort_start, period_number, is_active from intermediate.int_cohort_persons"
     )
     incremental_cohort_persons = sorted(rows(settings, cohort_persons))
+    _assert_written_days_cover_changes(settings)
     _run(root, "--full-refresh")
+    # a full build writes every day: the record starts again from it
+    assert rows(settings, "select day from ops.written_days where model = 'analytics.fct_events'") == [(None,)]
     full = _marts(settings)
     found = []
     for model in MARTS:

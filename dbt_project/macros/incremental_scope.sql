@@ -125,6 +125,22 @@
 {%- endmacro %}
 
 
+{#- changed_since() for fct_events (aliased `alias`): with the days the rows written after `since` are on
+    (ops.written_days), `and event_date in (...)` as date literals, so PostgreSQL plans and opens only those day
+    partitions (and none, `false`, when nothing was written); with a year of partitions, a query that cannot prune
+    costs milliseconds to plan and opens every partition's index. Plain changed_since() when the record cannot tell. -#}
+{% macro events_changed_since(since, alias=none) -%}
+  {%- set days = written_days_since(ref('fct_events'), since) -%}
+  {%- if days is none -%}
+    {{ changed_since(since, alias) }}
+  {%- elif not days -%}
+    false
+  {%- else -%}
+    {{ changed_since(since, alias) }} and {{ (alias ~ '.') if alias else '' }}event_date in ({{ sql_date_list(days) }})
+  {%- endif -%}
+{%- endmacro %}
+
+
 {#- The persons who lost events among the fct_events rows of the CTE `changed` (person_id, anonymous_id, event_at),
     with the time of the earliest: the anonymous id a re-stitched event counted under before, when it has rows in
     the calling model (`this`, indexed on person_id; one without rows, the usual case since every event of an
@@ -154,7 +170,7 @@
 
       select person_id, anonymous_id, event_at{{ ', (' ~ relevant ~ ') as is_relevant' if relevant }}
       from {{ ref('fct_events') }}
-      where {{ changed_since(since) }}
+      where {{ events_changed_since(since) }}
 
   ),
 
@@ -189,13 +205,19 @@
 {% macro changed_dates_list(since) -%}
   {%- if not execute -%}{{ return('null') }}{%- endif -%}
   {%- set result = run_query(
-      'select event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ changed_since(since)
+      'select event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ events_changed_since(since)
       ~ ' union select event_date::text from (' ~ erased_events_sql(since) ~ ') as erased') -%}
   {%- set dates = result.columns[0].values() | list -%}
   {%- if not dates -%}{{ return('null') }}{%- endif -%}
   {%- set literals = [] -%}
   {%- for day in dates | sort -%}{%- do literals.append("date '" ~ day ~ "'") -%}{%- endfor -%}
   {{ return(literals | join(', ')) }}
+{%- endmacro %}
+
+
+{#- date 'YYYY-MM-DD', ... as a SQL list from a list of 'YYYY-MM-DD' strings (for `in (...)`). -#}
+{% macro sql_date_list(days) -%}
+  {%- for day in days -%}date '{{ day }}'{{ ", " if not loop.last }}{%- endfor -%}
 {%- endmacro %}
 
 
@@ -310,7 +332,7 @@
     create temporary table {{ changed }} as
     select changed.*
     from {{ ref('fct_events') }} as changed
-    where {{ changed_since(since, 'changed') }};
+    where {{ events_changed_since(since, 'changed') }};
     analyze {{ changed }};
     create temporary table {{ merge }} as
     select
@@ -352,7 +374,7 @@
     with changed as (
         select person_id, anonymous_id, event_date
         from {{ ref('fct_events') }}
-        where {{ changed_since(high_water_mark('_built_at')) }}
+        where {{ events_changed_since(high_water_mark('_built_at')) }}
     )
     select person_id, event_date as activity_date from changed
     union

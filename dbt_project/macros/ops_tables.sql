@@ -17,7 +17,10 @@
     funnel every funnel, to recount): fct_funnel_breakdown adds them (macros/funnel_breakdown_changes.sql).
     ops.funnel_cohort_changes: the (funnel, cohort date) keys an int_funnel_persons build took persons out of (no ids;
     a row without a date marks a funnel, or with no funnel every funnel, to compare whole): fct_funnel_steps
-    recomputes them (macros/funnels.sql). -#}
+    recomputes them (macros/funnels.sql).
+    ops.written_days: per date-partitioned model (fct_events), the days each run wrote rows to, and one row without a
+    day from when the record is complete (macros/partitioned_tables.sql): "rows written after T" reads only those
+    days' partitions (events_changed_since in macros/incremental_scope.sql). -#}
 {% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
 
 {% macro default__create_ops_tables() -%}
@@ -59,6 +62,12 @@ create table if not exists ops.model_builds (
     built_at timestamptz not null,
     funnel_definitions jsonb
 );
+create table if not exists ops.written_days (
+    model text not null,
+    day date,
+    written_at timestamptz not null
+);
+create index if not exists written_days_model_written_at on ops.written_days (model, written_at);
 create table if not exists ops.funnel_cohort_changes (
     funnel_name text,
     cohort_date date,

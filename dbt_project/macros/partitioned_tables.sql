@@ -67,6 +67,8 @@
 
     alter table {{ relation }} add {{ constraint }};
     {%- endfor %}
+
+    {{ reset_written_days() }}
   {%- endif -%}
 {%- endmacro %}
 
@@ -195,6 +197,8 @@ cast(substring(pg_get_expr({{ child }}.relpartbound, {{ child }}.oid) from $r$FR
 
   {{ create_date_partitions(target, source, partition_by['column']) }}
 
+  {{ record_written_days(source, partition_by['column']) }}
+
   insert into {{ target }} as target ({{ columns | join(', ') }})
   select {{ columns | join(', ') }} from {{ source }}
   on conflict ({{ unique_key | join(', ') }}) do update set
@@ -204,6 +208,53 @@ cast(substring(pg_get_expr({{ child }}.relpartbound, {{ child }}.oid) from $r$FR
   where ({% for column in compared %}target.{{ column }}{{ ", " if not loop.last }}{% endfor %})
     is distinct from ({% for column in compared %}excluded.{{ column }}{{ ", " if not loop.last }}{% endfor %})
 {% endmacro %}
+
+
+{#- ops.written_days: the days each run of a partitioned model wrote rows to, so that "the rows written after T" can
+    name their partitions and PostgreSQL plans and reads only those (events_changed_since in incremental_scope.sql):
+    with a year of day partitions, a query that cannot prune plans and opens every partition and its indexes.
+    The row without a day says from when the record is complete: a query for rows written after T can use the days
+    only when that row's written_at <= T (a full build writes every day at its written_at; a table built before the
+    record existed gets the row on its next incremental run; records older than 30 days are pruned and the row moves
+    to the newest one pruned). Written in the model's transaction, with its rows. -#}
+{% macro reset_written_days() -%}
+    delete from ops.written_days where model = {{ sql_string(model_build_key()) }};
+    insert into ops.written_days (model, day, written_at) values ({{ sql_string(model_build_key()) }}, null, {{ built_at() }});
+{%- endmacro %}
+
+{#- Incremental run: the days of the rows staged for the upsert (a superset of the days it rewrites: unchanged rows are
+    not rewritten), at this run's _built_at. -#}
+{% macro record_written_days(source, column) -%}
+  {%- set key = sql_string(model_build_key()) -%}
+    insert into ops.written_days (model, day, written_at)
+    select {{ key }}, null, {{ built_at() }}
+    where not exists (select from ops.written_days where model = {{ key }} and day is null);
+    insert into ops.written_days (model, day, written_at)
+    select distinct {{ key }}, {{ adapter.quote(column) }}, {{ built_at() }} from {{ source }}
+    where {{ adapter.quote(column) }} is not null;
+    with pruned as (
+        delete from ops.written_days
+        where model = {{ key }} and day is not null and written_at < {{ built_at() }} - interval '30 days'
+        returning written_at
+    )
+    update ops.written_days set written_at = greatest(written_at, (select max(pruned.written_at) from pruned))
+    where model = {{ key }} and day is null and exists (select from pruned);
+{%- endmacro %}
+
+
+{#- The days of `relation` written after `since` (text), as a sorted list of 'YYYY-MM-DD' strings, or none when the
+    record cannot tell (no record, or not complete since then; on Spark; when parsing). -#}
+{% macro written_days_since(relation, since) -%}
+  {%- if not execute or since is none or target.type != 'postgres' -%}{{ return(none) }}{%- endif -%}
+  {%- set result = run_query(
+      "select coalesce(bool_or(day is null and written_at <= cast('" ~ since ~ "' as timestamptz)), false), "
+      ~ "coalesce(array_to_string(array_agg(distinct day::text order by day::text) filter (where day is not null), ','), '') "
+      ~ "from ops.written_days where model = '" ~ relation.schema ~ "." ~ relation.identifier ~ "' "
+      ~ "and (day is null or written_at > cast('" ~ since ~ "' as timestamptz))") -%}
+  {%- set row = result.rows[0] -%}
+  {%- if not row[0] -%}{{ return(none) }}{%- endif -%}
+  {{ return(row[1].split(',') if row[1] else []) }}
+{%- endmacro %}
 
 
 {#- After a full refresh the partitions carry the intermediate table's name; give them canonical names.
@@ -300,12 +351,25 @@ $comments$;
 {%- endmacro %}
 
 
-{#- Post-hook: VACUUM the partitions of `relation` this run wrote rows to (those holding a row with this run's
-    _built_at), so an hourly build vacuums today's partition and the late days', not the whole history. -#}
+{#- Post-hook: VACUUM the partitions of `relation` this run wrote rows to (the days ops.written_days records for this
+    run; after a full build, those holding a row with this run's _built_at), so an hourly build vacuums today's partition and the late days', not the whole history. -#}
 {% macro vacuum_changed_partitions(relation) %}{{ return(adapter.dispatch('vacuum_changed_partitions')(relation)) }}{% endmacro %}
 
 {% macro default__vacuum_changed_partitions(relation) -%}
   {%- if execute -%}
+    {%- set written = run_query(
+        "select day::text from ops.written_days where model = " ~ sql_string(model_build_key())
+        ~ " and written_at = " ~ built_at()).columns[0].values() | list -%}
+    {%- set found = [] -%}
+    {%- if written and none not in written -%}
+      {%- set found = run_query(
+          "select format('%I.%I', namespace.nspname, child.relname) from pg_inherits "
+          ~ "join pg_class as child on child.oid = pg_inherits.inhrelid "
+          ~ "join pg_namespace as namespace on namespace.oid = child.relnamespace "
+          ~ "where pg_inherits.inhparent = '" ~ relation.include(database=false) ~ "'::regclass and "
+          ~ partition_lower_bound('child') ~ " in (" ~ sql_date_list(written) ~ ")").columns[0].values() | list -%}
+    {%- elif written -%}
+    {#- a full build, or the first run that keeps the record: the partitions holding this run's rows -#}
     {%- set column = adapter.quote(config.require('partition_by')['column']) -%}
     {%- set found = run_query(
         "select format('%I.%I', namespace.nspname, child.relname) from pg_inherits "
@@ -314,6 +378,7 @@ $comments$;
         ~ "where pg_inherits.inhparent = '" ~ relation.include(database=false) ~ "'::regclass and "
         ~ partition_lower_bound('child') ~ " in (select distinct " ~ column ~ " from " ~ relation
         ~ " where _built_at = " ~ built_at() ~ ")").columns[0].values() | list -%}
+    {%- endif -%}
     {%- if found -%}
       vacuum {{ found | join(', ') }}
     {%- endif -%}

@@ -48,7 +48,7 @@ matched as (
             where
                 ({{ funnel_step_condition(step) }})
             {%- if funnel['name'] in unchanged %}
-                    and {{ changed_since(since) }}
+                    and {{ events_changed_since(since) }}
                 {%- endif %}
             {{ "union all" if not loop.last }}
         {%- endfor %}

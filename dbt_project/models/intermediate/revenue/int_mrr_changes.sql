@@ -14,7 +14,7 @@ with
 events as (
 
     select * from {{ ref('fct_events') }}
-    where {{ changed_since(since) }}
+    where {{ events_changed_since(since) }}
 
 ),
 

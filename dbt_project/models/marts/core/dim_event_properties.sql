@@ -34,7 +34,7 @@ seen as (
     where
         {{ json_kind('events.properties') }} = 'object'
         and (
-            {{ changed_since(last_built_at, 'events') }}
+            {{ events_changed_since(last_built_at, 'events') }}
             {%- if erased_names %}
                 or events.event_name in ({{ sql_list(erased_names) }})
             {%- endif %}

@@ -29,7 +29,7 @@
 {%- if execute and is_incremental() %}
     {%- set since = high_water_mark('_built_at') %}
     {%- set dates = run_query(
-        "select least((select min(event_date) from " ~ ref('fct_events') ~ " where " ~ changed_since(since) ~ "), "
+        "select least((select min(event_date) from " ~ ref('fct_events') ~ " where " ~ events_changed_since(since) ~ "), "
         ~ "(select min(session_date) from " ~ ref('fct_sessions') ~ " where " ~ changed_since(since) ~ "), "
         ~ "(select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))::text"
     ) %}
