@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ import pytest
 
 from orchestration import definitions
 from orchestration.definitions import build_definitions, resolved_materialize_all_job
+from orchestration.defs.transform.assets import dbt_build_args
 from orchestration.engines import EngineError, celery_config
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
@@ -206,3 +208,13 @@ def test_on_spark_dbt_reads_the_lake(monkeypatch, tmp_path):
     graph = build_definitions().resolve_asset_graph()
     assert graph.get(key("lake/events")).parent_keys == {key("raw/events")}
     assert graph.get(key("staging/stg_segment__events")).parent_keys == {key("lake/events")}
+
+
+def test_runs_for_new_data_test_the_rows_they_wrote_and_runs_over_days_test_every_row():
+    window = (date(2026, 3, 1), date(2026, 3, 3))
+    assert dbt_build_args("postgres", None, False) == ["build", "--vars", '{"test_scope": "changed"}']
+    assert dbt_build_args("postgres", window, False) == [
+        "build", "--vars", '{"start_date": "2026-03-01", "end_date": "2026-03-03"}'
+    ]  # fmt: skip
+    assert dbt_build_args("postgres", None, True) == ["build", "--full-refresh"]
+    assert dbt_build_args("spark", None, False) == ["build", "--exclude-resource-type", "unit_test"]

@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import json
 import shutil
+import subprocess
 import threading
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +25,7 @@ import pytest
 from common.locks import DBT_LOCK, advisory_lock
 from ingestion.events import load_events
 from ingestion.generator import generate
+from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 from orchestration.runs import run_materialize
 from testing.db import own_warehouse, rows
 from testing.dbt import dbt
@@ -90,6 +92,61 @@ def _assert_written_days_cover_changes(settings) -> set[date]:
     missed = [(built_at, day) for built_at, day in written if day not in days_by_run.get(built_at, set())]
     assert not missed, f"fct_events days written but not in ops.written_days: {missed}"
     return days_by_run[max(days_by_run)] if days_by_run else set()
+
+
+def _assert_tests_follow_the_hour(settings, root: Path) -> None:
+    """With test_scope `changed` (Dagster's runs for new data), a data test reads the rows its model's latest build
+    wrote, and a uniqueness test compares them with the whole table: a row of the latest build that repeats an old key
+    fails it, a null in an older row is not looked at (the daily run's tests, every row, find it), and the staging
+    view's tests read the loads fct_events' latest build read."""
+    latest = "(select built_at from ops.model_builds where model = %s)"
+    (old_day,) = rows(
+        settings,
+        f"select min(event_date) from intermediate.int_event_days where _built_at < {latest}",
+        ("intermediate.int_event_days",),
+    )[0]
+    (old_message,) = rows(
+        settings,
+        f"select min(message_id) from intermediate.int_mrr_changes where _built_at < {latest}",
+        ("intermediate.int_mrr_changes",),
+    )[0]
+    bad_rows = (
+        f"insert into intermediate.int_event_days select * from intermediate.int_event_days where event_date = %s;"
+        f"update intermediate.int_event_days set _built_at = {latest} "
+        "where ctid = (select max(ctid) from intermediate.int_event_days where event_date = %s);"
+        "update intermediate.int_mrr_changes set message_id = null where message_id = %s"
+    )
+    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(bad_rows, (old_day, "intermediate.int_event_days", old_day, old_message))
+    selected = ["unique_int_event_days_event_date", "not_null_int_mrr_changes_message_id", "stg_segment__events"]
+    try:
+        results = {}
+        for scope in ("changed", "all"):
+            command = [
+                dbt_executable(), "test", "--select", *selected, "--vars", json.dumps({"test_scope": scope}),
+                "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR),
+                "--target-path", str(root / "dbt_target"), "--log-path", str(root / "dbt_logs"),
+            ]  # fmt: skip
+            subprocess.run(command, capture_output=True, text=True, check=False)
+            run_results = json.loads((root / "dbt_target" / "run_results.json").read_text())
+            results[scope] = {result["unique_id"].split(".")[2]: result["status"] for result in run_results["results"]}
+            if scope == "changed":
+                compiled = root / "dbt_target/compiled/analyticspro/models/staging/segment/_segment__models.yml"
+                scoped_sql = "".join(path.read_text() for path in compiled.rglob("*.sql"))
+    finally:
+        with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
+            cursor.execute(
+                "delete from intermediate.int_event_days where ctid = (select max(ctid) from "
+                "intermediate.int_event_days where event_date = %s);"
+                "update intermediate.int_mrr_changes set message_id = %s where message_id is null",
+                (old_day, old_message),
+            )
+    assert results["changed"]["unique_int_event_days_event_date"] == "fail"
+    assert results["changed"]["not_null_int_mrr_changes_message_id"] == "pass"
+    assert results["all"]["not_null_int_mrr_changes_message_id"] == "fail"
+    staging = [name for name in results["changed"] if name.endswith("stg_segment__events_message_id")]
+    assert staging and all(results["changed"][name] == "pass" for name in staging), results
+    assert "from ops.model_loads" in scoped_sql and "_built_at = " not in scoped_sql
 
 
 def _assert_wau_mau_match_events(settings) -> None:
@@ -238,6 +295,7 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     assert {str(day) for day in _assert_written_days_cover_changes(settings)} == late_days
     compiled = (root / "dbt_target/compiled/analyticspro/models/intermediate/revenue/int_mrr_changes.sql").read_text()
     assert "event_date in (" + ", ".join(f"date '{day}'" for day in sorted(late_days)) + ")" in compiled
+    _assert_tests_follow_the_hour(settings, root)
     # and vacuumed those partitions (the dashboards' index-only scans need their visibility maps), no other
     vacuumed = rows(
         settings,

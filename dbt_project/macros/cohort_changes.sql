@@ -100,6 +100,12 @@
 {% macro spark__prune_cohort_changes() %}{% endmacro %}
 
 
+{#- The cohort grains retention is kept at, one row each (column `grain`). -#}
+{% macro cohort_grains() -%}
+    select grain from (values ('week'), ('month')) as grains (grain)
+{%- endmacro %}
+
+
 {#- The first day of a person's `grain` cohort ('week' or 'month', a column or a literal) from their dim_users row:
     the period of their signup, else of their first activity (UTC). -#}
 {% macro cohort_start_of(grain, users='users') -%}
@@ -140,7 +146,7 @@
         select * from ({{ changed_persons_sql(high_water_mark('_built_at')) }}) as changed_persons
     ),
     grains as (
-        select grain from (values ('week'), ('month')) as grains (grain)
+        {{ cohort_grains() }}
     ),
     now as (
         select

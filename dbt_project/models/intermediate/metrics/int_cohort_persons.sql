@@ -36,7 +36,7 @@ people as (
 
 grains as (
 
-    select grain from (values ('week'), ('month')) as grains (grain)
+    {{ cohort_grains() }}
 
 ),
 

@@ -1,0 +1,111 @@
+{#-
+  Data tests that follow the hour.
+
+  With var test_scope `changed` (Dagster's runs for new data pass it: the hourly schedule, the sensors' runs,
+  `analyticspro materialize`), a test reads the rows its model's latest build wrote, not the whole table: those with
+  the _built_at recorded for the model in ops.model_builds (an incremental model writes only the rows it recomputed,
+  with the run's start time), and for a model without _built_at (the staging view over raw.events) the rows of the
+  raw loads fct_events' latest build read (ops.model_loads). In `dbt build` a model's tests run right after it, so
+  they check exactly what that build wrote. A uniqueness test still compares those rows with the whole table, by
+  key (`key in (the keys written)`): a new row that repeats an old key fails it. Without the var (test_scope `all`:
+  `dbt build` or `dbt test` by hand, the daily run over the closed day, a backfill, a full refresh) and on Spark,
+  every row is tested.
+  The built-in unique, not_null and accepted_values tests are overridden here (dispatch finds the project's
+  default__ macros first); unique_combination is the project's own.
+-#}
+
+{#- A SQL condition selecting the rows of `model` (a relation) the test checks, or none for every row: with var
+    test_scope `changed`, the rows the model's latest build wrote (its _built_at, ops.model_builds) or, for a model
+    without _built_at, the rows of the raw loads fct_events' latest build read (ops.model_loads). -#}
+{% macro test_rows_scope(model) -%}
+  {%- if not execute or var('test_scope', 'all') != 'changed' or target.type != 'postgres' -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- if model is string or model.identifier is not defined -%}
+    {#- a test with its own `where` config (a subquery, not a relation): as configured -#}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set columns = adapter.get_columns_in_relation(model) | map(attribute='name') | map('lower') | list -%}
+  {%- if '_built_at' in columns -%}
+    {%- set built = run_query(
+        "select built_at::text from ops.model_builds where model = " ~ sql_string(model.schema ~ '.' ~ model.identifier)) -%}
+    {%- if built.rows | length > 0 -%}
+      {{ return("_built_at = cast('" ~ built.columns[0].values()[0] ~ "' as timestamptz)") }}
+    {%- endif -%}
+  {%- elif 'load_id' in columns -%}
+    {#- (the graph, not ref(): a test's dependencies are its model's) -#}
+    {%- set events = graph.nodes['model.' ~ project_name ~ '.fct_events'] -%}
+    {%- set built = run_query("select built_at::text from ops.model_builds where model = "
+        ~ sql_string(events.schema ~ '.' ~ events.alias)) -%}
+    {%- if built.rows | length > 0 -%}
+      {{ return(
+          "load_id = any(array(select read_loads.load_id from ops.model_loads as read_loads "
+          ~ "where read_loads.model = 'fct_events' and read_loads.read_at >= cast('" ~ built.columns[0].values()[0]
+          ~ "' as timestamptz)))") }}
+    {%- endif -%}
+  {%- endif -%}
+  {{ return(none) }}
+{%- endmacro %}
+
+
+{% macro default__test_not_null(model, column_name) -%}
+  {%- set scope = test_rows_scope(model) -%}
+  {%- set column_list = '*' if should_store_failures() else column_name -%}
+select {{ column_list }}
+from {{ model }}
+where {{ column_name }} is null{{ ' and ' ~ scope if scope }}
+{%- endmacro %}
+
+
+{% macro default__test_unique(model, column_name) -%}
+  {{ unique_keys_sql(model, [column_name]) }}
+{%- endmacro %}
+
+
+{#- Generic test: no two rows share the same values in `columns`. -#}
+{% test unique_combination(model, columns) %}
+  {{ unique_keys_sql(model, columns) }}
+{% endtest %}
+
+
+{#- The keys (`columns`, none of them null) held by more than one row of `model`; in scope, only keys the run wrote. -#}
+{% macro unique_keys_sql(model, columns) -%}
+  {%- set scope = test_rows_scope(model) -%}
+  {%- set key = columns | join(', ') -%}
+select {{ key }}, count(*) as n_records
+from {{ model }}
+where
+    {%- for column in columns %}
+    {{ column }} is not null{{ ' and' if not loop.last }}
+    {%- endfor %}
+    {%- if scope %}
+    and ({{ key }}) in (select {{ key }} from {{ model }} where {{ scope }})
+    {%- endif %}
+group by {{ key }}
+having count(*) > 1
+{%- endmacro %}
+
+
+{% macro default__test_accepted_values(model, column_name, values, quote=True) -%}
+  {%- set scope = test_rows_scope(model) -%}
+with all_values as (
+
+    select
+        {{ column_name }} as value_field,
+        count(*) as n_records
+    from {{ model }}
+    {%- if scope %}
+    where {{ scope }}
+    {%- endif %}
+    group by {{ column_name }}
+
+)
+
+select *
+from all_values
+where value_field not in (
+    {%- for value in values %}
+    {{ ("'" ~ value ~ "'") if quote else value }}{{ ',' if not loop.last }}
+    {%- endfor %}
+)
+{%- endmacro %}
