@@ -372,6 +372,15 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     identify = _event("identify", last, last, userId=merged_user, anonymousId=anonymous_id, traits={"plan": "pro"})
     _put(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify])
     load_and_run()
+    # the visitor's events moved to the user in fct_events, but no date's counts changed: int_event_days recounted
+    # only the identify's date
+    assert rows(
+        settings,
+        "select event_date from intermediate.int_event_days where _built_at = "
+        "(select built_at from ops.model_builds where model = 'intermediate.int_event_days')",
+    ) == [(last.date(),)]
+    visitor_day = "select count(*) from analytics.fct_events where person_id = %s and event_date = %s"
+    assert rows(settings, visitor_day, (merged_user, first_seen.date()))[0][0] > 0
     merged = rows(settings, "select first_seen_at from analytics.dim_users where person_id = %s", (merged_user,))
     assert merged == [(min(first_seen, user_first_seen),)]
     assert rows(settings, "select count(*) from analytics.dim_users where person_id = %s", (anonymous_id,)) == [(0,)]

@@ -215,6 +215,32 @@
 {%- endmacro %}
 
 
+{#- Like changed_dates_list(), but only the dates whose events' content may have changed: those of fct_events rows
+    written after `since` that came from a raw load fct_events read after `since` (ops.model_loads; a new event, where
+    an event re-stitched to another person keeps the load it came in with) and the dates erased. For models whose
+    rows do not depend on the person (int_event_days' counts): an identify that stitches a visitor's months of
+    history changes no date's counts, and the dates of those months are not recounted. The same as
+    changed_dates_list() when the record of loads may not reach back to `since` (older than a day: ops.model_loads
+    keeps two), in a run over a window of dates (vars start_date/end_date), or on Spark. -#}
+{% macro content_changed_dates_list(since) -%}
+  {%- if not execute -%}{{ return('null') }}{%- endif -%}
+  {%- if since is none or target.type != 'postgres' or var('start_date', none) -%}
+    {{ return(changed_dates_list(since)) }}
+  {%- endif -%}
+  {%- set since_literal = "cast('" ~ since ~ "' as timestamptz)" -%}
+  {%- set recent = run_query("select " ~ since_literal ~ " > now() - interval '1 day'").columns[0].values()[0] -%}
+  {%- if not recent -%}{{ return(changed_dates_list(since)) }}{%- endif -%}
+  {%- set result = run_query(
+      'select event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ events_changed_since(since)
+      ~ " and load_id = any(array(select read_loads.load_id from ops.model_loads as read_loads"
+      ~ " where read_loads.model = 'fct_events' and read_loads.read_at > " ~ since_literal ~ "))"
+      ~ ' union select event_date::text from (' ~ erased_events_sql(since) ~ ') as erased') -%}
+  {%- set dates = result.columns[0].values() | list -%}
+  {%- if not dates -%}{{ return('null') }}{%- endif -%}
+  {{ return(sql_date_list(dates | sort)) }}
+{%- endmacro %}
+
+
 {#- date 'YYYY-MM-DD', ... as a SQL list from a list of 'YYYY-MM-DD' strings (for `in (...)`). -#}
 {% macro sql_date_list(days) -%}
   {%- for day in days -%}date '{{ day }}'{{ ", " if not loop.last }}{%- endfor -%}
