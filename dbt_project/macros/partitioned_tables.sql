@@ -352,7 +352,8 @@ $comments$;
 
 
 {#- Post-hook: VACUUM the partitions of `relation` this run wrote rows to (the days ops.written_days records for this
-    run; after a full build, those holding a row with this run's _built_at), so an hourly build vacuums today's partition and the late days', not the whole history. -#}
+    run; after a full build, those holding a row with this run's _built_at), so an hourly build vacuums today's
+    partition and the late days', not the whole history. -#}
 {% macro vacuum_changed_partitions(relation) %}{{ return(adapter.dispatch('vacuum_changed_partitions')(relation)) }}{% endmacro %}
 
 {% macro default__vacuum_changed_partitions(relation) -%}
