@@ -2,11 +2,14 @@
 -- event carrying both ids; ties broken by message_id). Earlier anonymous events then count for that
 -- person: stitching is retroactive (fct_events re-reads the events of every re-mapped anonymous id).
 -- Incremental: only the raw rows of loads it has not read yet are read (ops.model_loads); a row is written only when an
--- anonymous id is new or its mapping moved to an earlier pair (previous_user_id keeps the old one).
+-- anonymous id is new or its mapping moved to an earlier pair (previous_user_id keeps the old one). Indexed on
+-- anonymous_id: the run's lookups of the stored pairs, and every model's "which persons changed" join the changed
+-- events' anonymous ids to it (macros/incremental_scope.sql).
 {{ config(
     unique_key='anonymous_id',
     pre_hook=["{{ collect_unread_loads() }}"],
     post_hook=["{{ record_read_loads() }}"],
+    indexes=[{'columns': ['anonymous_id'], 'unique': true}],
 ) }}
 
 with

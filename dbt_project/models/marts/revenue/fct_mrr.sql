@@ -5,13 +5,13 @@
 -- Incremental: a person's rows depend only on their own changes and the last month, so a run
 -- recomputes the persons with changed events (pre-hook rebuild_changed_persons deletes their rows;
 -- an erasure deletes the person's rows itself), and everyone when a new month began (every paying
--- person gets a row for it).
+-- person gets a row for it). Indexed on month: each run asks for the last month.
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     pre_hook=["{{ rebuild_changed_persons() }}", "{{ delete_all_in_a_new_month() }}"],
-    indexes=[{'columns': ['person_id']}],
+    indexes=[{'columns': ['person_id']}, {'columns': ['month']}],
 ) }}
 
 {%- set everyone = mrr_new_month() %}
