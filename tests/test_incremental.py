@@ -349,6 +349,11 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     assert rows(settings, "select count(*) from analytics.fct_events where message_id = %s", (older["messageId"],)) == [
         (1,)
     ]
+    # fct_mrr rewrote the user's months (their event changed them), and revenue_monthly recomputed those months only
+    user_months = rows(settings, "select month from analytics.fct_mrr where person_id = %s order by month", (user_id,))
+    compiled = (root / "dbt_target/compiled/analyticspro/models/marts/revenue/revenue_monthly.sql").read_text()
+    assert user_months
+    assert "month in (" + ", ".join(f"date '{month}'" for (month,) in user_months) + ")" in compiled
 
     # 5. an anonymous visitor of the first month who never identified becomes a user who signed up later; both entered
     # the default funnel, the visitor first, so the user's entry moves to the visitor's cohort and leaves their own

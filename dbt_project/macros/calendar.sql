@@ -5,3 +5,13 @@
   select cast({{ alias }} as date) as {{ alias }}
   from {{ series(bound.replace('{}', 'min'), bound.replace('{}', 'max'), alias, step="interval '1 " ~ grain ~ "'") }}
 {%- endmacro %}
+
+
+{#- Pre-hook of revenue_monthly: its months outside the calendar of event months go (an erasure can move the first
+    month later). -#}
+{% macro delete_months_outside_calendar() -%}
+  {%- if is_incremental() -%}
+    delete from {{ this }}
+    where month not in (select calendar.month from ({{ event_calendar('month', 'month') }}) as calendar)
+  {%- endif -%}
+{%- endmacro %}

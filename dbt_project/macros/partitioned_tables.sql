@@ -242,6 +242,21 @@ cast(substring(pg_get_expr({{ child }}.relpartbound, {{ child }}.oid) from $r$FR
 {%- endmacro %}
 
 
+{#- Post-hook of fct_mrr: the months its run deleted rows in (the rebuilt persons' old rows, kept by the pre-hook in
+    fct_mrr__previous) or wrote rows in, in ops.written_days (a full build starts the record again). -#}
+{% macro record_rewritten_months() -%}
+  {%- if target.type != 'postgres' -%}
+  {%- elif not is_incremental() -%}
+    {{ reset_written_days() }}
+  {%- else -%}
+    {{ record_written_days(
+        "(select previous.month from " ~ adapter.quote(this.identifier ~ '__previous') ~ " as previous union "
+        ~ "select written.month from " ~ this ~ " as written where written._built_at = " ~ built_at() ~ ") as months",
+        'month') }}
+  {%- endif -%}
+{%- endmacro %}
+
+
 {#- The days of `relation` written after `since` (text), as a sorted list of 'YYYY-MM-DD' strings, or none when the
     record cannot tell (no record, or not complete since then; on Spark; when parsing). -#}
 {% macro written_days_since(relation, since) -%}

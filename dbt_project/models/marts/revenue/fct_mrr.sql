@@ -5,13 +5,16 @@
 -- Incremental: a person's rows depend only on their own changes and the last month, so a run
 -- recomputes the persons with changed events (pre-hook rebuild_changed_persons deletes their rows;
 -- an erasure deletes the person's rows itself), and everyone when a new month began (every paying
--- person gets a row for it). Indexed on month: each run asks for the last month.
+-- person gets a row for it). The months a run deleted or wrote rows in are recorded (ops.written_days, post-hook
+-- record_rewritten_months): revenue_monthly recomputes those. Indexed on month (each run asks for the last month,
+-- and revenue_monthly reads the months it recomputes) and on _built_at (the months a run wrote).
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
-    pre_hook=["{{ rebuild_changed_persons() }}", "{{ delete_all_in_a_new_month() }}"],
-    indexes=[{'columns': ['person_id']}, {'columns': ['month']}],
+    pre_hook=["{{ rebuild_changed_persons(keep_previous=true) }}", "{{ delete_all_in_a_new_month() }}"],
+    post_hook=["{{ record_rewritten_months() }}"],
+    indexes=[{'columns': ['person_id']}, {'columns': ['month']}, {'columns': ['_built_at']}],
 ) }}
 
 {%- set everyone = mrr_new_month() %}

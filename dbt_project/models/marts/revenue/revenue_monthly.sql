@@ -1,17 +1,56 @@
 -- Revenue by month, from the first event's month to the last: MRR and its movements (the bridge
 -- start + new + expansion + reactivation - contraction - churned = end holds every month), customers,
 -- churn over the start of the month, net revenue retention, ARPU and LTV.
+-- Incremental on PostgreSQL: a month's row depends only on that month's fct_mrr rows, so a run recomputes the
+-- months fct_mrr deleted or wrote rows in since its last build (recorded in ops.written_days by fct_mrr's
+-- post-hook), the months from a GDPR erasure's first date on (an erasure deletes a person's rows outside dbt, from
+-- their first event's month on), and calendar months it has no row for yet; every month when the record cannot
+-- tell (no record of its last build, or fct_mrr's record starts later). A month no longer in the calendar (an
+-- erasure of the first month's events) goes. On Spark, a table rebuilt in full (a few rows per month).
+{{ config(
+    materialized=('incremental' if target.type == 'postgres' else 'table'),
+    incremental_strategy='delete+insert',
+    unique_key='month',
+    pre_hook=["{{ delete_months_outside_calendar() }}"],
+    post_hook=["{{ analyze_if_new() }}"],
+) }}
+
+{#- the months recomputed, as date literals (none: every month). The last build's time is the one recorded in
+    ops.model_builds (the table has no _built_at). -#}
+{%- set months_list = none %}
+{%- set recorded = run_query(
+    "select built_at::text from ops.model_builds where model = " ~ sql_string(model_build_key())
+) if execute and is_incremental() else none %}
+{%- set since = recorded.columns[0].values()[0] if recorded is not none and recorded.rows | length > 0 else none %}
+{%- set rewritten = written_days_since(ref('fct_mrr'), since) %}
+{%- if rewritten is not none %}
+    {%- set found = run_query(
+        "select month::text from (" ~ event_calendar('month', 'month') ~ ") as calendar"
+        ~ " where not exists (select from " ~ this ~ " as stored where stored.month = calendar.month)"
+        ~ " or calendar.month >= (select cast(date_trunc('month', cast(min(erased.event_date) as timestamp)) as date)"
+        ~ " from (" ~ erased_events_sql(since) ~ ") as erased)"
+    ).columns[0].values() | list %}
+    {%- set months = (rewritten + found) | unique | sort %}
+    {%- set months_list = sql_date_list(months) if months else 'null' %}
+{%- endif %}
+
 with
 
 months as (
 
-    {{ event_calendar('month', 'month') }}
+    select * from ({{ event_calendar('month', 'month') }}) as calendar
+    {%- if months_list is not none %}
+        where month in ({{ months_list }})
+    {%- endif %}
 
 ),
 
 person_months as (
 
     select * from {{ ref('fct_mrr') }}
+    {%- if months_list is not none %}
+        where month in ({{ months_list }})
+    {%- endif %}
 
 ),
 
