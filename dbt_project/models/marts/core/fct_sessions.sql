@@ -2,7 +2,9 @@
 -- (30) passed since the person's previous activity event (track, page, screen).
 -- Incremental: for each person with changed events (time T of the earliest), the sessions ending at
 -- or after T - timeout are deleted and rebuilt from the start of the earliest of them (or from T),
--- so a late event can extend or merge sessions and re-stitched events move to their person. Indexed on _built_at:
+-- so a late event can extend or merge sessions and re-stitched events move to their person (the pre-hook finds them
+-- through the index on (person_id, session_end), reading a person's recent sessions, not their history). Indexed on
+-- _built_at:
 -- daily_metrics finds the dates of the sessions a run rewrote without reading the table. A full build writes the
 -- sessions in time order, so a date's sessions share pages. On Spark, partitioned by session_date: an incremental run
 -- recomputes the dates a changed day's sessions can start on, from the events of the days around them, and overwrites
@@ -17,6 +19,7 @@
     post_hook=["{{ record_lake_days_built() }}", "{{ record_identity_built() }}"],
     indexes=[
         {'columns': ['person_id', 'session_start']},
+        {'columns': ['person_id', 'session_end']},
         {'columns': ['session_date']},
         {'columns': ['_built_at']},
     ],
