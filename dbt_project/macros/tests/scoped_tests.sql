@@ -58,26 +58,30 @@ where {{ column_name }} is null{{ ' and ' ~ scope if scope }}
 
 
 {% macro default__test_unique(model, column_name) -%}
-  {{ unique_keys_sql(model, [column_name]) }}
+  {{ unique_keys_sql(model, [column_name], skip_nulls=true) }}
 {%- endmacro %}
 
 
-{#- Generic test: no two rows share the same values in `columns`. -#}
+{#- Generic test: no two rows share the same values in `columns` (nulls count as a value, as in GROUP BY). -#}
 {% test unique_combination(model, columns) %}
-  {{ unique_keys_sql(model, columns) }}
+  {{ unique_keys_sql(model, columns, skip_nulls=false) }}
 {% endtest %}
 
 
-{#- The keys (`columns`, none of them null) held by more than one row of `model`; in scope, only keys the run wrote. -#}
-{% macro unique_keys_sql(model, columns) -%}
+{#- The keys (`columns`) held by more than one row of `model`, rows with a null key left out with `skip_nulls` (dbt's
+    unique); in scope, only the keys the model's latest build wrote, compared with every row. -#}
+{% macro unique_keys_sql(model, columns, skip_nulls) -%}
   {%- set scope = test_rows_scope(model) -%}
   {%- set key = columns | join(', ') -%}
 select {{ key }}, count(*) as n_records
 from {{ model }}
 where
-    {%- for column in columns %}
-    {{ column }} is not null{{ ' and' if not loop.last }}
-    {%- endfor %}
+    true
+    {%- if skip_nulls %}
+        {%- for column in columns %}
+    and {{ column }} is not null
+        {%- endfor %}
+    {%- endif %}
     {%- if scope %}
     and ({{ key }}) in (select {{ key }} from {{ model }} where {{ scope }})
     {%- endif %}
