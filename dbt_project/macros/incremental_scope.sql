@@ -23,14 +23,20 @@
 {% macro high_water_mark(column='_built_at') -%}
   {%- if execute and is_incremental() -%}
     {%- if column == '_built_at' and target.type == 'postgres' -%}
-      {%- set recorded = run_query(
-          "select built_at::text from ops.model_builds where model = '" ~ model_build_key() ~ "'") -%}
-      {%- if recorded.rows | length > 0 -%}{{ return(recorded.columns[0].values()[0]) }}{%- endif -%}
+      {%- set recorded = recorded_built_at(model_build_key()) -%}
+      {%- if recorded is not none -%}{{ return(recorded) }}{%- endif -%}
     {%- endif -%}
     {%- set result = run_query('select max(' ~ column ~ ')::text from ' ~ this) -%}
     {{ return(result.columns[0].values()[0]) }}
   {%- endif -%}
   {{ return(none) }}
+{%- endmacro %}
+
+{#- The start of the run that last built `model` ('schema.table'), as text, from ops.model_builds; none when not
+    recorded (PostgreSQL only). -#}
+{% macro recorded_built_at(model) -%}
+  {%- set recorded = run_query("select built_at::text from ops.model_builds where model = " ~ sql_string(model)) -%}
+  {{ return(recorded.columns[0].values()[0] if recorded.rows | length > 0 else none) }}
 {%- endmacro %}
 
 {% macro model_build_key() %}{{ return(this.schema ~ '.' ~ this.identifier) }}{% endmacro %}
@@ -201,43 +207,29 @@
 
 
 {#- The distinct event dates of fct_events rows written after `since` or erased after it, as a SQL list of date literals
-    (so PostgreSQL prunes fct_events to those partitions when planning), or `null` when none. -#}
-{% macro changed_dates_list(since) -%}
+    (so PostgreSQL prunes fct_events to those partitions when planning), or `null` when none.
+    With `new_events_only`, only the dates whose events' content may have changed: of the rows written after `since`,
+    those from a raw load fct_events read after `since` (ops.model_loads; a new event, where an event re-stitched to
+    another person keeps the load it came in with), and the dates erased. For models whose rows do not depend on the
+    person (int_event_days' counts): an identify that stitches a visitor's months of history changes no date's
+    counts, and the dates of those months are not recounted. All changed dates instead when the record of loads may
+    not reach back to `since` (older than a day: ops.model_loads keeps two), in a run over a window of dates (vars
+    start_date/end_date), or on Spark. -#}
+{% macro changed_dates_list(since, new_events_only=false) -%}
   {%- if not execute -%}{{ return('null') }}{%- endif -%}
-  {%- set result = run_query(
-      'select event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ events_changed_since(since)
-      ~ ' union select event_date::text from (' ~ erased_events_sql(since) ~ ') as erased') -%}
-  {%- set dates = result.columns[0].values() | list -%}
-  {%- if not dates -%}{{ return('null') }}{%- endif -%}
-  {%- set literals = [] -%}
-  {%- for day in dates | sort -%}{%- do literals.append("date '" ~ day ~ "'") -%}{%- endfor -%}
-  {{ return(literals | join(', ')) }}
-{%- endmacro %}
-
-
-{#- Like changed_dates_list(), but only the dates whose events' content may have changed: those of fct_events rows
-    written after `since` that came from a raw load fct_events read after `since` (ops.model_loads; a new event, where
-    an event re-stitched to another person keeps the load it came in with) and the dates erased. For models whose
-    rows do not depend on the person (int_event_days' counts): an identify that stitches a visitor's months of
-    history changes no date's counts, and the dates of those months are not recounted. The same as
-    changed_dates_list() when the record of loads may not reach back to `since` (older than a day: ops.model_loads
-    keeps two), in a run over a window of dates (vars start_date/end_date), or on Spark. -#}
-{% macro content_changed_dates_list(since) -%}
-  {%- if not execute -%}{{ return('null') }}{%- endif -%}
-  {%- if since is none or target.type != 'postgres' or var('start_date', none) -%}
-    {{ return(changed_dates_list(since)) }}
+  {%- set condition = events_changed_since(since) -%}
+  {%- if new_events_only and since is not none and target.type == 'postgres' and not var('start_date', none) -%}
+    {%- set since_literal = "cast('" ~ since ~ "' as timestamptz)" -%}
+    {%- if run_query("select " ~ since_literal ~ " > now() - interval '1 day'").columns[0].values()[0] -%}
+      {%- set condition = condition ~ " and load_id = any(array(select read_loads.load_id from ops.model_loads as "
+          ~ "read_loads where read_loads.model = 'fct_events' and read_loads.read_at > " ~ since_literal ~ "))" -%}
+    {%- endif -%}
   {%- endif -%}
-  {%- set since_literal = "cast('" ~ since ~ "' as timestamptz)" -%}
-  {%- set recent = run_query("select " ~ since_literal ~ " > now() - interval '1 day'").columns[0].values()[0] -%}
-  {%- if not recent -%}{{ return(changed_dates_list(since)) }}{%- endif -%}
   {%- set result = run_query(
-      'select event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ events_changed_since(since)
-      ~ " and load_id = any(array(select read_loads.load_id from ops.model_loads as read_loads"
-      ~ " where read_loads.model = 'fct_events' and read_loads.read_at > " ~ since_literal ~ "))"
+      'select event_date::text from ' ~ ref('fct_events') ~ ' where ' ~ condition
       ~ ' union select event_date::text from (' ~ erased_events_sql(since) ~ ') as erased') -%}
   {%- set dates = result.columns[0].values() | list -%}
-  {%- if not dates -%}{{ return('null') }}{%- endif -%}
-  {{ return(sql_date_list(dates | sort)) }}
+  {{ return(sql_date_list(dates | sort) if dates else 'null') }}
 {%- endmacro %}
 
 

@@ -376,25 +376,19 @@ $comments$;
     {%- set written = run_query(
         "select day::text from ops.written_days where model = " ~ sql_string(model_build_key())
         ~ " and written_at = " ~ built_at()).columns[0].values() | list -%}
-    {%- set found = [] -%}
     {%- if written and none not in written -%}
-      {%- set found = run_query(
-          "select format('%I.%I', namespace.nspname, child.relname) from pg_inherits "
-          ~ "join pg_class as child on child.oid = pg_inherits.inhrelid "
-          ~ "join pg_namespace as namespace on namespace.oid = child.relnamespace "
-          ~ "where pg_inherits.inhparent = '" ~ relation.include(database=false) ~ "'::regclass and "
-          ~ partition_lower_bound('child') ~ " in (" ~ sql_date_list(written) ~ ")").columns[0].values() | list -%}
+      {%- set days = sql_date_list(written) -%}
     {%- elif written -%}
-    {#- a full build, or the first run that keeps the record: the partitions holding this run's rows -#}
-    {%- set column = adapter.quote(config.require('partition_by')['column']) -%}
+      {#- a full build, or the first run that keeps the record: the days holding this run's rows -#}
+      {%- set days = "select distinct " ~ adapter.quote(config.require('partition_by')['column']) ~ " from "
+          ~ relation ~ " where _built_at = " ~ built_at() -%}
+    {%- endif -%}
     {%- set found = run_query(
         "select format('%I.%I', namespace.nspname, child.relname) from pg_inherits "
         ~ "join pg_class as child on child.oid = pg_inherits.inhrelid "
         ~ "join pg_namespace as namespace on namespace.oid = child.relnamespace "
         ~ "where pg_inherits.inhparent = '" ~ relation.include(database=false) ~ "'::regclass and "
-        ~ partition_lower_bound('child') ~ " in (select distinct " ~ column ~ " from " ~ relation
-        ~ " where _built_at = " ~ built_at() ~ ")").columns[0].values() | list -%}
-    {%- endif -%}
+        ~ partition_lower_bound('child') ~ " in (" ~ days ~ ")").columns[0].values() | list if written else [] -%}
     {%- if found -%}
       vacuum {{ found | join(', ') }}
     {%- endif -%}

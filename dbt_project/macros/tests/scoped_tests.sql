@@ -27,21 +27,18 @@
   {%- endif -%}
   {%- set columns = adapter.get_columns_in_relation(model) | map(attribute='name') | map('lower') | list -%}
   {%- if '_built_at' in columns -%}
-    {%- set built = run_query(
-        "select built_at::text from ops.model_builds where model = " ~ sql_string(model.schema ~ '.' ~ model.identifier)) -%}
-    {%- if built.rows | length > 0 -%}
-      {{ return("_built_at = cast('" ~ built.columns[0].values()[0] ~ "' as timestamptz)") }}
+    {%- set built = recorded_built_at(model.schema ~ '.' ~ model.identifier) -%}
+    {%- if built is not none -%}
+      {{ return("_built_at = cast('" ~ built ~ "' as timestamptz)") }}
     {%- endif -%}
   {%- elif 'load_id' in columns -%}
     {#- (the graph, not ref(): a test's dependencies are its model's) -#}
     {%- set events = graph.nodes['model.' ~ project_name ~ '.fct_events'] -%}
-    {%- set built = run_query("select built_at::text from ops.model_builds where model = "
-        ~ sql_string(events.schema ~ '.' ~ events.alias)) -%}
-    {%- if built.rows | length > 0 -%}
+    {%- set built = recorded_built_at(events.schema ~ '.' ~ events.alias) -%}
+    {%- if built is not none -%}
       {{ return(
           "load_id = any(array(select read_loads.load_id from ops.model_loads as read_loads "
-          ~ "where read_loads.model = 'fct_events' and read_loads.read_at >= cast('" ~ built.columns[0].values()[0]
-          ~ "' as timestamptz)))") }}
+          ~ "where read_loads.model = 'fct_events' and read_loads.read_at >= cast('" ~ built ~ "' as timestamptz)))") }}
     {%- endif -%}
   {%- endif -%}
   {{ return(none) }}

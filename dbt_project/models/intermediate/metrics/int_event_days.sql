@@ -1,6 +1,6 @@
 -- Per UTC date: activity events, signups and purchase revenue. Incremental: the dates of new events are recounted
 -- in full from their fct_events partitions and replace the old rows (an event re-stitched to another person changes
--- no count: content_changed_dates_list() leaves its date alone); a date a
+-- no count: changed_dates_list(new_events_only) leaves its date alone); a date a
 -- GDPR erasure touched is deleted first (pre-hook), in case no event of it remains. On Spark the same by whole
 -- date partitions of the lake: the days fct_events rebuilds (lake_days_to_build()) are recounted and only their
 -- partitions overwritten.
@@ -24,7 +24,7 @@ events as (
     {%- if is_incremental() and on_lake %}
         {{ lake_days_filter('event_date', lake_days) }}
     {%- elif is_incremental() %}
-        where event_date in ({{ content_changed_dates_list(since) }})
+        where event_date in ({{ changed_dates_list(since, new_events_only=true) }})
     {%- endif %}
 
 )

@@ -18,10 +18,7 @@
 {#- the months recomputed, as date literals (none: every month). The last build's time is the one recorded in
     ops.model_builds (the table has no _built_at). -#}
 {%- set months_list = none %}
-{%- set recorded = run_query(
-    "select built_at::text from ops.model_builds where model = " ~ sql_string(model_build_key())
-) if execute and is_incremental() else none %}
-{%- set since = recorded.columns[0].values()[0] if recorded is not none and recorded.rows | length > 0 else none %}
+{%- set since = recorded_built_at(model_build_key()) if execute and is_incremental() else none %}
 {%- set rewritten = written_days_since(ref('fct_mrr'), since) %}
 {%- if rewritten is not none %}
     {%- set found = run_query(
