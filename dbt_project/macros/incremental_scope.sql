@@ -54,53 +54,60 @@
 
 {#- Which loads a model has read. Loads commit in any order (a retried load keeps its older id), so "load ids above
     the newest one seen" could skip one; instead ops.model_loads records, per model, every load it has read.
-    Pre-hook collect_unread_loads() puts the committed loads (raw._dlt_loads, status 0: dlt writes that row after the
-    load's rows are in) the model has not read into a temporary table <model>__loads, and the message ids of their
-    raw rows into <model>__rows; the model reads the rows in unread_rows(); post-hook record_read_loads() records the
-    loads. Lookups by a set of keys are written `key = any(array(select ...))`: the planner then probes the index
-    (a semi-join through the staging view's casts, or a load id after one big first load, gets estimates far off
-    and a sequential scan of raw.events, the whole history). A full build reads every row and
-    records every load committed when it started (a load committed later is read again next run: upserts make that
-    harmless). Only loads written since a day before the model's last read are candidates, and records older than
-    two days are pruned, so this costs the recent loads, whatever the history. PostgreSQL only: Spark rebuilds
-    from the lake. -#}
-{% macro unread_rows() -%}
-  select unread.message_id from {{ adapter.quote(this.identifier ~ '__rows') }} as unread
+    Pre-hook collect_unread_loads() finds the committed loads (raw._dlt_loads, status 0: dlt writes that row after the
+    load's rows are in) the model has not read, puts them in a temporary table <model>__loads and, in an incremental
+    run, their rows through the staging view in a temporary table <model>__unread (analyzed: the planner then knows
+    the hour's row count); the model reads them with unread_events(); post-hook record_read_loads() records the loads
+    of <model>__loads, so what is recorded is exactly what was read.
+    The rows are found by load id, given as literals: a load's rows sit together in raw.events and at the right edge of
+    its load-id index, whatever the history. (By message id, the hour's random UUIDs are spread over the whole
+    message-id index: a page read from disk per event once the history outgrows the cache. And a load-id set from a
+    subquery is estimated from the column's statistics: after one big first load they say "half the table", and the
+    planner scans raw.events whole.)
+    A full build reads every row and records every load committed when it started (a load committed later is read
+    again next run: upserts make that harmless). Only loads written since a day before the model's last read are
+    candidates, and records older than two days are pruned, so this costs the recent loads, whatever the history.
+    PostgreSQL only: Spark rebuilds from the lake. -#}
+{% macro unread_events() -%}
+  {{ adapter.quote(this.identifier ~ '__unread') }}
+{%- endmacro %}
+
+{#- `column = any(array(<the loads of this run>))`: true for the rows of the loads collect_unread_loads() found. -#}
+{% macro in_unread_loads(column) -%}
+  {{ column }} = any(array(select loads.load_id from {{ adapter.quote(this.identifier ~ '__loads') }} as loads))
 {%- endmacro %}
 
 {% macro collect_unread_loads() %}{{ return(adapter.dispatch('collect_unread_loads')()) }}{% endmacro %}
 
 {% macro default__collect_unread_loads() -%}
   {%- set loads = adapter.quote(this.identifier ~ '__loads') -%}
-  {%- set unread = adapter.quote(this.identifier ~ '__rows') -%}
+  {%- set unread = adapter.quote(this.identifier ~ '__unread') -%}
   {%- set model = sql_string(this.identifier) -%}
+  {%- set raw_loads = source('raw', 'events').schema ~ '._dlt_loads' -%}
+  drop table if exists {{ loads }};
+  drop table if exists {{ unread }};
   {%- if not is_incremental() %}
     delete from ops.model_loads where model = {{ model }};
-  {%- endif %}
-  drop table if exists {{ loads }};
-  create temporary table {{ loads }} as
-  select dlt_loads.load_id
-  from {{ source('raw', 'events').schema }}._dlt_loads as dlt_loads
-  where
-      dlt_loads.status = 0
-      -- only loads written since a day before this model's last read: older ones were read then (a load is
-      -- visible once dlt wrote its row, seconds after inserted_at), so the work follows the new loads, not all
-      {%- if is_incremental() %}
-      and dlt_loads.inserted_at > coalesce(
-          (select max(read_loads.read_at) from ops.model_loads as read_loads where read_loads.model = {{ model }}),
-          '-infinity'
-      ) - interval '1 day'
-      {%- endif %}
-      and not exists (
-          select from ops.model_loads as read_loads
-          where read_loads.model = {{ model }} and read_loads.load_id = dlt_loads.load_id
-      );
-  drop table if exists {{ unread }};
-  {%- if is_incremental() %}
+    create temporary table {{ loads }} as
+    select dlt_loads.load_id::text as load_id from {{ raw_loads }} as dlt_loads where dlt_loads.status = 0;
+  {%- else %}
+    {%- set load_ids = [] -%}
+    {#- only loads written since a day before this model's last read: older ones were read then (a load is visible
+        once dlt wrote its row, seconds after inserted_at), so the work follows the new loads, not all -#}
+    {%- if execute -%}
+      {%- set found = run_query(
+        "select dlt_loads.load_id::text from " ~ raw_loads ~ " as dlt_loads where dlt_loads.status = 0"
+        ~ " and dlt_loads.inserted_at > coalesce((select max(read_loads.read_at) from ops.model_loads as read_loads"
+        ~ " where read_loads.model = " ~ model ~ "), '-infinity') - interval '1 day'"
+        ~ " and not exists (select from ops.model_loads as read_loads where read_loads.model = " ~ model
+        ~ " and read_loads.load_id = dlt_loads.load_id) order by 1"
+      ) -%}
+      {%- set load_ids = found.columns[0].values() | list -%}
+    {%- endif %}
+    create temporary table {{ loads }} as select unnest({{ sql_text_array(load_ids) }}) as load_id;
     create temporary table {{ unread }} as
-    select raw_events.message_id
-    from {{ source('raw', 'events') }} as raw_events
-    where raw_events._dlt_load_id = any(array(select loads.load_id from {{ loads }} as loads));
+    select * from {{ ref('stg_segment__events') }} as staged
+    where staged.load_id = any({{ sql_text_array(load_ids) }});
     analyze {{ unread }};
   {%- endif %}
 {%- endmacro %}
@@ -242,6 +249,12 @@
 {#- 'a', 'b' as a SQL list from a list of strings (for `in (...)`). -#}
 {% macro sql_list(values) -%}
   {%- for value in values -%}{{ sql_string(value) }}{{ ", " if not loop.last }}{%- endfor -%}
+{%- endmacro %}
+
+
+{#- A PostgreSQL text[] literal from a list of strings (for `= any(...)`: a constant the planner estimates by value). -#}
+{% macro sql_text_array(values) -%}
+  cast(array[{{ sql_list(values) }}] as text[])
 {%- endmacro %}
 
 

@@ -22,13 +22,11 @@ new_pairs as (
         event_at as stitched_at,
         message_id,
         load_id
-    from {{ ref('stg_segment__events') }}
+    {#- an incremental run reads the rows of the loads it has not read (staged by collect_unread_loads()) #}
+    from {% if is_incremental() %}{{ unread_events() }}{% else %}{{ ref('stg_segment__events') }}{% endif %}
     where
         anonymous_id is not null
         and user_id is not null
-    {%- if is_incremental() %}
-            and message_id = any(array({{ unread_rows() }}))
-        {%- endif %}
 
 ),
 

@@ -44,25 +44,12 @@ with
 
 {%- if is_incremental() and not on_lake %}
 
--- the message ids a run reads, each branch through an index (an `or` of them would scan raw.events;
--- `= any(array(...))`: see unread_rows() in macros/incremental_scope.sql)
-changed as (
+-- the anonymous ids int_identity_map (re-)stitched since this model's last build: their earlier events change person
+restitched as (
 
-    {{ unread_rows() }}
-    union
-    select stg.message_id from {{ ref('stg_segment__events') }} as stg
-    where stg.anonymous_id = any(array(
-        select identity_map.anonymous_id
-        from {{ ref('int_identity_map') }} as identity_map
-        where {{ changed_since(last_built_at, 'identity_map') }}
-    ))
-    {%- if var('start_date', none) and var('end_date', none) %}
-        union
-        select stg.message_id from {{ ref('stg_segment__events') }} as stg
-        where
-            stg.event_at >= {{ at_utc("cast('" ~ var("start_date") ~ "' as timestamp)") }}
-            and stg.event_at < {{ at_utc("cast('" ~ var("end_date") ~ "' as timestamp)") }}
-    {%- endif %}
+    select identity_map.anonymous_id
+    from {{ ref('int_identity_map') }} as identity_map
+    where {{ changed_since(last_built_at, 'identity_map') }}
 
 ),
 
@@ -70,12 +57,31 @@ changed as (
 
 events as (
 
-    select * from {{ ref('stg_segment__events') }}
     {%- if is_incremental() and on_lake %}
+        select * from {{ ref('stg_segment__events') }}
         -- the lake's day partitions to rebuild, as literals: Spark reads only their files
         {{ lake_days_filter('event_date', lake_days) }}
     {%- elif is_incremental() %}
-        where message_id = any(array(select changed.message_id from changed))
+        -- the rows of the loads this model has not read (collect_unread_loads(): staged in its pre-hook), then the
+        -- other events of re-stitched anonymous ids and of the orchestrator's window, each row once (the upsert may
+        -- not touch a row twice); each branch is an index lookup (`= any(array(...))`: see incremental_scope.sql)
+        select * from {{ unread_events() }}
+        union all
+        select * from {{ ref('stg_segment__events') }} as stg
+        where
+            stg.anonymous_id = any(array(select restitched.anonymous_id from restitched))
+            and not {{ in_unread_loads('stg.load_id') }}
+        {%- if var('start_date', none) and var('end_date', none) %}
+            union all
+            select * from {{ ref('stg_segment__events') }} as stg
+            where
+                stg.event_at >= {{ at_utc("cast('" ~ var("start_date") ~ "' as timestamp)") }}
+                and stg.event_at < {{ at_utc("cast('" ~ var("end_date") ~ "' as timestamp)") }}
+                and not {{ in_unread_loads('stg.load_id') }}
+                and not coalesce(stg.anonymous_id = any(array(select restitched.anonymous_id from restitched)), false)
+        {%- endif %}
+    {%- else %}
+        select * from {{ ref('stg_segment__events') }}
     {%- endif %}
 
 ),
