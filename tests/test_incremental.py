@@ -172,6 +172,42 @@ def _assert_wau_mau_match_events(settings) -> None:
     assert len(stored) > 80
 
 
+def _assert_mrr_matches_events(settings) -> None:
+    """daily_metrics' MRR on every date, against a plain-Python sum from fct_events: each person's latest MRR-setting
+    event (an identify's traits.mrr, subscription_changed's properties.mrr, 0 on subscription_canceled) at the end of
+    the date. An hour keeps the stored MRR of the dates before its first MRR change, which a later erasure's recount
+    would hide."""
+    changes: list[tuple[datetime, str, str, float]] = []
+    for person, at, message_id, event_type, event_name, properties, traits in rows(
+        settings,
+        "select person_id, event_at, message_id, event_type, event_name, properties, traits from analytics.fct_events "
+        "where event_type = 'identify' or event_name in ('subscription_changed', 'subscription_canceled')",
+    ):
+        if event_type == "identify":
+            value = (traits or {}).get("mrr")
+        elif event_name == "subscription_canceled":
+            value = 0
+        else:
+            value = (properties or {}).get("mrr")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            changes.append((at, message_id, person, float(value)))
+    stored = {
+        day: float(value)
+        for day, value in rows(settings, "select date, value from analytics.daily_metrics where metric_name = 'mrr'")
+    }
+    current: dict[str, float] = {}
+    pending = sorted(changes)
+    expected = {}
+    for day in sorted(stored):
+        while pending and pending[0][0].astimezone(UTC).date() <= day:
+            _, _, person, value = pending.pop(0)
+            current[person] = value
+        expected[day] = round(sum(current.values()), 6)
+    wrong = [(day, stored[day], expected[day]) for day in sorted(stored) if abs(stored[day] - expected[day]) > 1e-6]
+    assert not wrong, f"date, stored, expected: {wrong[:10]}"
+    assert len(stored) > 40 and max(stored.values()) > 0
+
+
 def _assert_funnel_entries_match_events(settings) -> None:
     """fct_funnel_steps' step-1 persons of the default funnel per cohort date, against a plain-Python count from
     fct_events (a person enters on their first-ever view of /): between full refreshes a cohort that loses an entry is
@@ -375,8 +411,15 @@ def test_incremental_runs_equal_a_full_build(warehouse):
         (visitor_cohort, user_id),
     )[0]
     identify = _event("identify", last, last, userId=merged_user, anonymousId=anonymous_id, traits={"plan": "pro"})
-    _put(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify])
+    # and the user's plan changes in the same hour
+    upgrade = _event("track", last, last, userId=merged_user, event="subscription_changed", properties={"mrr": 49})
+    _put(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify, upgrade])
     load_and_run()
+    # daily_metrics recomputed the visitor's dates on, but MRR only from the upgrade's date: the dates before it kept
+    # their stored MRR (the final comparison with a full build checks both)
+    compiled = (root / "dbt_target/compiled/analyticspro/models/marts/metrics/daily_metrics.sql").read_text()
+    assert f"where changed_date >= date '{last.date()}'" in compiled
+    assert f"stored.date >= date '{first_seen.date()}' - 1" in compiled
     # the visitor's events moved to the user in fct_events, but no date's counts changed: int_event_days recounted
     # only the identify's date
     assert rows(
@@ -390,6 +433,7 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     assert merged == [(min(first_seen, user_first_seen),)]
     assert rows(settings, "select count(*) from analytics.dim_users where person_id = %s", (anonymous_id,)) == [(0,)]
     _assert_wau_mau_match_events(settings)
+    _assert_mrr_matches_events(settings)
     _assert_funnel_entries_match_events(settings)
     _assert_cohort_sizes_match_users(settings)
 

@@ -135,3 +135,6 @@ computed as (
     'definition_hash', 'step_index', 'step_name', 'entry_at', 'cohort_date', 'entry_message_id', 'entry_attributes',
     'reached_at', 'seconds_from_previous',
 ]) }}
+{# the funnel marts read whole (funnel, cohort date)s: a full build lays each one's rows together, where person order
+    spreads a cohort date over every page and the read grows with history #}
+{{ order_on_full_build('funnel_name, cohort_date') }}

@@ -1,10 +1,14 @@
 -- Every event that sets a person's MRR: an identify carrying a numeric traits.mrr, a
 -- subscription_changed event (new MRR in properties.mrr) or a subscription_canceled event (MRR 0).
 -- Incremental on message_id from the changed events. Indexed for the hour's lookups: the upsert by message_id,
--- and daily_metrics' changes from a date on and each person's last change before it.
+-- and daily_metrics' changes from a date on, each person's last change before it, and the first date an hour's changes
+-- are on (_built_at).
 {{ config(
     unique_key='message_id',
-    indexes=[{'columns': ['message_id']}, {'columns': ['changed_date']}, {'columns': ['person_id', 'changed_at']}],
+    indexes=[
+        {'columns': ['message_id']}, {'columns': ['changed_date']}, {'columns': ['person_id', 'changed_at']},
+        {'columns': ['_built_at']},
+    ],
 ) }}
 
 {%- set since = high_water_mark('_built_at') %}

@@ -2,7 +2,9 @@
 -- first event to the last, zeros included. Definitions: docs/metrics.md and _metrics__models.yml.
 -- Incremental: every date from the earliest date touched by changed, erased events or rebuilt sessions to
 -- the last date is recomputed (WAU/MAU of later dates depend on earlier days). WAU and MAU come from
--- int_active_coverage, which keeps them by differences.
+-- int_active_coverage, which keeps them by differences. MRR moves only from the earliest date of an MRR change written
+-- (int_mrr_changes, index on _built_at) or erased since: before it, the recomputed dates keep their stored MRR (an
+-- identify that stitches a visitor's old page views recomputes those dates, not the months of MRR since).
 -- depends_on: {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
@@ -25,21 +27,27 @@
 {%- endfor %}
 
 {%- set first_date = none %}
+{%- set mrr_first_date = none %}
 {%- set nothing_changed = false %}
 {%- if execute and is_incremental() %}
     {%- set since = high_water_mark('_built_at') %}
+    {%- set mrr_changed_from = "least((select min(changed_date) from " ~ ref('int_mrr_changes') ~ " where "
+        ~ changed_since(since) ~ "), (select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))" %}
     {%- set dates = run_query(
         "select least((select min(event_date) from " ~ ref('fct_events') ~ " where " ~ events_changed_since(since) ~ "), "
         ~ "(select min(session_date) from " ~ ref('fct_sessions') ~ " where " ~ changed_since(since) ~ "), "
-        ~ "(select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))::text"
+        ~ mrr_changed_from ~ ")::text, " ~ mrr_changed_from ~ "::text"
     ) %}
     {%- set first_date = dates.columns[0].values()[0] %}
+    {%- set mrr_first_date = dates.columns[1].values()[0] %}
     {%- set nothing_changed = first_date is none %}
 {%- endif %}
 
 {#- the first date recomputed, as a literal when known (the planner then reads the date indexes) -#}
 {%- set from_date = "(select bounds.first_date from bounds)" %}
 {%- if first_date is not none %}{% set from_date = "date '" ~ first_date ~ "'" %}{% endif %}
+{#- the first date whose MRR is recomputed from the changes (incremental runs; none: no MRR changed) -#}
+{%- set mrr_from = "date '" ~ mrr_first_date ~ "'" if mrr_first_date is not none else none %}
 
 with
 
@@ -106,34 +114,39 @@ sessions as (
 
 ),
 
--- End-of-day MRR: each change moves the total by (new MRR - the person's previous MRR). An incremental run starts
--- from the stored MRR of the day before its first date and adds the steps from that date on: the changes from that
--- date on, and before them each such person's last earlier change (index (person_id, changed_at)), the MRR their
--- first step starts from; their older history does not matter.
+-- End-of-day MRR: each change moves the total by (new MRR - the person's previous MRR). An incremental run keeps the
+-- stored MRR of the dates before the first one an MRR change moved (mrr_from), starts from the stored MRR of the day
+-- before it and adds the steps from that date on: the changes from that date on, and before them each such person's
+-- last earlier change (index (person_id, changed_at)), the MRR their first step starts from; their older history does
+-- not matter.
 mrr_steps as (
 
     select
         changed_date,
         mrr - coalesce(lag(mrr) over (partition by person_id order by changed_at, message_id), 0) as mrr_step
-    {%- if first_date is not none %}
+    {%- if mrr_from is not none %}
         from (
             select person_id, changed_date, changed_at, message_id, mrr
             from {{ ref('int_mrr_changes') }}
-            where changed_date >= {{ from_date }}
+            where changed_date >= {{ mrr_from }}
             union all
             select earlier.person_id, earlier.changed_date, earlier.changed_at, earlier.message_id, earlier.mrr
             from (
                 select distinct changes.person_id from {{ ref('int_mrr_changes') }} as changes
-                where changes.changed_date >= {{ from_date }}
+                where changes.changed_date >= {{ mrr_from }}
             ) as persons
             cross join lateral (
                 select before.person_id, before.changed_date, before.changed_at, before.message_id, before.mrr
                 from {{ ref('int_mrr_changes') }} as before
-                where before.person_id = persons.person_id and before.changed_date < {{ from_date }}
+                where before.person_id = persons.person_id and before.changed_date < {{ mrr_from }}
                 order by before.changed_at desc, before.message_id desc
                 limit 1
             ) as earlier
         ) as changes
+    {%- elif first_date is not none %}
+        -- no MRR changed: no steps
+        from {{ ref('int_mrr_changes') }}
+        where false
     {%- else %}
         from {{ ref('int_mrr_changes') }}
     {%- endif %}
@@ -144,21 +157,27 @@ mrr as {{ cte_materialized() }} (
 
     {%- if first_date is not none %}
         select
-            {{ from_date }} - 1 as changed_date,
-            coalesce((
-                select stored.value from {{ this }} as stored
-                where stored.date = {{ from_date }} - 1 and stored.metric_name = 'mrr'
-            ), 0) as mrr
-        union all
-        select
-            changed_date,
-            coalesce((
-                select stored.value from {{ this }} as stored
-                where stored.date = {{ from_date }} - 1 and stored.metric_name = 'mrr'
-            ), 0) + sum(sum(mrr_step)) over (order by changed_date) as mrr
-        from mrr_steps
-        where changed_date >= {{ from_date }}
-        group by changed_date
+            stored.date as changed_date,
+            stored.value as mrr
+        from {{ this }} as stored
+        where
+            stored.metric_name = 'mrr'
+            and stored.date >= {{ from_date }} - 1
+            {%- if mrr_from is not none %}
+                and stored.date < {{ mrr_from }}
+            {%- endif %}
+        {%- if mrr_from is not none %}
+            union all
+            select
+                changed_date,
+                coalesce((
+                    select stored.value from {{ this }} as stored
+                    where stored.date = {{ mrr_from }} - 1 and stored.metric_name = 'mrr'
+                ), 0) + sum(sum(mrr_step)) over (order by changed_date) as mrr
+            from mrr_steps
+            where changed_date >= {{ mrr_from }}
+            group by changed_date
+        {%- endif %}
     {%- else %}
         select
             changed_date,
