@@ -200,13 +200,15 @@ def bench_marts(base_settings, target_events: int, days: int, then: Callable[[ob
         return figures
 
 
-def load_raw_events(settings, root: Path, target_events: int, days: int) -> tuple[int, list[dict], object]:
+def load_raw_events(
+    settings, root: Path, target_events: int, days: int, held_back_hours: int = 1
+) -> tuple[int, list[dict], object]:
     """Generate `target_events` events over `days` days ending at 15:00 UTC yesterday and bulk-copy them into
-    raw.events (indexed and analyzed); returns how many were copied, the held-back last hour (not copied) and the
-    open connection."""
+    raw.events (indexed and analyzed); returns how many were copied, the held-back last `held_back_hours` hours (not
+    copied; in order of receipt) and the open connection."""
     last_day = datetime.now(UTC).date() - timedelta(days=1)
     now = datetime.combine(last_day, clock(15), UTC)
-    new_hour = now - timedelta(hours=1)
+    new_hour = now - timedelta(hours=held_back_hours)
     held_back: list[dict] = []
     generated = 0
 
@@ -245,6 +247,7 @@ def load_raw_events(settings, root: Path, target_events: int, days: int) -> tupl
     connection.commit()
     base = copied + len(sample)
     _say(f"{base:,} events in raw.events ({time.perf_counter() - started:.0f}s)")
+    held_back.sort(key=lambda event: event["receivedAt"])
     return base, held_back, connection
 
 
