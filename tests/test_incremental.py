@@ -98,7 +98,8 @@ def _assert_tests_follow_the_hour(settings, root: Path) -> None:
     """With test_scope `changed` (Dagster's runs for new data), a data test reads the rows its model's latest build
     wrote, and a uniqueness test compares them with the whole table: a row of the latest build that repeats an old key
     fails it, a null in an older row is not looked at (the daily run's tests, every row, find it), and the staging
-    view's tests read the loads fct_events' latest build read."""
+    view's tests read the loads fct_events' latest build read. fct_events compares within the days its build wrote:
+    a written message id repeated in another written day fails it."""
     latest = "(select built_at from ops.model_builds where model = %s)"
     (old_day,) = rows(
         settings,
@@ -116,9 +117,33 @@ def _assert_tests_follow_the_hour(settings, root: Path) -> None:
         "where ctid = (select max(ctid) from intermediate.int_event_days where event_date = %s);"
         "update intermediate.int_mrr_changes set message_id = null where message_id = %s"
     )
+    events_built = rows(settings, "select built_at from ops.model_builds where model = 'analytics.fct_events'")[0][0]
+    written = [
+        day
+        for (day,) in rows(
+            settings,
+            "select day from ops.written_days where model = 'analytics.fct_events' and written_at = %s order by day",
+            (events_built,),
+        )
+    ]
+    (written_message, written_day) = rows(
+        settings,
+        "select message_id, event_date from analytics.fct_events where _built_at = %s order by message_id limit 1",
+        (events_built,),
+    )[0]
+    other_day = next(day for day in written if day != written_day)
+    repeat = (
+        "insert into analytics.fct_events select message_id, person_id, user_id, anonymous_id, event_type, event_name, "
+        "event_at, %s, is_activity, page_path, referrer, utm_source, utm_medium, utm_campaign, revenue, properties, "
+        "traits, context, received_at, load_id, _built_at from analytics.fct_events where message_id = %s"
+    )
     with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
         cursor.execute(bad_rows, (old_day, "intermediate.int_event_days", old_day, old_message))
-    selected = ["unique_int_event_days_event_date", "not_null_int_mrr_changes_message_id", "stg_segment__events"]
+        cursor.execute(repeat, (other_day, written_message))
+    selected = [
+        "unique_int_event_days_event_date", "not_null_int_mrr_changes_message_id", "stg_segment__events",
+        "unique_fct_events_message_id",
+    ]  # fmt: skip
     try:
         results = {}
         for scope in ("changed", "all"):
@@ -133,20 +158,31 @@ def _assert_tests_follow_the_hour(settings, root: Path) -> None:
             if scope == "changed":
                 compiled = root / "dbt_target/compiled/analyticspro/models/staging/segment/_segment__models.yml"
                 scoped_sql = "".join(path.read_text() for path in compiled.rglob("*.sql"))
+                compiled = root / "dbt_target/compiled/analyticspro/models/marts/core/_core__models.yml"
+                events_sql = (compiled / "unique_fct_events_message_id.sql").read_text()
     finally:
         with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
             cursor.execute(
                 "delete from intermediate.int_event_days where ctid = (select max(ctid) from "
                 "intermediate.int_event_days where event_date = %s);"
-                "update intermediate.int_mrr_changes set message_id = %s where message_id is null",
-                (old_day, old_message),
+                "update intermediate.int_mrr_changes set message_id = %s where message_id is null;"
+                "delete from analytics.fct_events where message_id = %s and event_date = %s",
+                (old_day, old_message, written_message, other_day),
             )
     assert results["changed"]["unique_int_event_days_event_date"] == "fail"
     assert results["changed"]["not_null_int_mrr_changes_message_id"] == "pass"
     assert results["all"]["not_null_int_mrr_changes_message_id"] == "fail"
     staging = [name for name in results["changed"] if name.endswith("stg_segment__events_message_id")]
     assert staging and all(results["changed"][name] == "pass" for name in staging), results
-    assert "from ops.model_loads" in scoped_sql and "_built_at = " not in scoped_sql
+    loads = rows(
+        settings,
+        "select load_id from ops.model_loads where model = 'fct_events' and read_at >= %s order by load_id",
+        (events_built,),
+    )
+    assert loads and "load_id = any(cast(array[" + ", ".join(f"'{load}'" for (load,) in loads) + "]" in scoped_sql
+    assert "_built_at = " not in scoped_sql
+    assert results["changed"]["unique_fct_events_message_id"] == "fail"
+    assert "event_date in (" + ", ".join(f"date '{day}'" for day in written) + ")" in events_sql
 
 
 def _assert_wau_mau_match_events(settings) -> None:

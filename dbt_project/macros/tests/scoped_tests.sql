@@ -10,6 +10,10 @@
   key (`key in (the keys written)`): a new row that repeats an old key fails it. Without the var (test_scope `all`:
   `dbt build` or `dbt test` by hand, the daily run over the closed day, a backfill, a full refresh) and on Spark,
   every row is tested.
+  A day-partitioned model (fct_events) compares only within the days its latest build wrote (ops.written_days):
+  probing every day's index for every written key costs as many probes as there are days of history, and a written
+  key cannot repeat in a day the build did not write: an event's date is its raw row's, and raw.events keeps a
+  message id's first row (the loader's insert-only merge). The daily run compares every row.
   The built-in unique, not_null and accepted_values tests are overridden here (dispatch finds the project's
   default__ macros first); unique_combination is the project's own.
 -#}
@@ -36,12 +40,35 @@
     {%- set events = graph.nodes['model.' ~ project_name ~ '.fct_events'] -%}
     {%- set built = recorded_built_at(events.schema ~ '.' ~ events.alias) -%}
     {%- if built is not none -%}
-      {{ return(
-          "load_id = any(array(select read_loads.load_id from ops.model_loads as read_loads "
-          ~ "where read_loads.model = 'fct_events' and read_loads.read_at >= cast('" ~ built ~ "' as timestamptz)))") }}
+      {#- the load ids as literals: estimated from a subquery, after one big first load, the planner scans the whole
+          of raw.events (see collect_unread_loads()) -#}
+      {%- set loads = run_query(
+          "select load_id from ops.model_loads where model = 'fct_events' and read_at >= cast('" ~ built
+          ~ "' as timestamptz) order by 1").columns[0].values() | list -%}
+      {{ return("load_id = any(" ~ sql_text_array(loads) ~ ")") }}
     {%- endif -%}
   {%- endif -%}
   {{ return(none) }}
+{%- endmacro %}
+
+
+{#- With test_rows_scope(), for a day-partitioned model: `<partition column> in (the days its latest build wrote)`,
+    the rows a written key is compared with (see the top of this file); none for every row. -#}
+{% macro test_compare_scope(model) -%}
+  {%- if test_rows_scope(model) is none -%}{{ return(none) }}{%- endif -%}
+  {%- set node = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+      | selectattr('alias', 'equalto', model.identifier) | selectattr('schema', 'equalto', model.schema) | first -%}
+  {%- set partition_by = node.config.get('partition_by') if node else none -%}
+  {%- if not partition_by -%}{{ return(none) }}{%- endif -%}
+  {%- set key = model.schema ~ '.' ~ model.identifier -%}
+  {%- set built = recorded_built_at(key) -%}
+  {%- set record = run_query(
+      "select coalesce(bool_or(day is null and written_at <= cast('" ~ built ~ "' as timestamptz)), false), "
+      ~ "coalesce(array_to_string(array_agg(day::text order by day) filter (where day is not null), ','), '') "
+      ~ "from ops.written_days where model = " ~ sql_string(key) ~ " and (day is null or written_at = cast('"
+      ~ built ~ "' as timestamptz))").rows[0] -%}
+  {%- if not record[0] -%}{{ return(none) }}{%- endif -%}
+  {{ return(partition_by.column ~ " in (" ~ (sql_date_list(record[1].split(',')) if record[1] else 'null') ~ ")") }}
 {%- endmacro %}
 
 
@@ -81,6 +108,10 @@ where
     {%- endif %}
     {%- if scope %}
     and ({{ key }}) in (select {{ key }} from {{ model }} where {{ scope }})
+        {%- set compared = test_compare_scope(model) %}
+        {%- if compared %}
+    and {{ compared }}
+        {%- endif %}
     {%- endif %}
 group by {{ key }}
 having count(*) > 1
