@@ -494,10 +494,20 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     load_and_run()
     assert len(rows(settings, "select model, built_at from ops.model_builds where funnel_definitions is not null")) == 3
     rows(settings, "delete from ops.model_builds returning model")
+    # nor an index a newer version added to a model's config (here: dropped): the incremental run creates it
+    mrr_indexes = (
+        "select indexdef from pg_indexes where schemaname = 'intermediate' and tablename = 'int_mrr_changes' "
+        "and indexdef like '%%(_built_at)'"
+    )
+    ((index_definition,),) = rows(settings, mrr_indexes)
+    index_name = index_definition.split(" INDEX ", 1)[1].split(" ON ", 1)[0]
+    with psycopg2.connect(settings.database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(f"drop index intermediate.{index_name}")
     # nor the record of the days fct_events wrote (ops.written_days): the run starts it, reading unpruned meanwhile
     rows(settings, "delete from ops.written_days returning model")
     load_and_run()
     assert len(rows(settings, "select model from ops.model_builds")) >= len(MARTS)
+    assert len(rows(settings, mrr_indexes)) == 1
 
     incremental = _marts(settings)
     assert all(len(frame) for frame in incremental.values())
