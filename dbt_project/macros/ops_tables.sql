@@ -19,7 +19,7 @@
     a row without a date marks a funnel, or with no funnel every funnel, to compare whole): fct_funnel_steps
     recomputes them (macros/funnels.sql).
     ops.written_days: per date-partitioned model (fct_events), the days each run wrote rows to, and one row without a
-    day from when the record is complete (macros/partitioned_tables.sql): "rows written after T" reads only those
+    day from when the record is complete (macros/written_days.sql): "rows written after T" reads only those
     days' partitions (events_changed_since in macros/incremental_scope.sql). -#}
 {% macro create_ops_tables() %}{{ return(adapter.dispatch('create_ops_tables')()) }}{% endmacro %}
 
