@@ -63,7 +63,9 @@
     its load-id index, whatever the history. (By message id, the hour's random UUIDs are spread over the whole
     message-id index: a page read from disk per event once the history outgrows the cache. And a load-id set from a
     subquery is estimated from the column's statistics: after one big first load they say "half the table", and the
-    planner scans raw.events whole.)
+    planner scans raw.events whole.) Other lookups by a set of keys are written `key = any(array(select ...))`: the
+    planner then probes the key's index (a semi-join through the staging view's casts gets estimates far off and a
+    sequential scan of raw.events).
     A full build reads every row and records every load committed when it started (a load committed later is read
     again next run: upserts make that harmless). Only loads written since a day before the model's last read are
     candidates, and records older than two days are pruned, so this costs the recent loads, whatever the history.
