@@ -7,9 +7,9 @@ One dataset is generated, for the largest history (the marts benchmark's generat
 is its newest N events, copied into a database of its own, so every size ends at the same moment and takes the same
 two held-back hours. Each size gets a full build, is settled (VACUUM ANALYZE and CHECKPOINT, bench.marts.settle: the
 state a deployment's warehouse is in when its next hour comes), then takes the first hour (`first_hour_s`) and the
-second (`incremental_s`). The second is a deployment's steady state, an hour after the previous hour's run: the first
-pays, on top, for reading back into memory what the full build and the settling pushed out, which is more of the
-history's tables the larger they are (the 20M-event database is larger than this machine's memory).
+second (`incremental_s`). The second is a deployment's steady state, an hour after the previous hour's run; the first
+comes straight after the full build and the settling, which read the whole database (at 20M events, about 30 GB:
+more than this machine's memory).
 `BENCH_ONLY=growth make bench` runs it alone (about an hour at the default sizes) and writes the plot docs/growth.svg.
 For profiling, BENCH_GROWTH_KEEP keeps a copy of a size's database taken just before its measured incremental run
 (`<database>_before_hour`: the first hour built, the second loaded, not built): `1` for every size, or a

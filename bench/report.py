@@ -242,7 +242,7 @@ def _growth_rows(n: dict) -> list[tuple[str, ...]]:
             (
                 "`growth`",
                 f"the hour before it ({n['first_hour_events']:,} events), the first after the full build and "
-                "VACUUM ANALYZE: the history's tables read back into memory",
+                "VACUUM ANALYZE",
                 " / ".join(f"{s} s" for s in n["first_hour_s"]),
                 "",
                 f"{n['first_hour_flatness']}× from the smallest history to the largest",
