@@ -47,15 +47,16 @@
 {%- endmacro %}
 
 
-{#- The days of `relation` written after `since` (text), as a sorted list of 'YYYY-MM-DD' strings, or none when the
-    record cannot tell (no record, or not complete since then; on Spark; when parsing). -#}
-{% macro written_days_since(relation, since) -%}
+{#- The days of `relation` written after `since` (text; with `exactly`, by the run that started at `since`), as a sorted
+    list of 'YYYY-MM-DD' strings, or none when the record cannot tell (no record, or not complete since then; on Spark;
+    when parsing). -#}
+{% macro written_days_since(relation, since, exactly=false) -%}
   {%- if not execute or since is none or target.type != 'postgres' -%}{{ return(none) }}{%- endif -%}
   {%- set result = run_query(
       "select coalesce(bool_or(day is null and written_at <= cast('" ~ since ~ "' as timestamptz)), false), "
       ~ "coalesce(array_to_string(array_agg(distinct day::text order by day::text) filter (where day is not null), ','), '') "
       ~ "from ops.written_days where model = '" ~ relation.schema ~ "." ~ relation.identifier ~ "' "
-      ~ "and (day is null or written_at > cast('" ~ since ~ "' as timestamptz))") -%}
+      ~ "and (day is null or written_at " ~ ('=' if exactly else '>') ~ " cast('" ~ since ~ "' as timestamptz))") -%}
   {%- set row = result.rows[0] -%}
   {%- if not row[0] -%}{{ return(none) }}{%- endif -%}
   {{ return(row[1].split(',') if row[1] else []) }}

@@ -60,15 +60,9 @@
       | selectattr('alias', 'equalto', model.identifier) | selectattr('schema', 'equalto', model.schema) | first -%}
   {%- set partition_by = node.config.get('partition_by') if node else none -%}
   {%- if not partition_by -%}{{ return(none) }}{%- endif -%}
-  {%- set key = model.schema ~ '.' ~ model.identifier -%}
-  {%- set built = recorded_built_at(key) -%}
-  {%- set record = run_query(
-      "select coalesce(bool_or(day is null and written_at <= cast('" ~ built ~ "' as timestamptz)), false), "
-      ~ "coalesce(array_to_string(array_agg(day::text order by day) filter (where day is not null), ','), '') "
-      ~ "from ops.written_days where model = " ~ sql_string(key) ~ " and (day is null or written_at = cast('"
-      ~ built ~ "' as timestamptz))").rows[0] -%}
-  {%- if not record[0] -%}{{ return(none) }}{%- endif -%}
-  {{ return(partition_by.column ~ " in (" ~ (sql_date_list(record[1].split(',')) if record[1] else 'null') ~ ")") }}
+  {%- set days = written_days_since(model, recorded_built_at(model.schema ~ '.' ~ model.identifier), exactly=true) -%}
+  {%- if days is none -%}{{ return(none) }}{%- endif -%}
+  {{ return(partition_by.column ~ " in (" ~ (sql_date_list(days) if days else 'null') ~ ")") }}
 {%- endmacro %}
 
 
