@@ -92,15 +92,14 @@ def _copy_database(settings, name: str, say: Callable[[str], None]) -> None:
     say(f"kept a copy before the incremental run: {settings.database_url_for(name)}")
 
 
-def _hour(settings, events: list[dict]) -> float:
-    """Load an hour's events (a load of their own) and run dbt: the run's seconds."""
+def _load_hour(settings, events: list[dict]) -> None:
+    """Load an hour's events into raw.events, a load of their own."""
     connection = psycopg2.connect(settings.database_url)
     try:
         copy_events(connection, events)
     finally:
         connection.close()
     ensure_raw_indexes(events_pipeline(settings))
-    return _dbt("run")
 
 
 def _build(
@@ -111,18 +110,12 @@ def _build(
     full_s = _dbt("run")
     settle_s = settle(settings.database_url)
     say(f"full build {full_s:.1f} s; VACUUM ANALYZE and CHECKPOINT {settle_s:.0f} s")
-    first_hour_s = _hour(settings, hours[0])
-    if keep:
-        # the second hour loaded, not built
-        connection = psycopg2.connect(settings.database_url)
-        try:
-            copy_events(connection, hours[1])
-        finally:
-            connection.close()
+    _load_hour(settings, hours[0])
+    first_hour_s = _dbt("run")
+    _load_hour(settings, hours[1])
+    if keep:  # the second hour loaded, not built
         _copy_database(settings, f"{settings.database_name}_before_hour", say)
-        incremental_s = _dbt("run")
-    else:
-        incremental_s = _hour(settings, hours[1])
+    incremental_s = _dbt("run")
     say(
         f"full build {full_s:.1f} s; the first hour after it ({len(hours[0]):,} events) {first_hour_s:.1f} s, "
         f"the next ({len(hours[1]):,} events) {incremental_s:.1f} s"
