@@ -9,7 +9,9 @@ two held-back hours. Each size gets a full build, is settled (VACUUM ANALYZE and
 state a deployment's warehouse is in when its next hour comes), then takes the first hour (`first_hour_s`) and the
 second (`incremental_s`). The second is a deployment's steady state, an hour after the previous hour's run; the first
 comes straight after the full build and the settling, which read the whole database (at 20M events, about 30 GB:
-more than this machine's memory).
+more than this machine's memory). Beside each hour's seconds it records what the hour read (`*_pg_read_mb`,
+`*_pg_read_s`: PostgreSQL's reads from outside its shared buffers and their time; `*_disk_read_mb`: the disk's reads;
+`*_io_stall_s`: seconds some task stalled on I/O), to tell an hour that works more from one that waits on the disk.
 `BENCH_ONLY=growth make bench` runs it alone (about an hour at the default sizes) and writes the plot docs/growth.svg.
 For profiling, BENCH_GROWTH_KEEP keeps a copy of a size's database taken just before its measured incremental run
 (`<database>_before_hour`: the first hour built, the second loaded, not built): `1` for every size, or a
@@ -102,25 +104,77 @@ def _load_hour(settings, events: list[dict]) -> None:
     ensure_raw_indexes(events_pipeline(settings))
 
 
+def _io_counters(database_url: str) -> dict[str, float]:
+    """Cumulative read counters: PostgreSQL's for the database (blocks it read from outside its shared buffers: the
+    kernel's cache or the disk, and the milliseconds those reads took; track_io_timing is on for the benchmark's
+    databases) and the kernel's for the machine (kilobytes read from disk; seconds some task stalled on I/O, from
+    /proc/pressure/io where the kernel has it)."""
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("select blks_read, blk_read_time from pg_stat_database where datname = current_database()")
+        blocks_read, read_ms = cursor.fetchone()
+    connection.close()
+    counters = {"blocks_read": float(blocks_read), "read_ms": float(read_ms)}
+    vmstat = dict(line.split() for line in Path("/proc/vmstat").read_text().splitlines() if line.count(" ") == 1)
+    counters["disk_read_kb"] = float(vmstat.get("pgpgin", 0))
+    pressure = Path("/proc/pressure/io")
+    if pressure.exists():  # "some avg10=… total=<microseconds>"
+        some = pressure.read_text().splitlines()[0]
+        counters["io_stall_s"] = int(some.rsplit("total=", 1)[1]) / 1e6
+    return counters
+
+
+def _measured_run(settings) -> tuple[float, dict[str, float]]:
+    """One incremental dbt run: its seconds and what it read (the counters' differences, _io_counters)."""
+    before = _io_counters(settings.database_url)
+    seconds = _dbt("run")
+    after = _io_counters(settings.database_url)
+    return seconds, {key: after[key] - before[key] for key in after if key in before}
+
+
+def _io_line(io: dict[str, float]) -> str:
+    text = (
+        f"PostgreSQL read {io['blocks_read'] * 8 / 1024:,.0f} MB from outside its buffers in "
+        f"{io['read_ms'] / 1000:.1f} s; the disk gave {io['disk_read_kb'] / 1024:,.0f} MB"
+    )
+    if "io_stall_s" in io:
+        text += f"; tasks stalled on I/O {io['io_stall_s']:.1f} s"
+    return text
+
+
 def _build(
     settings, hours: tuple[list[dict], list[dict]], say: Callable[[str], None], keep: bool
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, dict[str, float], dict[str, float]]:
     """A full dbt run, the warehouse settled (bench.marts.settle: as a deployment's would be an hour later), then the
-    first held-back hour and the second, each loaded and built incrementally: the three runs' seconds."""
+    first held-back hour and the second, each loaded and built incrementally: the three runs' seconds and the two
+    hours' reads (_io_counters)."""
+    _track_io_timing(settings)
     full_s = _dbt("run")
     settle_s = settle(settings.database_url)
-    say(f"full build {full_s:.1f} s; VACUUM ANALYZE and CHECKPOINT {settle_s:.0f} s")
+    say(f"full build {full_s:.1f} s; VACUUM ANALYZE, CHECKPOINT and sync {settle_s:.0f} s")
     _load_hour(settings, hours[0])
-    first_hour_s = _dbt("run")
+    first_hour_s, first_io = _measured_run(settings)
+    say(f"the first hour: {_io_line(first_io)}")
     _load_hour(settings, hours[1])
     if keep:  # the second hour loaded, not built
         _copy_database(settings, f"{settings.database_name}_before_hour", say)
-    incremental_s = _dbt("run")
+    incremental_s, second_io = _measured_run(settings)
+    say(f"the second hour: {_io_line(second_io)}")
     say(
         f"full build {full_s:.1f} s; the first hour after it ({len(hours[0]):,} events) {first_hour_s:.1f} s, "
         f"the next ({len(hours[1]):,} events) {incremental_s:.1f} s"
     )
-    return full_s, first_hour_s, incremental_s
+    return full_s, first_hour_s, incremental_s, first_io, second_io
+
+
+def _track_io_timing(settings) -> None:
+    """Time PostgreSQL's reads in the benchmark's own database (pg_stat_database.blk_read_time), for new sessions."""
+    connection = psycopg2.connect(settings.database_url_for("postgres"))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f'alter database "{settings.database_name}" set track_io_timing = on')
+    finally:
+        connection.close()
 
 
 def bench_growth(say: Callable[[str], None]) -> dict:
@@ -129,7 +183,7 @@ def bench_growth(say: Callable[[str], None]) -> dict:
     largest = sizes[-1]
     days = math.ceil(largest / per_day)
     say(f"sizes {', '.join(f'{n:,}' for n in sizes)} events at {per_day:,} a day; generating {days} days")
-    measured: dict[int, tuple[int, float, float, float]] = {}
+    measured: dict[int, tuple] = {}
     with own_warehouse("growth") as (settings, root):
         base, held_back, connection = load_raw_events(settings, root, largest, days, held_back_hours=2)
         second_hour = max(event["receivedAt"] for event in held_back)[:13]
@@ -181,6 +235,10 @@ def bench_growth(say: Callable[[str], None]) -> dict:
         )
     )
     say(f"plot written to {PLOT}")
+
+    def per_size(hour: int, key: str, scale: float) -> list[float]:
+        return [round(measured[size][hour][key] * scale, 1) if key in measured[size][hour] else None for size in sizes]
+
     return {
         "events": events,
         "full_build_s": full,
@@ -192,4 +250,14 @@ def bench_growth(say: Callable[[str], None]) -> dict:
         "first_hour_flatness": round(first_hour[-1] / first_hour[0], 2),
         "full_build_growth": round(full[-1] / full[0], 2),
         "events_growth": round(events[-1] / events[0], 2),
+        # what each hour read (_io_counters): PostgreSQL's reads from outside its buffers, in MB and in seconds,
+        # the disk's reads (MB, the whole machine) and the seconds tasks stalled on I/O
+        "incremental_pg_read_mb": per_size(5, "blocks_read", 8 / 1024),
+        "incremental_pg_read_s": per_size(5, "read_ms", 1 / 1000),
+        "incremental_disk_read_mb": per_size(5, "disk_read_kb", 1 / 1024),
+        "incremental_io_stall_s": per_size(5, "io_stall_s", 1),
+        "first_hour_pg_read_mb": per_size(4, "blocks_read", 8 / 1024),
+        "first_hour_pg_read_s": per_size(4, "read_ms", 1 / 1000),
+        "first_hour_disk_read_mb": per_size(4, "disk_read_kb", 1 / 1024),
+        "first_hour_io_stall_s": per_size(4, "io_stall_s", 1),
     }

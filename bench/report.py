@@ -248,6 +248,20 @@ def _growth_rows(n: dict) -> list[tuple[str, ...]]:
                 f"{n['first_hour_flatness']}× from the smallest history to the largest",
             )
         )
+    if "incremental_disk_read_mb" in n:
+        for hour, label in (("incremental", "the second hour"), ("first_hour", "the first hour")):
+            rows.append(
+                (
+                    "`growth`",
+                    f"what {label} read: PostgreSQL's reads from outside its buffers (MB, seconds); the disk's (MB)",
+                    " / ".join(
+                        f"{mb:,.0f} MB in {s} s"
+                        for mb, s in zip(n[f"{hour}_pg_read_mb"], n[f"{hour}_pg_read_s"], strict=True)
+                    ),
+                    "disk: " + " / ".join(f"{mb:,.0f} MB" for mb in n[f"{hour}_disk_read_mb"]),
+                    "",
+                )
+            )
     return rows
 
 
