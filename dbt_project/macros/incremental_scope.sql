@@ -66,6 +66,7 @@
     planner scans raw.events whole.) Other lookups by a set of keys are written `key = any(array(select ...))`: the
     planner then probes the key's index (a semi-join through the staging view's casts gets estimates far off and a
     sequential scan of raw.events).
+    Above var('max_literal_loads') unread loads (a backlog), the ids go through the temporary table instead.
     A full build reads every row and records every load committed when it started (a load committed later is read
     again next run: upserts make that harmless). Only loads written since a day before the model's last read are
     candidates, and records older than two days are pruned, so this costs the recent loads, whatever the history.
@@ -93,23 +94,32 @@
     create temporary table {{ loads }} as
     select dlt_loads.load_id::text as load_id from {{ raw_loads }} as dlt_loads where dlt_loads.status = 0;
   {%- else %}
-    {%- set load_ids = [] -%}
+    {%- set limit = var('max_literal_loads') | int -%}
     {#- only loads written since a day before this model's last read: older ones were read then (a load is visible
         once dlt wrote its row, seconds after inserted_at), so the work follows the new loads, not all -#}
-    {%- if execute -%}
-      {%- set found = run_query(
-        "select dlt_loads.load_id::text from " ~ raw_loads ~ " as dlt_loads where dlt_loads.status = 0"
+    {%- set unread_query = "select dlt_loads.load_id::text as load_id from " ~ raw_loads ~ " as dlt_loads"
+        ~ " where dlt_loads.status = 0"
         ~ " and dlt_loads.inserted_at > coalesce((select max(read_loads.read_at) from ops.model_loads as read_loads"
         ~ " where read_loads.model = " ~ model ~ "), '-infinity') - interval '1 day'"
         ~ " and not exists (select from ops.model_loads as read_loads where read_loads.model = " ~ model
-        ~ " and read_loads.load_id = dlt_loads.load_id) order by 1"
-      ) -%}
-      {%- set load_ids = found.columns[0].values() | list -%}
+        ~ " and read_loads.load_id = dlt_loads.load_id)" -%}
+    {%- set load_ids = [] -%}
+    {%- if execute -%}
+      {%- set load_ids = run_query(unread_query ~ " order by 1 limit " ~ (limit + 1)).columns[0].values() | list -%}
     {%- endif %}
+    {%- if load_ids | length <= limit %}
     create temporary table {{ loads }} as select unnest({{ sql_text_array(load_ids) }}) as load_id;
     create temporary table {{ unread }} as
     select * from {{ ref('stg_segment__events') }} as staged
     where staged.load_id = any({{ sql_text_array(load_ids) }});
+    {%- else %}
+    -- more than var('max_literal_loads') unread loads: through a temporary table
+    create temporary table {{ loads }} as {{ unread_query }};
+    analyze {{ loads }};
+    create temporary table {{ unread }} as
+    select * from {{ ref('stg_segment__events') }} as staged
+    where {{ in_unread_loads('staged.load_id') }};
+    {%- endif %}
     analyze {{ unread }};
   {%- endif %}
 {%- endmacro %}

@@ -42,9 +42,13 @@
     {%- if built is not none -%}
       {#- the load ids as literals: estimated from a subquery, after one big first load, the planner scans the whole
           of raw.events (see collect_unread_loads()) -#}
-      {%- set loads = run_query(
-          "select load_id from ops.model_loads where model = 'fct_events' and read_at >= cast('" ~ built
-          ~ "' as timestamptz) order by 1").columns[0].values() | list -%}
+      {%- set read = "select load_id from ops.model_loads where model = 'fct_events' and read_at >= cast('" ~ built
+          ~ "' as timestamptz)" -%}
+      {%- set limit = var('max_literal_loads') | int -%}
+      {%- set loads = run_query(read ~ " order by 1 limit " ~ (limit + 1)).columns[0].values() | list -%}
+      {%- if loads | length > limit -%}
+        {{ return("load_id = any(array(" ~ read ~ "))") }}
+      {%- endif -%}
       {{ return("load_id = any(" ~ sql_text_array(loads) ~ ")") }}
     {%- endif -%}
   {%- endif -%}
