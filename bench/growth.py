@@ -123,11 +123,30 @@ def _io_counters(database_url: str) -> dict[str, float]:
     return counters
 
 
-def _measured_run(settings) -> tuple[float, dict[str, float]]:
-    """One incremental dbt run: its seconds and what it read (the counters' differences, _io_counters)."""
-    before = _io_counters(settings.database_url)
+def _reads_by_table(database_url: str) -> dict[str, int]:
+    """Blocks each table read from outside PostgreSQL's buffers so far: heap, indexes and TOAST (pg_statio)."""
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "select schemaname || '.' || relname, coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0) "
+            "+ coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0) from pg_statio_user_tables"
+        )
+        found = dict(cursor.fetchall())
+    connection.close()
+    return found
+
+
+def _measured_run(settings, say: Callable[[str], None]) -> tuple[float, dict[str, float]]:
+    """One incremental dbt run: its seconds and what it read (the counters' differences, _io_counters); says which
+    tables it read most from outside PostgreSQL's buffers (a day partition of fct_events counts as fct_events)."""
+    before, tables_before = _io_counters(settings.database_url), _reads_by_table(settings.database_url)
     seconds = _dbt("run")
-    after = _io_counters(settings.database_url)
+    after, tables_after = _io_counters(settings.database_url), _reads_by_table(settings.database_url)
+    by_table: dict[str, int] = {}
+    for table, blocks in tables_after.items():
+        name = table.split("_p20")[0] if "fct_events_p" in table else table
+        by_table[name] = by_table.get(name, 0) + blocks - tables_before.get(table, 0)
+    most = sorted(by_table.items(), key=lambda item: -item[1])[:8]
+    say("read most: " + ", ".join(f"{table} {blocks * 8 / 1024:,.0f} MB" for table, blocks in most if blocks))
     return seconds, {key: after[key] - before[key] for key in after if key in before}
 
 
@@ -152,12 +171,12 @@ def _build(
     settle_s = settle(settings.database_url)
     say(f"full build {full_s:.1f} s; VACUUM ANALYZE, CHECKPOINT and sync {settle_s:.0f} s")
     _load_hour(settings, hours[0])
-    first_hour_s, first_io = _measured_run(settings)
+    first_hour_s, first_io = _measured_run(settings, say)
     say(f"the first hour: {_io_line(first_io)}")
     _load_hour(settings, hours[1])
     if keep:  # the second hour loaded, not built
         _copy_database(settings, f"{settings.database_name}_before_hour", say)
-    incremental_s, second_io = _measured_run(settings)
+    incremental_s, second_io = _measured_run(settings, say)
     say(f"the second hour: {_io_line(second_io)}")
     say(
         f"full build {full_s:.1f} s; the first hour after it ({len(hours[0]):,} events) {first_hour_s:.1f} s, "
