@@ -104,8 +104,15 @@ where
     and {{ column }} is not null
         {%- endfor %}
     {%- endif %}
-    {%- if scope %}
+    {%- if scope and columns | length == 1 %}
+    {#- one column: `= any(array(...))`, the written keys probed in the column's index (as an `in (select ...)`
+        semi-join through the staging view's cast, PostgreSQL read the whole message-id index of raw.events and
+        hashed it against the hour's ids: 9.2 s at 10M events) #}
+    and {{ key }} = any(array(select {{ key }} from {{ model }} where {{ scope }}))
+    {%- elif scope %}
     and ({{ key }}) in (select {{ key }} from {{ model }} where {{ scope }})
+    {%- endif %}
+    {%- if scope %}
         {%- set compared = test_compare_scope(model) %}
         {%- if compared %}
     and {{ compared }}
