@@ -36,8 +36,14 @@ demo: services  ## generate 30 days into data/bucket, send today's live traffic 
 			--days 1 --users $(DEMO_LIVE_USERS) --seed $(DEMO_SEED)1
 	@EVENTS_BUCKET_URL=$(DEMO_BUCKET) $(BIN)/analyticspro materialize
 
+# two pytest processes (pytest-xdist), a test file each at a time: the tests wait on PostgreSQL, dbt and Spark by
+# turns; then, alone, the tests that restart PostgreSQL (marker `serial`). TEST_WORKERS=0 runs everything in one.
+TEST_WORKERS ?= 2
 test: services  ## run the test suite (real PostgreSQL and Redis, an isolated database per run)
-	@$(BIN)/pytest
+	@status=0; \
+	$(BIN)/pytest -m "not serial" $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) || status=$$?; \
+	$(BIN)/pytest -m serial || [ $$? -eq 5 ] || status=1; \
+	exit $$status
 
 bench: services  ## run every benchmark, print a table, write bench/results.json
 	@$(BIN)/python -m bench.run

@@ -59,9 +59,29 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = get_settings()
     ensure_database(settings)
     ensure_redis(settings)
-    # the Dagster definitions read dbt's manifest: build it now if any model changed since (dbt parse)
+    # the Dagster definitions read dbt's manifest: build it now if any model changed since (dbt parse); with
+    # pytest-xdist, once, in the controlling process, before its workers start (they would race on dbt's target)
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        analyticspro_dbt_project(refresh=True)
 
-    analyticspro_dbt_project(refresh=True)
+
+# The longest test files (minutes each), first: with pytest-xdist (make test) a worker takes a file at a time, in
+# collection order, so starting them early keeps one worker from running a long file alone at the end.
+LONGEST_FIRST = (
+    "test_incremental_spark.py",
+    "test_incremental.py",
+    "test_dashboards.py",
+    "test_end_to_end.py",
+    "test_lake.py",
+    "test_orchestration.py",
+    "test_tiers.py",
+    "test_insights.py",
+)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -21,7 +21,9 @@ FUNNEL_MODELS = {
 }  # fmt: skip
 
 
-def test_funnel_models_without_funnels_are_empty_and_well_formed(settings, tmp_path):
+def test_funnel_models_without_funnels_are_empty_and_well_formed(own_database, tmp_path):
+    # an empty database of its own: where the models were built, they compile as incremental runs
+    settings = own_database
     target = tmp_path / "target"
     subprocess.run(
         [dbt_executable(), "compile", "--quiet", "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),

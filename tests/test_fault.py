@@ -36,6 +36,7 @@ def _restart(cluster: tuple[str, str], down_seconds: float) -> None:
     subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "start"], check=True)
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(_cluster() is None, reason="needs a local PostgreSQL cluster on 5432 managed by pg_ctlcluster")
 def test_postgres_restart_during_a_run_retries_and_loses_nothing(own_database, tmp_path, settings):
     bucket = tmp_path / "bucket"

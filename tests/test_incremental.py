@@ -9,13 +9,10 @@ names). Every mart is then compared, row by row, with a `--full-refresh` build o
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import json
 import shutil
 import subprocess
 import threading
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -26,48 +23,14 @@ from common.locks import DBT_LOCK, advisory_lock
 from ingestion.events import load_events
 from ingestion.generator import generate
 from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
-from orchestration.runs import run_materialize
 from testing.db import own_warehouse, rows
 from testing.dbt import dbt
-from testing.engines import MARTS, SKIPPED_COLUMNS, differences, read_lake_mart, read_postgres_mart
+from testing.engines import MARTS, SKIPPED_COLUMNS, differences, read_postgres_mart
+from testing.segment_events import copy_hours, event, put_events
 from warehouse.erasure import forget
-from warehouse.lake import sync_lake
 
 END = date(2026, 3, 12)
 DAYS = 50  # 2026-01-22 .. 2026-03-12: three months
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _event(kind: str, at: datetime, received: datetime, **fields) -> dict:
-    """A Segment message sent when it was received (no clock skew: its timestamp is `at`)."""
-    return {
-        "type": kind,
-        "messageId": str(uuid.uuid4()),
-        "originalTimestamp": _iso(at),
-        "timestamp": _iso(at),
-        "sentAt": _iso(received),
-        "receivedAt": _iso(received),
-        "context": {"library": {"name": "analytics.js", "version": "5.2.0"}},
-        **fields,
-    }
-
-
-def _put(bucket: Path, name: str, events: list[dict]) -> None:
-    path = bucket / "events" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in events).encode()))
-
-
-def _copy_hours(files: list[Path], folders: list[Path], generated: Path, bucket: Path) -> None:
-    """The generated objects of these hour folders into the bucket, under the same keys."""
-    for path in files:
-        if path.parent in folders:
-            target = bucket / path.relative_to(generated)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, target)
 
 
 def _run(root: Path, *args: str) -> None:
@@ -330,7 +293,7 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     first_hours, later_hours = hours[: int(len(hours) * 0.8)], hours[int(len(hours) * 0.8) :]
 
     def copy(folders: list[Path]) -> None:
-        _copy_hours(files, folders, root / "generated", bucket)
+        copy_hours(files, folders, root / "generated", bucket)
 
     def load_and_run() -> None:
         load_events(progress=False)
@@ -373,16 +336,16 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     late = []
     for days_ago in (9, 23, 41):
         at = last - timedelta(days=days_ago, hours=3)
-        late.append(_event("page", at, last, userId=user_id, properties={"path": "/pricing"}))
+        late.append(event("page", at, last, userId=user_id, properties={"path": "/pricing"}))
         late.append(
-            _event("track", at + timedelta(minutes=5), last, userId=user_id, event="purchase_completed",
+            event("track", at + timedelta(minutes=5), last, userId=user_id, event="purchase_completed",
                    properties={"revenue": 19.5 + days_ago})
         )  # fmt: skip
     late.append(
-        _event("track", last - timedelta(days=30), last, userId=user_id, event="subscription_changed",
+        event("track", last - timedelta(days=30), last, userId=user_id, event="subscription_changed",
                properties={"mrr": 99})
     )  # fmt: skip
-    _put(bucket, f"{END:%Y/%m/%d}/23/late-mobile.jsonl.gz", late)
+    put_events(bucket, f"{END:%Y/%m/%d}/23/late-mobile.jsonl.gz", late)
     # and a late identify of another user, a day before their last one: it adds a key, and changes no newer value
     (identified, plan, last_identified) = rows(
         settings,
@@ -390,16 +353,16 @@ def test_incremental_runs_equal_a_full_build(warehouse):
         "and last_identified_at is not null order by last_identified_at desc, user_id limit 1",
         (user_id,),
     )[0]
-    stale = _event(
+    stale = event(
         "identify", last_identified - timedelta(days=1), last, userId=identified,
         traits={"plan": "stale-plan", "first_touch": "late"},
     )  # fmt: skip
-    _put(bucket, f"{END:%Y/%m/%d}/23/late-identify.jsonl.gz", [stale])
+    put_events(bucket, f"{END:%Y/%m/%d}/23/late-identify.jsonl.gz", [stale])
     (before_run,) = rows(settings, "select now()")[0]
     load_and_run()
     assert rows(settings, "select count(*) from analytics.fct_events where message_id = %s", (late[0]["messageId"],))
     # the run recorded the late days it wrote, which the models after fct_events read (and only those partitions)
-    late_days = {event.get("timestamp")[:10] for event in [*late, stale]}
+    late_days = {message["timestamp"][:10] for message in [*late, stale]}
     assert {str(day) for day in _assert_written_days_cover_changes(settings)} == late_days
     compiled = (root / "dbt_target/compiled/analyticspro/models/intermediate/revenue/int_mrr_changes.sql").read_text()
     assert "event_date in (" + ", ".join(f"date '{day}'" for day in sorted(late_days)) + ")" in compiled
@@ -419,8 +382,8 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     ) == [(plan, "late", last_identified)]
 
     # 4. a load that commits with an older id than loads already built (a retried load keeps its id)
-    older = _event("page", last - timedelta(days=2), last, userId=user_id, properties={"path": "/docs"})
-    _put(bucket, f"{END:%Y/%m/%d}/23/retried.jsonl.gz", [older])
+    older = event("page", last - timedelta(days=2), last, userId=user_id, properties={"path": "/docs"})
+    put_events(bucket, f"{END:%Y/%m/%d}/23/retried.jsonl.gz", [older])
     load_events(progress=False)
     (load_id,) = rows(settings, "select _dlt_load_id from raw.events where message_id = %s", (older["messageId"],))[0]
     (first_load,) = rows(settings, "select min(load_id) from raw._dlt_loads")[0]
@@ -482,10 +445,10 @@ def test_incremental_runs_equal_a_full_build(warehouse):
         "order by users.signed_up_at, users.user_id limit 1",
         (visitor_cohort, user_id),
     )[0]
-    identify = _event("identify", last, last, userId=merged_user, anonymousId=anonymous_id, traits={"plan": "pro"})
+    identify = event("identify", last, last, userId=merged_user, anonymousId=anonymous_id, traits={"plan": "pro"})
     # and the user's plan changes in the same hour
-    upgrade = _event("track", last, last, userId=merged_user, event="subscription_changed", properties={"mrr": 49})
-    _put(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify, upgrade])
+    upgrade = event("track", last, last, userId=merged_user, event="subscription_changed", properties={"mrr": 49})
+    put_events(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify, upgrade])
     load_and_run()
     # daily_metrics recomputed the visitor's dates on, but MRR only from the upgrade's date: the dates before it kept
     # their stored MRR (the final comparison with a full build checks both)
@@ -562,188 +525,3 @@ def test_incremental_runs_equal_a_full_build(warehouse):
         found += differences(full[model], incremental[model], model, skipped=SKIPPED_COLUMNS)
     assert not found, "\n".join(found)
     assert sorted(rows(settings, cohort_persons)) == incremental_cohort_persons
-
-
-def _day_files(lake: Path, table: str = "marts/fct_events", column: str = "event_date") -> dict[str, set[str]]:
-    """A day-partitioned table's Parquet files in the lake, by day partition folder."""
-    return {
-        day.name.removeprefix(f"{column}="): {f.name for f in day.glob("*.parquet")}
-        for day in (lake / table).glob(f"{column}=*")
-    }
-
-
-# the other day-partitioned models on Spark: they rewrite only the days fct_events rewrites
-DAY_MODELS = {"event_days": ("intermediate/int_event_days", "event_date"),
-              "person_days": ("intermediate/int_person_days", "activity_date")}  # fmt: skip
-
-
-def _rewritten(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[str]:
-    return {day for day in set(before) | set(after) if before.get(day) != after.get(day)}
-
-
-def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
-    """The same on the Spark engine, built first by `analyticspro materialize --engine spark` into an empty
-    database, where an incremental run rewrites only the fct_events day partitions that
-    changed: new days, a late event's old day, the days of a re-stitched visitor's events; none for objects loaded
-    again.
-    Every mart then equals a `--full-refresh` Spark build of the same lake, row for row, and a PostgreSQL build of the
-    same raw events."""
-    with own_warehouse("incremental_spark", tmp_path) as (settings, root):
-        lake = root / "lake"
-        for name, value in {
-            "EVENTS_LAKE_URL": str(lake),
-            "SPARK_METASTORE_DIR": str(root / "spark"),
-            "ANALYTICSPRO_SPARK_LOG4J": "",
-        }.items():
-            monkeypatch.setenv(name, value)
-        generated = generate(root / "generated", days=30, users=150, seed=5, end_date=END)
-        bucket = root / "bucket"
-        files = sorted(generated.files)
-        hours = sorted({f.parent for f in files})
-        cut = int(len(hours) * 0.8)
-
-        def copy(folders: list[Path]) -> None:
-            _copy_hours(files, folders, root / "generated", bucket)
-
-        def load_and_run(*args: str) -> set[str]:
-            """Load, sync the lake, run dbt on Spark: the fct_events partitions the run rewrote (int_event_days
-            rewrote the same days; int_person_days those of them with activity, no other; fct_sessions some of those
-            days and the days next to them, no other)."""
-            load_events(progress=False)
-            sync_lake(settings, say=lambda _: None)
-            before = _day_files(lake)
-            before_models = {name: _day_files(lake, *where) for name, where in DAY_MODELS.items()}
-            before_sessions = _day_files(lake, "marts/fct_sessions", "session_date")
-            dbt(root, "run", "--target", "spark", *args)
-            rewritten = _rewritten(before, _day_files(lake))
-            models = {
-                name: _rewritten(before_models[name], _day_files(lake, *where)) for name, where in DAY_MODELS.items()
-            }
-            assert models["event_days"] == rewritten
-            assert models["person_days"] <= rewritten
-            if not args:  # an incremental run: the activity days among them were rewritten
-                active = {day for day, files in _day_files(lake, *DAY_MODELS["person_days"]).items() if files}
-                assert models["person_days"] >= rewritten & active
-                # fct_sessions: only the dates a session touching those days can start on, the day before to after
-                sessions = _rewritten(before_sessions, _day_files(lake, "marts/fct_sessions", "session_date"))
-                around = {date.fromisoformat(day) + timedelta(days=shift) for day in rewritten for shift in (-1, 0, 1)}
-                assert sessions <= {day.isoformat() for day in around}
-                assert sessions or not rewritten & active
-            return rewritten
-
-        def days_in_raw(where: str, *params) -> set[str]:
-            found = rows(
-                settings,
-                f"""select distinct ("timestamp" at time zone 'UTC')::date::text from raw.events where {where}""",
-                params,
-            )
-            return {day for (day,) in found}
-
-        def loads() -> list[str]:
-            return [load_id for (load_id,) in rows(settings, "select load_id from raw._dlt_loads")]
-
-        # 1. the first 80% by `analyticspro materialize --engine spark` (through Dagster, the default multiprocess
-        # executor) into this database, empty: the objects are loaded, the lake is written from raw.events, the
-        # models build on Spark, the asset checks read what Spark built (nothing of analytics is in PostgreSQL), and
-        # every day of the lake is written
-        copy(hours[:cut])
-        for name, value in {
-            "ANALYTICSPRO_ENGINE": "postgres",  # run_materialize sets it to spark: put back after the test
-            "DAGSTER_EXECUTOR": "multiprocess",
-            "REDIS_KEY_PREFIX": f"{settings.redis_key_prefix}:spark",
-        }.items():
-            monkeypatch.setenv(name, value)
-        before = _day_files(lake)
-        assert run_materialize(engine="spark", log_level="WARNING")
-        assert rows(settings, "select count(*) from pg_tables where schemaname = 'analytics'") == [(0,)]
-        assert _rewritten(before, _day_files(lake)) == days_in_raw("true")
-        monkeypatch.setenv("DAGSTER_EXECUTOR", "in_process")
-
-        # 2. the rest, and a late page view for a day three weeks old: the days those loads touched, no other
-        last = datetime.combine(END, datetime.min.time(), UTC) + timedelta(hours=23, minutes=50)
-        (user_id,), (erased,) = rows(
-            settings, "select distinct user_id from raw.events where user_id is not null order by 1 limit 2"
-        )
-        late = _event("page", last - timedelta(days=21), last, userId=user_id, properties={"path": "/pricing"})
-        # and one for a day before the first, its only event (erased below: the day leaves the lake)
-        lonely = _event("page", last - timedelta(days=40), last, userId=erased, properties={"path": "/"})
-        copy(hours[cut:])
-        _put(bucket, f"{END:%Y/%m/%d}/23/late.jsonl.gz", [late, lonely])
-        built_loads = loads()
-        rewritten = load_and_run()
-        touched = days_in_raw("not (_dlt_load_id = any(%s))", built_loads)
-        # and days of earlier events of visitors these loads identified (their person changes)
-        identified = days_in_raw(
-            "anonymous_id = any(array(select anonymous_id from raw.events where user_id is not null "
-            "and not (_dlt_load_id = any(%s))))",
-            built_loads,
-        )
-        assert touched <= rewritten <= touched | identified
-        assert (last - timedelta(days=21)).date().isoformat() in rewritten
-        assert len(rewritten) < len(days_in_raw("true")) / 2
-
-        # 3. in one run: an anonymous visitor of the first week, never identified, is identified as an existing user
-        # (the days of the visitor's events change person, and the identify's day), and a GDPR erasure of another
-        # user (the days of their events, those sent before they signed in included; the lonely day is left with no
-        # rows at all)
-        (anonymous_id,) = rows(
-            settings,
-            """
-            select anonymous_id from raw.events group by anonymous_id
-            having bool_and(user_id is null) and min("timestamp") < %s
-                and count(distinct ("timestamp" at time zone 'UTC')::date) >= 2
-            order by min("timestamp"), anonymous_id limit 1
-            """,
-            (datetime.combine(END - timedelta(days=22), datetime.min.time(), UTC),),
-        )[0]
-        visitor_days = days_in_raw("anonymous_id = %s", anonymous_id)
-        identify = _event("identify", last, last, userId=user_id, anonymousId=anonymous_id, traits={"plan": "pro"})
-        _put(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify])
-        lonely_day = (last - timedelta(days=40)).date().isoformat()
-        assert lonely_day in _day_files(lake)
-        erased_days = days_in_raw(
-            "user_id = %s or anonymous_id = any(array(select anonymous_id from raw.events where user_id = %s))",
-            erased,
-            erased,
-        )
-        assert lonely_day in erased_days and not visitor_days <= erased_days
-        expected = visitor_days | {END.isoformat()} | erased_days
-        # and, in the same run, objects loaded before under new names (their lines are all in raw.events already):
-        # they add no row, so none of their days is rewritten (objects whose days are all outside `expected`)
-        again = []
-        for path in sorted((bucket / "events").rglob("*.jsonl.gz")):
-            ids = []
-            for line in gzip.decompress(path.read_bytes()).decode().splitlines():
-                with contextlib.suppress(ValueError, KeyError, TypeError):  # malformed lines: quarantined
-                    ids.append(json.loads(line)["messageId"])
-            days = days_in_raw("message_id = any(%s)", ids)
-            if days and not days & expected:
-                again.append(path)
-            if len(again) == 5:
-                break
-        assert again
-        for path in again:
-            shutil.copy(path, path.with_name("again-" + path.name))
-        forget(settings, erased, requested_by="test", say=lambda _: None)
-        assert load_and_run() == expected
-        after = read_lake_mart(str(lake), "fct_events")
-        assert set(after.loc[after["anonymous_id"] == anonymous_id, "person_id"]) == {user_id}
-        assert erased not in set(after["user_id"]) and lonely_day not in set(after["event_date"].astype(str))
-
-        incremental = {model: read_lake_mart(str(lake), model) for model in MARTS}
-        assert all(len(frame) for frame in incremental.values())
-        dbt(root, "run", "--target", "spark", "--full-refresh")
-        found = []
-        for model in MARTS:
-            full = read_lake_mart(str(lake), model)
-            found += differences(full, incremental[model], model, skipped=SKIPPED_COLUMNS)
-        assert not found, "\n".join(found)
-
-        # and both engines give the same marts: PostgreSQL built from the same raw events, row for row, floats
-        # within 1e-9
-        dbt(root, "run")
-        for model in MARTS:
-            postgres = read_postgres_mart(settings.database_url, model)
-            assert len(postgres) > 0, model
-            found += differences(postgres, incremental[model], model, skipped=SKIPPED_COLUMNS)
-        assert not found, "\n".join(found)

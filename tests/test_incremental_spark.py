@@ -1,0 +1,208 @@
+"""The incremental sequence of test_incremental on the Spark engine (its own file: it is the suite's longest test,
+and pytest-xdist schedules a file at a time)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import shutil
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from ingestion.events import load_events
+from ingestion.generator import generate
+from orchestration.runs import run_materialize
+from testing.db import own_warehouse, rows
+from testing.dbt import dbt
+from testing.engines import MARTS, SKIPPED_COLUMNS, differences, read_lake_mart, read_postgres_mart
+from testing.segment_events import copy_hours, event, put_events
+from warehouse.erasure import forget
+from warehouse.lake import sync_lake
+
+END = date(2026, 3, 12)
+
+
+def _day_files(lake: Path, table: str = "marts/fct_events", column: str = "event_date") -> dict[str, set[str]]:
+    """A day-partitioned table's Parquet files in the lake, by day partition folder."""
+    return {
+        day.name.removeprefix(f"{column}="): {f.name for f in day.glob("*.parquet")}
+        for day in (lake / table).glob(f"{column}=*")
+    }
+
+
+# the other day-partitioned models on Spark: they rewrite only the days fct_events rewrites
+DAY_MODELS = {"event_days": ("intermediate/int_event_days", "event_date"),
+              "person_days": ("intermediate/int_person_days", "activity_date")}  # fmt: skip
+
+
+def _rewritten(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[str]:
+    return {day for day in set(before) | set(after) if before.get(day) != after.get(day)}
+
+
+def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
+    """The same on the Spark engine, built first by `analyticspro materialize --engine spark` into an empty
+    database, where an incremental run rewrites only the fct_events day partitions that
+    changed: new days, a late event's old day, the days of a re-stitched visitor's events; none for objects loaded
+    again.
+    Every mart then equals a `--full-refresh` Spark build of the same lake, row for row, and a PostgreSQL build of the
+    same raw events."""
+    with own_warehouse("incremental_spark", tmp_path) as (settings, root):
+        lake = root / "lake"
+        for name, value in {
+            "EVENTS_LAKE_URL": str(lake),
+            "SPARK_METASTORE_DIR": str(root / "spark"),
+            "ANALYTICSPRO_SPARK_LOG4J": "",
+        }.items():
+            monkeypatch.setenv(name, value)
+        generated = generate(root / "generated", days=30, users=150, seed=5, end_date=END)
+        bucket = root / "bucket"
+        files = sorted(generated.files)
+        hours = sorted({f.parent for f in files})
+        cut = int(len(hours) * 0.8)
+
+        def copy(folders: list[Path]) -> None:
+            copy_hours(files, folders, root / "generated", bucket)
+
+        def load_and_run(*args: str) -> set[str]:
+            """Load, sync the lake, run dbt on Spark: the fct_events partitions the run rewrote (int_event_days
+            rewrote the same days; int_person_days those of them with activity, no other; fct_sessions some of those
+            days and the days next to them, no other)."""
+            load_events(progress=False)
+            sync_lake(settings, say=lambda _: None)
+            before = _day_files(lake)
+            before_models = {name: _day_files(lake, *where) for name, where in DAY_MODELS.items()}
+            before_sessions = _day_files(lake, "marts/fct_sessions", "session_date")
+            dbt(root, "run", "--target", "spark", *args)
+            rewritten = _rewritten(before, _day_files(lake))
+            models = {
+                name: _rewritten(before_models[name], _day_files(lake, *where)) for name, where in DAY_MODELS.items()
+            }
+            assert models["event_days"] == rewritten
+            assert models["person_days"] <= rewritten
+            if not args:  # an incremental run: the activity days among them were rewritten
+                active = {day for day, files in _day_files(lake, *DAY_MODELS["person_days"]).items() if files}
+                assert models["person_days"] >= rewritten & active
+                # fct_sessions: only the dates a session touching those days can start on, the day before to after
+                sessions = _rewritten(before_sessions, _day_files(lake, "marts/fct_sessions", "session_date"))
+                around = {date.fromisoformat(day) + timedelta(days=shift) for day in rewritten for shift in (-1, 0, 1)}
+                assert sessions <= {day.isoformat() for day in around}
+                assert sessions or not rewritten & active
+            return rewritten
+
+        def days_in_raw(where: str, *params) -> set[str]:
+            found = rows(
+                settings,
+                f"""select distinct ("timestamp" at time zone 'UTC')::date::text from raw.events where {where}""",
+                params,
+            )
+            return {day for (day,) in found}
+
+        def loads() -> list[str]:
+            return [load_id for (load_id,) in rows(settings, "select load_id from raw._dlt_loads")]
+
+        # 1. the first 80% by `analyticspro materialize --engine spark` (through Dagster, the default multiprocess
+        # executor) into this database, empty: the objects are loaded, the lake is written from raw.events, the
+        # models build on Spark, the asset checks read what Spark built (nothing of analytics is in PostgreSQL), and
+        # every day of the lake is written
+        copy(hours[:cut])
+        for name, value in {
+            "ANALYTICSPRO_ENGINE": "postgres",  # run_materialize sets it to spark: put back after the test
+            "DAGSTER_EXECUTOR": "multiprocess",
+            "REDIS_KEY_PREFIX": f"{settings.redis_key_prefix}:spark",
+        }.items():
+            monkeypatch.setenv(name, value)
+        before = _day_files(lake)
+        assert run_materialize(engine="spark", log_level="WARNING")
+        assert rows(settings, "select count(*) from pg_tables where schemaname = 'analytics'") == [(0,)]
+        assert _rewritten(before, _day_files(lake)) == days_in_raw("true")
+        monkeypatch.setenv("DAGSTER_EXECUTOR", "in_process")
+
+        # 2. the rest, and a late page view for a day three weeks old: the days those loads touched, no other
+        last = datetime.combine(END, datetime.min.time(), UTC) + timedelta(hours=23, minutes=50)
+        (user_id,), (erased,) = rows(
+            settings, "select distinct user_id from raw.events where user_id is not null order by 1 limit 2"
+        )
+        late = event("page", last - timedelta(days=21), last, userId=user_id, properties={"path": "/pricing"})
+        # and one for a day before the first, its only event (erased below: the day leaves the lake)
+        lonely = event("page", last - timedelta(days=40), last, userId=erased, properties={"path": "/"})
+        copy(hours[cut:])
+        put_events(bucket, f"{END:%Y/%m/%d}/23/late.jsonl.gz", [late, lonely])
+        built_loads = loads()
+        rewritten = load_and_run()
+        touched = days_in_raw("not (_dlt_load_id = any(%s))", built_loads)
+        # and days of earlier events of visitors these loads identified (their person changes)
+        identified = days_in_raw(
+            "anonymous_id = any(array(select anonymous_id from raw.events where user_id is not null "
+            "and not (_dlt_load_id = any(%s))))",
+            built_loads,
+        )
+        assert touched <= rewritten <= touched | identified
+        assert (last - timedelta(days=21)).date().isoformat() in rewritten
+        assert len(rewritten) < len(days_in_raw("true")) / 2
+
+        # 3. in one run: an anonymous visitor of the first week, never identified, is identified as an existing user
+        # (the days of the visitor's events change person, and the identify's day), and a GDPR erasure of another
+        # user (the days of their events, those sent before they signed in included; the lonely day is left with no
+        # rows at all)
+        (anonymous_id,) = rows(
+            settings,
+            """
+            select anonymous_id from raw.events group by anonymous_id
+            having bool_and(user_id is null) and min("timestamp") < %s
+                and count(distinct ("timestamp" at time zone 'UTC')::date) >= 2
+            order by min("timestamp"), anonymous_id limit 1
+            """,
+            (datetime.combine(END - timedelta(days=22), datetime.min.time(), UTC),),
+        )[0]
+        visitor_days = days_in_raw("anonymous_id = %s", anonymous_id)
+        identify = event("identify", last, last, userId=user_id, anonymousId=anonymous_id, traits={"plan": "pro"})
+        put_events(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify])
+        lonely_day = (last - timedelta(days=40)).date().isoformat()
+        assert lonely_day in _day_files(lake)
+        erased_days = days_in_raw(
+            "user_id = %s or anonymous_id = any(array(select anonymous_id from raw.events where user_id = %s))",
+            erased,
+            erased,
+        )
+        assert lonely_day in erased_days and not visitor_days <= erased_days
+        expected = visitor_days | {END.isoformat()} | erased_days
+        # and, in the same run, objects loaded before under new names (their lines are all in raw.events already):
+        # they add no row, so none of their days is rewritten (objects whose days are all outside `expected`)
+        again = []
+        for path in sorted((bucket / "events").rglob("*.jsonl.gz")):
+            ids = []
+            for line in gzip.decompress(path.read_bytes()).decode().splitlines():
+                with contextlib.suppress(ValueError, KeyError, TypeError):  # malformed lines: quarantined
+                    ids.append(json.loads(line)["messageId"])
+            days = days_in_raw("message_id = any(%s)", ids)
+            if days and not days & expected:
+                again.append(path)
+            if len(again) == 5:
+                break
+        assert again
+        for path in again:
+            shutil.copy(path, path.with_name("again-" + path.name))
+        forget(settings, erased, requested_by="test", say=lambda _: None)
+        assert load_and_run() == expected
+        after = read_lake_mart(str(lake), "fct_events")
+        assert set(after.loc[after["anonymous_id"] == anonymous_id, "person_id"]) == {user_id}
+        assert erased not in set(after["user_id"]) and lonely_day not in set(after["event_date"].astype(str))
+
+        incremental = {model: read_lake_mart(str(lake), model) for model in MARTS}
+        assert all(len(frame) for frame in incremental.values())
+        dbt(root, "run", "--target", "spark", "--full-refresh")
+        found = []
+        for model in MARTS:
+            full = read_lake_mart(str(lake), model)
+            found += differences(full, incremental[model], model, skipped=SKIPPED_COLUMNS)
+        assert not found, "\n".join(found)
+
+        # and both engines give the same marts: PostgreSQL built from the same raw events, row for row, floats
+        # within 1e-9
+        dbt(root, "run")
+        for model in MARTS:
+            postgres = read_postgres_mart(settings.database_url, model)
+            assert len(postgres) > 0, model
+            found += differences(postgres, incremental[model], model, skipped=SKIPPED_COLUMNS)
+        assert not found, "\n".join(found)
