@@ -123,14 +123,15 @@ def _io_counters(database_url: str) -> dict[str, float]:
     return counters
 
 
-def _reads_by_table(database_url: str) -> dict[str, int]:
-    """Blocks each table read from outside PostgreSQL's buffers so far: heap, indexes and TOAST (pg_statio)."""
+def _reads_by_table(database_url: str) -> dict[int, tuple[str, int]]:
+    """By table (relid: a table a run replaces is a new one), its name and the blocks it read from outside
+    PostgreSQL's buffers so far: heap, indexes and TOAST (pg_statio)."""
     with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
         cursor.execute(
-            "select schemaname || '.' || relname, coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0) "
+            "select relid, schemaname || '.' || relname, coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0) "
             "+ coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0) from pg_statio_user_tables"
         )
-        found = dict(cursor.fetchall())
+        found = {relid: (name, blocks) for relid, name, blocks in cursor.fetchall()}
     connection.close()
     return found
 
@@ -142,9 +143,9 @@ def _measured_run(settings, say: Callable[[str], None]) -> tuple[float, dict[str
     seconds = _dbt("run")
     after, tables_after = _io_counters(settings.database_url), _reads_by_table(settings.database_url)
     by_table: dict[str, int] = {}
-    for table, blocks in tables_after.items():
+    for relid, (table, blocks) in tables_after.items():
         name = table.split("_p20")[0] if "fct_events_p" in table else table
-        by_table[name] = by_table.get(name, 0) + blocks - tables_before.get(table, 0)
+        by_table[name] = by_table.get(name, 0) + blocks - tables_before.get(relid, (table, 0))[1]
     most = sorted(by_table.items(), key=lambda item: -item[1])[:8]
     say("read most: " + ", ".join(f"{table} {blocks * 8 / 1024:,.0f} MB" for table, blocks in most if blocks))
     return seconds, {key: after[key] - before[key] for key in after if key in before}

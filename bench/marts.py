@@ -110,7 +110,7 @@ def _dbt(*args: str) -> float:
 
 
 def settle(database_url: str) -> float:
-    """VACUUM ANALYZE and CHECKPOINT the warehouse after a full build, before the new hour is measured: its seconds.
+    """VACUUM ANALYZE, CHECKPOINT and sync the warehouse after a full build, before the new hour is measured: seconds.
 
     A deployment's next hour comes an hour after the last build, when autovacuum (on by default in PostgreSQL; this
     machine's CI configuration turns it off) has vacuumed and analyzed what the build wrote, and checkpoints have
@@ -262,7 +262,7 @@ def _bench_marts(settings, root: Path, target_events: int, days: int) -> dict:
     tests_s = _dbt("test")
     settle_s = settle(settings.database_url)
     _say(
-        f"full build {full_s:.1f}s (tests {tests_s:.1f}s, then VACUUM ANALYZE and CHECKPOINT {settle_s:.0f}s); "
+        f"full build {full_s:.1f}s (tests {tests_s:.1f}s, then VACUUM ANALYZE, CHECKPOINT and sync {settle_s:.0f}s); "
         f"adding one new hour: {len(held_back):,} events"
     )
     copy_events(connection, held_back)

@@ -41,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "DLT_PIPELINES_DIR": str(_tmp_root / "dlt"),
         "INSIGHTS_DIR": str(_tmp_root / "insights"),
         # every run's steps in the run's own process: a process per step costs seconds each (the default,
-        # multiprocess, is tested where it matters: the Spark sequence in test_incremental, test_celery)
+        # multiprocess, is tested where it matters: the Spark sequence in test_incremental_spark, test_celery)
         "DAGSTER_EXECUTOR": "in_process",
         # the tests' Spark jobs are small and short: the JVMs they start (dbt's Spark sessions, the insights engine)
         # compile with the quick C1 compiler only, a larger code cache for Spark's generated code
@@ -66,7 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # The longest test files (minutes each), first: with pytest-xdist (make test) a worker takes a file at a time, in
-# collection order, so starting them early keeps one worker from running a long file alone at the end.
+# collection order (make test passes --no-loadscope-reorder: xdist would start the files with the most tests first),
+# so starting them early keeps one worker from running a long file alone at the end.
 LONGEST_FIRST = (
     "test_incremental_spark.py",
     "test_incremental.py",
