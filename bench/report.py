@@ -225,7 +225,7 @@ def markdown(results: dict) -> str:
 
 
 def _growth_rows(n: dict) -> list[tuple[str, ...]]:
-    sizes = " / ".join(f"{events / 1e6:g}M" for events in n["events"])
+    sizes = " / ".join(f"{events / 1e6:.3g}M" for events in n["events"])
     rows = [
         (
             "`growth`",
