@@ -12,7 +12,6 @@ import gc
 import gzip
 import io
 import os
-import signal
 import threading
 import time
 import zlib
@@ -142,16 +141,12 @@ def process_records(records: list[tuple[str, bytes, datetime | None]], source: s
 
 
 def _exit_with_parent(parent: int) -> None:
-    """Worker start-up: end this worker when the process that started it ends, even by SIGKILL (a killed
-    load must not leave validation workers behind). Linux does it at once; elsewhere a watchdog polls."""
-    try:
-        import ctypes  # only in worker processes, on Linux
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
+    """Worker start-up: end this worker within a second of the process that started it ending, even by SIGKILL (a
+    killed load must not leave validation workers behind): a watchdog thread polls the parent's pid. (Not Linux's
+    PR_SET_PDEATHSIG: it follows the *thread* that started the worker, here the loader's prepare thread, and killed
+    the workers when that thread ended; a killed worker can leave the pool's queue locked and its shutdown waiting
+    forever.)"""
+    if os.getppid() != parent:  # the parent died before this worker started
         os._exit(1)
 
     def watch() -> None:
