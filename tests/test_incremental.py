@@ -445,20 +445,56 @@ def test_incremental_runs_equal_a_full_build(warehouse):
     identify = event("identify", last, last, userId=merged_user, anonymousId=anonymous_id, traits={"plan": "pro"})
     # and the user's plan changes in the same hour
     upgrade = event("track", last, last, userId=merged_user, event="subscription_changed", properties={"mrr": 49})
-    put_events(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify, upgrade])
+    # and a late event that re-maps a stitched visitor: it carries their anonymous id with another user's id, a minute
+    # before the pair they were stitched by, so they belong to that user now and their first user loses their events
+    (remapped_id, first_user, stitched_at) = rows(
+        settings,
+        "select map.anonymous_id, map.user_id, map.stitched_at from intermediate.int_identity_map as map "
+        "where map.user_id not in (%s, %s) and map.stitched_at < date '2026-02-15' and exists (select "
+        "from analytics.fct_events as events where events.anonymous_id = map.anonymous_id and events.user_id is null) "
+        "order by map.stitched_at, map.anonymous_id limit 1",
+        (user_id, merged_user),
+    )[0]
+    (new_owner,) = rows(
+        settings,
+        "select user_id from analytics.dim_users where user_id not in (%s, %s, %s) order by user_id limit 1",
+        (user_id, merged_user, first_user),
+    )[0]
+    remap = event(
+        "track", stitched_at - timedelta(minutes=1), last, userId=new_owner, anonymousId=remapped_id, event="clicked"
+    )
+    put_events(bucket, f"{END:%Y/%m/%d}/23/merge.jsonl.gz", [identify, upgrade, remap])
     load_and_run()
+    assert rows(
+        settings,
+        "select user_id, previous_user_id from intermediate.int_identity_map where anonymous_id = %s",
+        (remapped_id,),
+    ) == [(new_owner, first_user)]
+    assert rows(
+        settings,
+        "select distinct person_id from analytics.fct_events where anonymous_id = %s and user_id is null",
+        (remapped_id,),
+    ) == [(new_owner,)]
+    # the first user's row counts only the events left to them (its activity, recomputed, against fct_events)
+    assert rows(
+        settings, "select activity_events from analytics.dim_users where person_id = %s", (first_user,)
+    ) == rows(
+        settings,
+        "select count(*) from analytics.fct_events where person_id = %s and is_activity",
+        (first_user,),
+    )
     # daily_metrics recomputed the visitor's dates on, but MRR only from the upgrade's date: the dates before it kept
     # their stored MRR (the final comparison with a full build checks both)
     compiled = (root / "dbt_target/compiled/analyticspro/models/marts/metrics/daily_metrics.sql").read_text()
     assert f"where changed_date >= date '{last.date()}'" in compiled
     assert f"stored.date >= date '{first_seen.date()}' - 1" in compiled
     # the visitor's events moved to the user in fct_events, but no date's counts changed: int_event_days recounted
-    # only the identify's date
+    # only the dates of the hour's events (the identify's and the re-mapping event's)
     assert rows(
         settings,
         "select event_date from intermediate.int_event_days where _built_at = "
-        "(select built_at from ops.model_builds where model = 'intermediate.int_event_days')",
-    ) == [(last.date(),)]
+        "(select built_at from ops.model_builds where model = 'intermediate.int_event_days') order by event_date",
+    ) == sorted({((stitched_at - timedelta(minutes=1)).date(),), (last.date(),)})
     visitor_day = "select count(*) from analytics.fct_events where person_id = %s and event_date = %s"
     assert rows(settings, visitor_day, (merged_user, first_seen.date()))[0][0] > 0
     merged = rows(settings, "select first_seen_at from analytics.dim_users where person_id = %s", (merged_user,))

@@ -180,7 +180,10 @@
       select identity_map.previous_user_id, {{ changed }}.event_at
       from {{ ref('int_identity_map') }} as identity_map
       inner join {{ changed }} on identity_map.anonymous_id = {{ changed }}.anonymous_id
-      where identity_map.previous_user_id is not null
+      where
+          identity_map.previous_user_id is not null
+          -- by the unique index: a join alone lets the planner read the whole map
+          and identity_map.anonymous_id = any(array(select {{ changed }}.anonymous_id from {{ changed }}))
 {%- endmacro %}
 
 
@@ -273,12 +276,17 @@
 {#- A pre-hook's work list: the rows of the caller's select (a temporary table <model>__scope, analyzed) and this
     model's rows with the same `keys` deleted, for the model to insert them again, recomputed. With `keep_previous`
     the deleted rows are kept first in <model>__previous, for the model to tell which really changed
-    (built_at_unless_unchanged). `scope_name` names the work list's table when a model keeps more than one. -#}
+    (built_at_unless_unchanged). `scope_name` names the work list's table when a model keeps more than one.
+    On one key, the matching rows are also asked for by `= any(array(...))`, a lookup of the key's index: with a join
+    alone the planner may read the whole table to hash it (fct_mrr's did, every hour). -#}
 {% macro replace_scope(keys, keep_previous=false, scope_name='scope') -%}
   {%- set scope = adapter.quote(this.identifier ~ '__' ~ scope_name) -%}
   {%- set previous = adapter.quote(this.identifier ~ '__previous') -%}
   {%- set matches -%}
     {% for key in keys %}target.{{ key }} = scope.{{ key }}{{ ' and ' if not loop.last }}{% endfor %}
+    {%- if keys | length == 1 %}
+    and target.{{ keys[0] }} = any(array(select scope.{{ keys[0] }} from {{ scope }} as scope))
+    {%- endif %}
   {%- endset -%}
   drop table if exists {{ scope }};
   create temporary table {{ scope }} as
@@ -426,7 +434,9 @@
     select identity_map.previous_user_id, changed.event_date
     from {{ ref('int_identity_map') }} as identity_map
     inner join changed on identity_map.anonymous_id = changed.anonymous_id
-    where identity_map.previous_user_id is not null
+    where
+        identity_map.previous_user_id is not null
+        and identity_map.anonymous_id = any(array(select changed.anonymous_id from changed))
     {%- endcall -%}
   {%- endif -%}
 {%- endmacro %}

@@ -67,6 +67,11 @@ with
                     and previous.person_id = step.person_id
                     and previous.reached_at <= step.event_at
                     and step.event_at <= previous.entry_at + {{ window }}
+            {%- if funnel['name'] in unchanged %}
+                    -- the recomputed persons' step events by the index (a join alone may read the step's whole
+                    -- index: a merge join over every person who ever reached it)
+                    and step.person_id = any(array(select scope.person_id from {{ scope }} as scope))
+                {%- endif %}
             group by previous.person_id, previous.entry_at, previous.reached_at, previous.entry_message_id
 
         ),

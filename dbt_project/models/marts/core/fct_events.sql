@@ -89,6 +89,10 @@ events as (
 identity_map as (
 
     select * from {{ ref('int_identity_map') }}
+    {%- if is_incremental() and not on_lake %}
+        -- the run's anonymous ids, by the unique index (a join alone lets the planner read the whole map)
+        where anonymous_id = any(array(select events.anonymous_id from events))
+    {%- endif %}
 
 ),
 

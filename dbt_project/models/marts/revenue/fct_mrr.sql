@@ -31,9 +31,10 @@ changes as (
         cast(date_trunc('month', {{ at_utc('changed_at') }}) as date) as month
     from {{ ref('int_mrr_changes') }}
     {%- if is_incremental() and not everyone %}
-        where person_id in (
+        -- by the person_id index (`= any(array(...))`: with `in` the planner read the whole table)
+        where person_id = any(array(
             select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
-        )
+        ))
     {%- endif %}
 
 ),
