@@ -13,7 +13,7 @@ from common.settings import get_settings, utc_today
 from dashboards.config import dashboard_url
 from warehouse.archive import restore_dates
 from warehouse.erasure import forget
-from warehouse.lake import lake_marts, lake_url
+from warehouse.lake import lake_marts, lake_merge_keys, lake_url, merge_query
 from warehouse.summary import summarize
 
 
@@ -30,6 +30,11 @@ def print_lake_summary() -> None:
         ' order by date desc limit 10"',
         "  (Spark: spark.read.parquet(...); Athena/Trino: CREATE EXTERNAL TABLE ... LOCATION '<lake>/marts/<model>/')",
     ]
+    merged = {model: key for model, key in lake_merge_keys(lake).items() if model in marts}
+    if merged:
+        # merge-on-read marts: the rows an hour recomputed wait in <model>__delta until the next compaction
+        lines += ["", f"{', '.join(sorted(merged))}: merge the base with its delta (rows recomputed since compaction):"]
+        lines += [f'  duckdb -c "{merge_query(model, key, lake)}"' for model, key in sorted(merged.items())]
     print("\n".join(lines), flush=True)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from datetime import UTC
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import psycopg2
-import pyarrow.dataset as ds
+
+from warehouse.lake import read_lake_table
 
 # every model of the marts (schema analytics), as BI tools see them
 MARTS = [
@@ -32,9 +32,8 @@ FLOAT_TOLERANCE = 1e-9
 
 
 def read_lake_mart(lake: str, model: str) -> pd.DataFrame:
-    """A mart as the lake holds it (hive partition folders become columns)."""
-    dataset = ds.dataset(str(Path(lake) / "marts" / model), format="parquet", partitioning="hive")
-    return dataset.to_table().to_pandas()
+    """A mart as the lake holds it (hive partition folders become columns; a merge-on-read mart merged)."""
+    return read_lake_table(model, lake).to_pandas()
 
 
 def read_postgres_mart(database_url: str, model: str) -> pd.DataFrame:

@@ -10,6 +10,8 @@ import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow.dataset as ds
+
 from ingestion.events import load_events
 from ingestion.generator import generate
 from orchestration.runs import run_materialize
@@ -29,6 +31,11 @@ def _day_files(lake: Path, table: str = "marts/fct_events", column: str = "event
         day.name.removeprefix(f"{column}="): {f.name for f in day.glob("*.parquet")}
         for day in (lake / table).glob(f"{column}=*")
     }
+
+
+def _files(folder: Path) -> set[str]:
+    """A lake table's Parquet files (names are unique per write: a rewrite changes them)."""
+    return {path.name for path in folder.rglob("*.parquet")}
 
 
 # the other day-partitioned models on Spark: they rewrite only the days fct_events rewrites
@@ -64,7 +71,7 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         def copy(folders: list[Path]) -> None:
             copy_hours(files, folders, root / "generated", bucket)
 
-        def load_and_run(*args: str) -> set[str]:
+        def load_and_run(*args: str, compact_fraction: float | None = None) -> set[str]:
             """Load, sync the lake, run dbt on Spark: the fct_events partitions the run rewrote (int_event_days
             rewrote the same days; int_person_days those of them with activity, no other; fct_sessions some of those
             days and the days next to them, no other)."""
@@ -73,7 +80,8 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
             before = _day_files(lake)
             before_models = {name: _day_files(lake, *where) for name, where in DAY_MODELS.items()}
             before_sessions = _day_files(lake, "marts/fct_sessions", "session_date")
-            dbt(root, "run", "--target", "spark", *args)
+            extra = ["--vars", f"{{lake_compact_fraction: {compact_fraction}}}"] if compact_fraction is not None else []
+            dbt(root, "run", "--target", "spark", *args, *extra)
             rewritten = _rewritten(before, _day_files(lake))
             models = {
                 name: _rewritten(before_models[name], _day_files(lake, *where)) for name, where in DAY_MODELS.items()
@@ -184,13 +192,36 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         for path in again:
             shutil.copy(path, path.with_name("again-" + path.name))
         forget(settings, erased, requested_by="test", say=lambda _: None)
-        assert load_and_run() == expected
+        base_files = _files(lake / "marts/dim_users")
+        # (no compaction in this run, whatever share of this small warehouse's persons it recomputes)
+        assert load_and_run(compact_fraction=100) == expected
+        # dim_users is merge-on-read on Spark (macros/lake_merge.sql): the run wrote its delta, not its base. The delta
+        # holds the persons it recomputed: the user the visitor became (with the visitor's events), the visitor's
+        # anonymous person as a deleted marker, persons active on the rewritten days; not the erased user
+        assert _files(lake / "marts/dim_users") == base_files
+        delta = ds.dataset(str(lake / "marts/dim_users__delta")).to_table().to_pandas()
+        live = delta.loc[~delta["_merge_deleted"]].set_index("person_id")
+        assert delta.loc[delta["person_id"] == anonymous_id, "_merge_deleted"].tolist() == [True]
+        assert user_id in live.index and erased not in set(delta["person_id"])
+        events = read_lake_mart(str(lake), "fct_events")
+        assert (
+            live.loc[user_id, "activity_events"]
+            == events.loc[(events["person_id"] == user_id) & events["is_activity"]].shape[0]
+        )
         after = read_lake_mart(str(lake), "fct_events")
         assert set(after.loc[after["anonymous_id"] == anonymous_id, "person_id"]) == {user_id}
         assert erased not in set(after["user_id"]) and lonely_day not in set(after["event_date"].astype(str))
 
         incremental = {model: read_lake_mart(str(lake), model) for model in MARTS}
         assert all(len(frame) for frame in incremental.values())
+        # a compaction (every delta row over the fraction: here, any) folds the delta into the base and empties it;
+        # the merged rows stay the same
+        dbt(root, "run", "--target", "spark", "--vars", "{lake_compact_fraction: 0}")
+        assert _files(lake / "marts/dim_users") != base_files
+        assert ds.dataset(str(lake / "marts/dim_users__delta")).count_rows() == 0
+        assert not differences(
+            incremental["dim_users"], read_lake_mart(str(lake), "dim_users"), "dim_users", skipped=SKIPPED_COLUMNS
+        )
         dbt(root, "run", "--target", "spark", "--full-refresh")
         found = []
         for model in MARTS:

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
+import duckdb
 import psycopg2
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from cli.warehouse import print_lake_summary
 from common.settings import get_settings
 from ingestion.events import load_events
 from ingestion.generator import generate
 from testing.db import rows
 from warehouse.erasure import forget
-from warehouse.lake import day_url, manifest_url, sync_lake
+from warehouse.lake import (
+    day_url,
+    lake_marts,
+    lake_merge_keys,
+    manifest_url,
+    merge_query,
+    read_lake_table,
+    sync_lake,
+)
 
 END = date(2026, 2, 10)
 
@@ -114,16 +124,60 @@ def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
     assert len(theirs) > 0 and (theirs["user_id"].isna()).any()
     mart = lake / "marts" / "dim_users" / "part-00000.parquet"
     mart.parent.mkdir(parents=True)
-    pq.write_table(pa.table({"person_id": [user_id, "someone-else", None], "plan": ["pro", "free", "free"]}), mart)
+    # with a timestamp as Spark writes it (INT96), which the rewrite keeps: Spark fails on a file whose column changed
+    # physical type (the merge-on-read marts' base files stay in the lake across builds)
+    seen = pa.array([datetime(2026, 2, 1, 12, 30, 0, 250000)] * 3, pa.timestamp("us"))
+    pq.write_table(
+        pa.table({"person_id": [user_id, "someone-else", None], "plan": ["pro", "free", "free"], "seen_at": seen}),
+        mart,
+        use_deprecated_int96_timestamps=True,
+    )
 
     report = forget(settings, user_id, "test")
 
     after = lake_table(str(lake)).to_pandas()
     assert len(after) == len(before) - len(theirs)
     assert not ((after["user_id"] == user_id) | (after["anonymous_id"] == anonymous_id)).any()
-    assert pq.read_table(mart).to_pydict() == {"person_id": ["someone-else", None], "plan": ["free", "free"]}
+    assert pq.read_table(mart, coerce_int96_timestamp_unit="us").to_pydict() == {
+        "person_id": ["someone-else", None],
+        "plan": ["free", "free"],
+        "seen_at": [datetime(2026, 2, 1, 12, 30, 0, 250000)] * 2,
+    }
+    assert [column.physical_type for column in pq.ParquetFile(mart).schema if column.name == "seen_at"] == ["INT96"]
     assert report.rows["lake"] == len(theirs) + 1
     # the lake equals raw.events again: the days that lost rows are rewritten from PostgreSQL with the same rows
     sync_lake(settings, say=lambda _: None)
     assert sorted(lake_table(str(lake)).to_pandas()["message_id"]) == sorted(after["message_id"])
     assert rows(settings, "select count(*) from raw.events")[0][0] == len(after)
+
+
+def test_a_merge_on_read_table_reads_as_its_base_with_the_delta_applied(tmp_path, monkeypatch, capsys):
+    """A person-keyed mart the Spark build keeps as base + delta (dbt_project/macros/lake_merge.sql): readers of the
+    lake see the base's rows of persons the delta does not hold, then the delta's live rows; a deleted marker hides
+    its person. The same through read_lake_table and through DuckDB with merge_query's SQL."""
+    lake = tmp_path / "lake"
+    for folder, table in {
+        "marts/dim_users": pa.table({"person_id": ["a", "b", "c"], "plan": ["free", "free", "free"]}),
+        "marts/dim_users__delta": pa.table(
+            {"person_id": ["b", "c", "d"], "plan": ["pro", None, "team"], "_merge_deleted": [False, True, False]}
+        ),
+        "ops/lake_merge_builds/model=dim_users": pa.table(
+            {"built_at": pa.array([datetime(2026, 2, 1)], pa.timestamp("us")), "merge_key": ["person_id"]}
+        ),
+    }.items():
+        (lake / folder).mkdir(parents=True)
+        pq.write_table(table, lake / folder / "part-00000.parquet")
+    expected = [("a", "free"), ("b", "pro"), ("d", "team")]
+    merged = read_lake_table("dim_users", str(lake))
+    assert sorted(zip(merged.column("person_id").to_pylist(), merged.column("plan").to_pylist(), strict=True)) == (
+        expected
+    )
+    assert lake_merge_keys(str(lake)) == {"dim_users": "person_id"}
+    assert lake_marts(str(lake)) == {"dim_users": 3}
+    assert sorted(duckdb.sql(merge_query("dim_users", "person_id", str(lake))).fetchall()) == expected
+    # `analyticspro materialize --engine spark` ends by printing the marts, and the query for this one
+    monkeypatch.setenv("EVENTS_LAKE_URL", str(lake))
+    print_lake_summary()
+    printed = capsys.readouterr().out
+    assert "dim_users                          3 rows" in printed
+    assert merge_query("dim_users", "person_id", str(lake)) in printed

@@ -5,6 +5,8 @@
     <EVENTS_LAKE_URL>/ops/lake_days/lake_days.parquet                the manifest: each day's row count, newest
                                                                      load id and when its file was written
     <EVENTS_LAKE_URL>/marts/<model>/                                 the marts, when built by the spark engine
+    <EVENTS_LAKE_URL>/marts/<model>__delta/                          a person-keyed mart's rows recomputed since
+                                                                     its last compaction (read_lake_table merges)
 
 The events files have the columns and types of the cold tier's archive files (warehouse/archive.py: the
 raw.events columns; jsonb as JSON text, timestamps as UTC microseconds), so Spark, DuckDB, Athena or Trino read
@@ -95,14 +97,17 @@ class LakeSync:
         )
 
 
-def _write(fs: Any, url: str, table: pa.Table) -> None:
+def _write(fs: Any, url: str, table: pa.Table, int96: bool = False) -> None:
+    """One Parquet file, replaced whole. `int96`: timestamps as INT96, the physical type Spark writes them as; a file
+    Spark wrote keeps it, else Spark reads the rewritten timestamps as another type and fails on the file."""
+    options = {"compression": "zstd", "use_deprecated_int96_timestamps": int96}
     if "://" not in url:  # a folder: write beside, then rename over the old file (atomic)
         folder = Path(url).parent
         folder.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".events-", suffix=".parquet")
         os.close(handle)
         try:
-            pq.write_table(table, temporary, compression="zstd")
+            pq.write_table(table, temporary, **options)
             os.replace(temporary, url)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -112,7 +117,7 @@ def _write(fs: Any, url: str, table: pa.Table) -> None:
         (folder / f".{Path(url).name}.crc").unlink(missing_ok=True)
         return
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, **options)
     with fs.open(url, "wb") as handle:  # one PUT: readers see the old file or the new one
         handle.write(buffer.getvalue())
 
@@ -292,7 +297,11 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
         if Path(url).name.startswith((".", "_")):
             continue  # a write in progress, or Spark's bookkeeping
         with fs.open(url, "rb") as handle:
-            table = pq.read_table(io.BytesIO(handle.read()))
+            data = io.BytesIO(handle.read())
+        # Spark writes timestamps as INT96 (microseconds, UTC): read them as such, and write them back so
+        int96 = any(column.physical_type == "INT96" for column in pq.ParquetFile(data).schema)
+        data.seek(0)
+        table = pq.read_table(data, coerce_int96_timestamp_unit="us" if int96 else None)
         hit = None
         for name in PERSON_COLUMNS:
             if name in table.schema.names:
@@ -303,14 +312,20 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
         hit = pc.fill_null(hit, False)
         removed = pc.sum(hit).as_py() or 0
         if removed:
-            _write(fs, url, table.filter(pc.invert(hit)))
+            _write(fs, url, table.filter(pc.invert(hit)), int96=int96)
             removed_total += removed
             say(f"lake: rewrote {url} without {removed} row(s)")
     return removed_total
 
 
+# The folders of a merge-on-read table beside its base (dbt_project/macros/lake_merge.sql): the rows of the keys
+# recomputed since the last compaction, and the build's staging copy (empty between builds).
+MERGE_FOLDERS = ("__delta", "__staging")
+
+
 def lake_marts(lake: str | None = None) -> dict[str, int]:
-    """The marts a Spark build wrote to the lake, with their row counts (from the Parquet footers)."""
+    """The marts a Spark build wrote to the lake, with their row counts (merge-on-read marts merged: see
+    read_lake_table; the others from the Parquet footers)."""
     lake = lake_url(lake)
     fs = filesystem(lake)
     root = f"{lake}/marts"
@@ -318,8 +333,56 @@ def lake_marts(lake: str | None = None) -> dict[str, int]:
         return {}
     counts = {}
     for entry in sorted(fs.ls(root, detail=False)):
-        counts[entry.rstrip("/").rsplit("/", 1)[-1]] = _mart_dataset(fs, entry).count_rows()
+        name = entry.rstrip("/").rsplit("/", 1)[-1]
+        if name.endswith(MERGE_FOLDERS):
+            continue
+        if fs.exists(f"{root}/{name}__delta"):
+            counts[name] = read_lake_table(name, lake).num_rows
+        else:
+            counts[name] = _mart_dataset(fs, entry).count_rows()
     return counts
+
+
+def read_lake_table(model: str, lake: str | None = None, folder: str = "marts") -> pa.Table:
+    """A table the Spark build wrote to the lake, as its readers should see it (hive partition folders become
+    columns). A merge-on-read table (a `<model>__delta` folder beside it) is merged: the base's rows of keys the
+    delta does not hold, then the delta's live rows, on the key lake_merge_keys() gives. The same in SQL, for
+    DuckDB: merge_query()."""
+    lake = lake_url(lake)
+    fs = filesystem(lake)
+    base = _mart_dataset(fs, f"{lake}/{folder}/{model}").to_table()
+    delta_url = f"{lake}/{folder}/{model}__delta"
+    if not fs.exists(delta_url):
+        return base
+    delta = _mart_dataset(fs, delta_url).to_table()
+    if delta.num_rows == 0:
+        return base
+    key = lake_merge_keys(lake)[model]
+    replaced = pc.is_in(base.column(key), value_set=pc.unique(delta.column(key)))
+    kept = base.filter(pc.invert(pc.fill_null(replaced, False)))
+    live = delta.filter(pc.invert(pc.fill_null(delta.column("_merge_deleted"), False)))
+    return pa.concat_tables([kept, live.select(base.column_names).cast(base.schema)])
+
+
+def lake_merge_keys(lake: str | None = None) -> dict[str, str]:
+    """The merge-on-read tables of the lake and their keys (ops.lake_merge_builds, written by each build)."""
+    lake = lake_url(lake)
+    fs = filesystem(lake)
+    url = f"{lake}/ops/lake_merge_builds"
+    if not fs.exists(url):
+        return {}
+    table = _mart_dataset(fs, url).to_table(columns=["model", "merge_key"])
+    return dict(zip(table.column("model").to_pylist(), table.column("merge_key").to_pylist(), strict=True))
+
+
+def merge_query(model: str, key: str, lake: str | None = None, folder: str = "marts") -> str:
+    """DuckDB SQL reading a merge-on-read table of the lake as read_lake_table() does."""
+    root = f"{lake_url(lake)}/{folder}/{model}"
+    return (
+        f"select * from read_parquet('{root}/*.parquet') as base where not exists (select 1 from "
+        f"read_parquet('{root}__delta/*.parquet') as delta where delta.{key} = base.{key}) union all "
+        f"select * exclude (_merge_deleted) from read_parquet('{root}__delta/*.parquet') where not _merge_deleted"
+    )
 
 
 def _mart_dataset(fs: Any, url: str) -> ds.Dataset:

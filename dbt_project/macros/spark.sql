@@ -137,6 +137,9 @@
     partitions it writes, in the model itself and in its record hooks (record_lake_days_built()). -#}
 {% materialization incremental, adapter='spark' %}
   {%- do run_query("set spark.sql.sources.partitionOverwriteMode=dynamic") -%}
+  {%- if config.get('lake_merge_key') -%}
+    {{ return(build_merged_lake_table()) }}
+  {%- endif -%}
   {%- if is_incremental() and config.get('lake_partition_overwrite', false) -%}
     {{ return(overwrite_lake_partitions()) }}
   {%- endif -%}
@@ -180,6 +183,10 @@
   {%- do run_query(
     "create table if not exists ops.identity_built (anonymous_id string, user_id string, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/identity_built'") -%}
+  {#- when each merge-on-read model was last built, and its key (macros/lake_merge.sql) -#}
+  {%- do run_query(
+    "create table if not exists ops.lake_merge_builds (built_at timestamp, merge_key string, model string) "
+    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_merge_builds'") -%}
 {%- endmacro %}
 
 

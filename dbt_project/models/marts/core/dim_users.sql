@@ -7,13 +7,16 @@
 -- (ops.person_archive_history), so archiving changes nobody. The aggregates are macros/person_aggregates.sql,
 -- which the archive uses too (ops.person_aggregates, post-hook). Indexed on first_activity_at for daily_metrics' new
 -- people of the dates an hour recomputes; a full build writes the persons in that order.
+-- On Spark, merge-on-read (macros/lake_merge.sql): an incremental run recomputes the persons whose events changed,
+-- from their whole history, into the table's delta; the base is rewritten only by a compaction.
 -- depends_on: {{ ref('int_identity_map') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='person_id',
+    lake_merge_key='person_id',
     pre_hook=["{{ rebuild_or_merge_changed_persons() }}"],
-    post_hook=["{{ create_person_aggregates_function() }}"],
+    post_hook=["{{ create_person_aggregates_function() }}", "{{ record_identity_built() }}"],
     indexes=[{'columns': ['person_id'], 'unique': true}, {'columns': ['first_activity_at']}],
 ) }}
 
@@ -38,6 +41,10 @@ events as (
     {%- else %}
         select {{ 'events.' ~ columns | join(', events.') }}
         from {{ ref('fct_events') }} as events
+        {%- if lake_merge_incremental() %}
+            -- on Spark, an hour's persons (merge-on-read: macros/lake_merge.sql)
+            where {{ lake_merge_filter('events.person_id') }}
+        {%- endif %}
     {%- endif %}
 
 ),
@@ -45,6 +52,9 @@ events as (
 archived as (
 
     select * from {{ source('ops', 'person_archive_history') }}
+    {%- if lake_merge_incremental() %}
+        where {{ lake_merge_filter('person_id') }}
+    {%- endif %}
     {%- if is_incremental() %}
         where person_id in (
             select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope

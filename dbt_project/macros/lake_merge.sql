@@ -1,0 +1,173 @@
+{#-
+  Merge-on-read for the person-keyed models on Spark (config `lake_merge_key`: the column a person's rows are keyed
+  on, e.g. person_id), where plain Parquet has no row-level updates and the persons an hour changes are spread over
+  every file of the table.
+
+  Each such model is two Parquet tables and a view in the metastore:
+    <model>__base   at <location_root>/<model>/          every key's rows as of the last compaction
+    <model>__delta  at <location_root>/<model>__delta/   the rows of the keys recomputed since: their current rows,
+                                                         or one row with _merge_deleted = true for a key that has
+                                                         none any more (a person whose events all moved or went)
+    <model>         a view: the base's rows of keys not in the delta, then the delta's live rows
+  Downstream models, the dbt tests and the asset checks read the view; a reader of the lake's folders merges the two
+  the same way, on the key ops.lake_merge_builds records (warehouse/lake.py: read_lake_table, and `analyticspro warehouse` prints the DuckDB query).
+
+  A full build (or --full-refresh, or the first build of a table that was built whole before) writes the base and an
+  empty delta. An incremental run recomputes the keys of lake_merge_scope(): the persons with fct_events rows written
+  since the model's last build (fct_events rewrites whole days: every person active on a rewritten day), and both
+  persons of every anonymous id whose mapping changed since (ops.identity_built: the map this model last used). The
+  model's SQL reads only those persons' events (lake_merge_filter()), the result replaces their rows in the delta, and
+  the delta is written again: the hour writes the persons changed since the last compaction, never the base. When the
+  delta holds more rows than var('lake_compact_fraction') of the base, the run compacts: the view's rows become the
+  base and the delta empties (a copy of the table, no recomputation). Spark cannot overwrite a table it is reading,
+  so each rewrite goes through a staging table (<model>__staging) first.
+
+  Exact because a person-keyed model's rows for a key depend only on that key's events (and, for the models that say
+  so, on calendar bounds that lake_merge_scope() widens the scope for): recomputing a superset of the changed keys
+  from their whole history gives what a full build gives them.
+-#}
+
+{#- Whether this Spark build of a merge-on-read model is incremental: its base and delta exist, the relation under
+    the model's name is the merging view, and no full refresh was asked for. False on PostgreSQL. -#}
+{% macro lake_merge_incremental() %}
+  {%- if target.type != 'spark' or not config.get('lake_merge_key') or not execute or flags.FULL_REFRESH -%}
+    {{ return(false) }}
+  {%- endif -%}
+  {%- set base = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier ~ '__base') -%}
+  {%- set delta = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier ~ '__delta') -%}
+  {%- set current = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) -%}
+  {{ return(base is not none and delta is not none and current is not none and current.is_view) }}
+{% endmacro %}
+
+
+{#- In a merge-on-read model's SQL, where it reads a person's events (or another person-keyed table): on an
+    incremental Spark build, `<column> in (the keys this run recomputes)`; `true` otherwise. -#}
+{% macro lake_merge_filter(column) -%}
+  {%- if lake_merge_incremental() -%}
+    {{ column }} in (select scope.merge_key from {{ this.identifier }}__scope as scope)
+  {%- else -%}
+    true
+  {%- endif -%}
+{%- endmacro %}
+
+
+{#- When this merge-on-read model was last built (the built_at() of that run, ops.lake_merge_builds), or none. -#}
+{% macro lake_merge_last_built() %}
+  {%- set found = run_query(
+      "select cast(max(built_at) as string) from ops.lake_merge_builds where model = " ~ sql_string(this.identifier)) -%}
+  {{ return(found.columns[0].values()[0]) }}
+{% endmacro %}
+
+
+{#- The keys (persons) an incremental run recomputes, as the SQL of one column `merge_key`: see the top of this file.
+    With no record of the last build, every person of fct_events. -#}
+{% macro lake_merge_scope() %}
+  {%- set since = lake_merge_last_built() -%}
+  {%- set model = sql_string(this.identifier) -%}
+  with pairs as (
+      -- the (anonymous id, user id) pairs that are new or gone since this model's last build
+      (select anonymous_id, user_id from {{ ref('int_identity_map') }}
+       except
+       select anonymous_id, user_id from ops.identity_built where model = {{ model }})
+      union all
+      (select anonymous_id, user_id from ops.identity_built where model = {{ model }}
+       except
+       select anonymous_id, user_id from {{ ref('int_identity_map') }})
+  )
+  select person_id as merge_key from {{ ref('fct_events') }}
+  {%- if since is not none %}
+  where _built_at > cast('{{ since }}' as timestamp)
+  {%- endif %}
+  union
+  select anonymous_id from pairs
+  union
+  select user_id from pairs
+{% endmacro %}
+
+
+{#- The materialization's work for a merge-on-read model on Spark: see the top of this file. -#}
+{% macro build_merged_lake_table() %}
+  {%- set key = config.get('lake_merge_key') -%}
+  {%- set root = config.get('location_root') -%}
+  {%- set name = this.identifier -%}
+  {%- set base = api.Relation.create(database=this.database, schema=this.schema, identifier=name ~ '__base', type='table') -%}
+  {%- set delta = api.Relation.create(database=this.database, schema=this.schema, identifier=name ~ '__delta', type='table') -%}
+  {%- set staging = api.Relation.create(database=this.database, schema=this.schema, identifier=name ~ '__staging', type='table') -%}
+  {%- set view = this.incorporate(type='view') -%}
+  {%- set incremental = lake_merge_incremental() -%}
+
+  {{ run_hooks(pre_hooks) }}
+  {%- if not incremental -%}
+    {#- a full build: the base from the model's SQL, an empty delta, the view over them -#}
+    {%- set current = adapter.get_relation(database=this.database, schema=this.schema, identifier=name) -%}
+    {%- if current is not none -%}{{ adapter.drop_relation(current) }}{%- endif -%}
+    {%- for relation in [base, delta, staging] -%}
+      {%- do run_query("drop table if exists " ~ relation) -%}
+    {%- endfor -%}
+    {%- call statement('main') -%}
+      create table {{ base }} using parquet location '{{ root }}/{{ name }}' as
+      {{ compiled_code }}
+    {%- endcall -%}
+    {%- do run_query(
+        "create table " ~ delta ~ " using parquet location '" ~ root ~ "/" ~ name ~ "__delta' as "
+        ~ "select *, false as _merge_deleted from " ~ base ~ " where false") -%}
+    {%- do run_query(
+        "create table " ~ staging ~ " using parquet location '" ~ root ~ "/" ~ name ~ "__staging' as "
+        ~ "select * from " ~ delta ~ " where false") -%}
+  {%- else -%}
+    {%- set columns = adapter.get_columns_in_relation(base) | map(attribute='name') | list -%}
+    {%- set quoted = [] -%}
+    {%- for column in columns -%}{%- do quoted.append(adapter.quote(column)) -%}{%- endfor -%}
+    {%- do run_query("uncache table if exists " ~ name ~ "__scope") -%}
+    {%- do run_query("create or replace temporary view " ~ name ~ "__scope as " ~ lake_merge_scope()) -%}
+    {%- do run_query("cache table " ~ name ~ "__scope") -%}
+    {%- do run_query("uncache table if exists " ~ name ~ "__new_rows") -%}
+    {%- call statement('new_rows') -%}
+      create or replace temporary view {{ name }}__new_rows as
+      {{ compiled_code }}
+    {%- endcall -%}
+    {%- do run_query("cache table " ~ name ~ "__new_rows") -%}
+    {#- the next delta: the recomputed keys' rows (a deleted marker for a key without any), and the delta's rows of
+        every other key -#}
+    {%- call statement('main') -%}
+      insert overwrite table {{ staging }}
+      select {{ quoted | join(', ') }}, false as _merge_deleted from {{ name }}__new_rows
+      union all
+      select {% for column in columns %}{{ 'scope.merge_key' if column == key else 'null' }}{{ ', ' }}{% endfor %}true
+      from {{ name }}__scope as scope
+      left anti join {{ name }}__new_rows as new_rows on new_rows.{{ key }} = scope.merge_key
+      union all
+      select {{ quoted | join(', ') }}, _merge_deleted from {{ delta }} as delta
+      left anti join {{ name }}__scope as scope on delta.{{ key }} = scope.merge_key
+    {%- endcall -%}
+    {%- do run_query("insert overwrite table " ~ delta ~ " select * from " ~ staging) -%}
+    {%- set sizes = run_query(
+        "select (select count(*) from " ~ delta ~ "), (select count(*) from " ~ base ~ ")").rows[0] -%}
+    {%- if sizes[0] | float > var('lake_compact_fraction') | float * sizes[1] | float -%}
+      {#- compaction: the merged rows become the base, the delta empties -#}
+      {%- do log(name ~ ": compacting (" ~ sizes[0] ~ " delta rows against " ~ sizes[1] ~ " in the base)", info=true) -%}
+      {%- do run_query(
+          "insert overwrite table " ~ staging ~ " select " ~ quoted | join(', ') ~ ", false from " ~ base ~ " as base "
+          ~ "left anti join " ~ delta ~ " as delta on base." ~ key ~ " = delta." ~ key
+          ~ " union all select " ~ quoted | join(', ') ~ ", false from " ~ delta ~ " where not _merge_deleted") -%}
+      {%- do run_query("insert overwrite table " ~ base ~ " select " ~ quoted | join(', ') ~ " from " ~ staging) -%}
+      {%- do run_query("insert overwrite table " ~ delta ~ " select * from " ~ staging ~ " where false") -%}
+    {%- endif -%}
+    {%- do run_query("insert overwrite table " ~ staging ~ " select * from " ~ delta ~ " where false") -%}
+    {%- do run_query("uncache table if exists " ~ name ~ "__new_rows") -%}
+    {%- do run_query("uncache table if exists " ~ name ~ "__scope") -%}
+  {%- endif -%}
+  {%- set base_columns = adapter.get_columns_in_relation(base) | map(attribute='name') | list -%}
+  {%- set quoted_base = [] -%}
+  {%- for column in base_columns -%}{%- do quoted_base.append(adapter.quote(column)) -%}{%- endfor -%}
+  {%- do run_query(
+      "create or replace view " ~ view ~ " as select " ~ quoted_base | join(', ') ~ " from " ~ base ~ " as base "
+      ~ "left anti join " ~ delta ~ " as delta on base." ~ key ~ " = delta." ~ key
+      ~ " union all select " ~ quoted_base | join(', ') ~ " from " ~ delta ~ " where not _merge_deleted") -%}
+  {%- do run_query(
+      "insert overwrite table ops.lake_merge_builds partition (model) select cast('"
+      ~ run_started_at.isoformat() ~ "' as timestamp) as built_at, " ~ sql_string(key) ~ " as merge_key, "
+      ~ sql_string(name) ~ " as model") -%}
+  {{ run_hooks(post_hooks) }}
+  {{ return({'relations': [view]}) }}
+{% endmacro %}
