@@ -171,3 +171,14 @@
   {{ run_hooks(post_hooks) }}
   {{ return({'relations': [view]}) }}
 {% endmacro %}
+
+
+{#- fct_mrr on an incremental Spark build: whether a new month began since its last build (every paying person then
+    gets a row for it: the build recomputes everyone, as on PostgreSQL). -#}
+{% macro lake_mrr_new_month() %}
+  {%- if not lake_merge_incremental() -%}{{ return(false) }}{%- endif -%}
+  {%- set result = run_query(
+      "select coalesce((select max(month) from " ~ this ~ ") < (select cast(date_trunc('month', "
+      ~ "cast(max(event_date) as timestamp)) as date) from " ~ ref('int_event_days') ~ "), false)") -%}
+  {{ return(result.columns[0].values()[0]) }}
+{% endmacro %}

@@ -7,11 +7,13 @@
 -- before), the rows of the periods from the one holding their earliest changed event on (every period when their
 -- cohort moved or they are new) are deleted and recomputed (pre-hook rebuild_changed_cohort_periods), and what
 -- that changed in each retention cell is recorded in ops.cohort_changes (post-hook, macros/cohort_changes.sql).
+-- On Spark, merge-on-read (macros/lake_merge.sql): the persons whose events changed are recomputed into the delta.
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     incremental_strategy='append',
+    lake_merge_key='person_id',
     pre_hook=["{{ rebuild_changed_cohort_periods() }}"],
-    post_hook=["{{ record_cohort_changes() }}"],
+    post_hook=["{{ record_cohort_changes() }}", "{{ record_identity_built() }}"],
     indexes=[{'columns': ['person_id']}, {'columns': ['cohort_grain', 'cohort_start']}],
 ) }}
 
@@ -28,6 +30,10 @@ people as (
     from {{ ref('dim_users') }}
     where
         coalesce(signed_up_at, first_activity_at) is not null
+    {%- if lake_merge_incremental() %}
+            -- on Spark, an hour's persons (merge-on-read: macros/lake_merge.sql)
+            and {{ lake_merge_filter('person_id') }}
+        {%- endif %}
     {%- if is_incremental() %}
             and person_id in (select scope.person_id from {{ scope }} as scope)
         {%- endif %}
@@ -69,6 +75,9 @@ active_periods as (
         cast(date_trunc(grains.grain, cast(person_days.activity_date as timestamp)) as date) as period_start
     from {{ ref('int_person_days') }} as person_days
     cross join grains
+    {%- if lake_merge_incremental() %}
+        where {{ lake_merge_filter('person_days.person_id') }}
+    {%- endif %}
     {%- if is_incremental() %}
         inner join {{ scope }} as scope
             on person_days.person_id = scope.person_id and grains.grain = scope.cohort_grain

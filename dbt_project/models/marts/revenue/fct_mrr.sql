@@ -8,12 +8,15 @@
 -- person gets a row for it). The months a run deleted or wrote rows in are recorded (ops.written_days, post-hook
 -- record_rewritten_months): revenue_monthly recomputes those. Indexed on month (each run asks for the last month,
 -- and revenue_monthly reads the months it recomputes) and on _built_at (the months a run wrote).
+-- On Spark, merge-on-read (macros/lake_merge.sql): the persons whose events changed are recomputed into the delta;
+-- in a new month everyone is (every paying person's new row), and the run then compacts.
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
+    lake_merge_key='person_id',
     pre_hook=["{{ rebuild_changed_persons(keep_previous=true) }}", "{{ delete_all_in_a_new_month() }}"],
-    post_hook=["{{ record_rewritten_months() }}"],
+    post_hook=["{{ record_rewritten_months() }}", "{{ record_identity_built() }}"],
     indexes=[{'columns': ['person_id']}, {'columns': ['month']}, {'columns': ['_built_at']}],
 ) }}
 
@@ -30,6 +33,10 @@ changes as (
         mrr,
         cast(date_trunc('month', {{ at_utc('changed_at') }}) as date) as month
     from {{ ref('int_mrr_changes') }}
+    {%- if lake_merge_incremental() and not lake_mrr_new_month() %}
+        -- on Spark, an hour's persons (merge-on-read: macros/lake_merge.sql); everyone in a new month
+        where {{ lake_merge_filter('person_id') }}
+    {%- endif %}
     {%- if is_incremental() and not everyone %}
         -- by the person_id index (`= any(array(...))`: with `in` the planner read the whole table)
         where person_id = any(array(
