@@ -10,7 +10,8 @@
                                                          none any more (a person whose events all moved or went)
     <model>         a view: the base's rows of keys not in the delta, then the delta's live rows
   Downstream models, the dbt tests and the asset checks read the view; a reader of the lake's folders merges the two
-  the same way, on the key ops.lake_merge_builds records (warehouse/lake.py: read_lake_table, and `analyticspro warehouse` prints the DuckDB query).
+  the same way, on the key ops.lake_merge_builds records (warehouse/lake.py: read_lake_table; `analyticspro
+  materialize --engine spark` prints the DuckDB query).
 
   A full build (or --full-refresh, or the first build of a table that was built whole before) writes the base and an
   empty delta. An incremental run recomputes the keys of lake_merge_scope(): the persons with fct_events rows written
@@ -22,9 +23,10 @@
   base and the delta empties (a copy of the table, no recomputation). Spark cannot overwrite a table it is reading,
   so each rewrite goes through a staging table (<model>__staging) first.
 
-  Exact because a person-keyed model's rows for a key depend only on that key's events (and, for the models that say
-  so, on calendar bounds that lake_merge_scope() widens the scope for): recomputing a superset of the changed keys
-  from their whole history gives what a full build gives them.
+  Exact because a person-keyed model's rows for a key depend only on that key's events and person-keyed rows (fct_mrr's
+  also on the last month: in a new month it recomputes everyone, lake_mrr_new_month()): recomputing a superset of the
+  changed keys from their whole history gives what a full build gives them. An erasure needs no scope: `analyticspro
+  forget` removes the person's rows from the base and delta files themselves.
 -#}
 
 {#- Whether this Spark build of a merge-on-read model is incremental: its base and delta exist, the relation under
