@@ -207,12 +207,11 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         live = delta.loc[~delta["_merge_deleted"]].set_index("person_id")
         assert delta.loc[delta["person_id"] == anonymous_id, "_merge_deleted"].tolist() == [True]
         assert user_id in live.index and erased not in set(delta["person_id"])
-        events = read_lake_mart(str(lake), "fct_events")
+        after = read_lake_mart(str(lake), "fct_events")
         assert (
             live.loc[user_id, "activity_events"]
-            == events.loc[(events["person_id"] == user_id) & events["is_activity"]].shape[0]
+            == after.loc[(after["person_id"] == user_id) & after["is_activity"]].shape[0]
         )
-        after = read_lake_mart(str(lake), "fct_events")
         assert set(after.loc[after["anonymous_id"] == anonymous_id, "person_id"]) == {user_id}
         assert erased not in set(after["user_id"]) and lonely_day not in set(after["event_date"].astype(str))
 

@@ -298,7 +298,7 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
             continue  # a write in progress, or Spark's bookkeeping
         with fs.open(url, "rb") as handle:
             data = io.BytesIO(handle.read())
-        # Spark writes timestamps as INT96 (microseconds, UTC): read them as such, and write them back so
+        # Spark writes timestamps as INT96 (microseconds, UTC): read them as such, and write them back as INT96
         int96 = any(column.physical_type == "INT96" for column in pq.ParquetFile(data).schema)
         data.seek(0)
         table = pq.read_table(data, coerce_int96_timestamp_unit="us" if int96 else None)

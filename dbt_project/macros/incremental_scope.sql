@@ -592,9 +592,10 @@
 
 
 {#- fct_mrr: true when the last event's month is later than the table's last month (every paying person needs a row
-    for the new month: the run recomputes everyone), false otherwise or on a full build. -#}
+    for the new month: the run recomputes everyone), false otherwise or on a full build. On PostgreSQL and on an
+    incremental Spark build (merge-on-read: the recomputed rows go to the delta, macros/lake_merge.sql). -#}
 {% macro mrr_new_month() -%}
-  {%- if not (execute and is_incremental()) -%}{{ return(false) }}{%- endif -%}
+  {%- if not (execute and (is_incremental() or lake_merge_incremental())) -%}{{ return(false) }}{%- endif -%}
   {%- set result = run_query(
       "select coalesce((select max(month) from " ~ this ~ ") < (select cast(date_trunc('month', "
       ~ "cast(max(event_date) as timestamp)) as date) from " ~ ref('int_event_days') ~ "), false)") -%}
@@ -603,7 +604,7 @@
 
 {#- Pre-hook of fct_mrr: in a new month, every row goes (the model recomputes everyone). -#}
 {% macro delete_all_in_a_new_month() -%}
-  {%- if mrr_new_month() -%}
+  {%- if is_incremental_in_place() and mrr_new_month() -%}
     delete from {{ this }}
   {%- endif -%}
 {%- endmacro %}

@@ -24,7 +24,7 @@
   so each rewrite goes through a staging table (<model>__staging) first.
 
   Exact because a person-keyed model's rows for a key depend only on that key's events and person-keyed rows (fct_mrr's
-  also on the last month: in a new month it recomputes everyone, lake_mrr_new_month()): recomputing a superset of the
+  also on the last month: in a new month it recomputes everyone, mrr_new_month()): recomputing a superset of the
   changed keys from their whole history gives what a full build gives them. An erasure needs no scope: `analyticspro
   forget` removes the person's rows from the base and delta files themselves.
 -#}
@@ -65,17 +65,7 @@
     With no record of the last build, every person of fct_events. -#}
 {% macro lake_merge_scope() %}
   {%- set since = lake_merge_last_built() -%}
-  {%- set model = sql_string(this.identifier) -%}
-  with pairs as (
-      -- the (anonymous id, user id) pairs that are new or gone since this model's last build
-      (select anonymous_id, user_id from {{ ref('int_identity_map') }}
-       except
-       select anonymous_id, user_id from ops.identity_built where model = {{ model }})
-      union all
-      (select anonymous_id, user_id from ops.identity_built where model = {{ model }}
-       except
-       select anonymous_id, user_id from {{ ref('int_identity_map') }})
-  )
+  with pairs as ({{ changed_identity_pairs() }})
   select person_id as merge_key from {{ ref('fct_events') }}
   {%- if since is not none %}
   where _built_at > cast('{{ since }}' as timestamp)
@@ -172,15 +162,4 @@
       ~ sql_string(name) ~ " as model") -%}
   {{ run_hooks(post_hooks) }}
   {{ return({'relations': [view]}) }}
-{% endmacro %}
-
-
-{#- fct_mrr on an incremental Spark build: whether a new month began since its last build (every paying person then
-    gets a row for it: the build recomputes everyone, as on PostgreSQL). -#}
-{% macro lake_mrr_new_month() %}
-  {%- if not lake_merge_incremental() -%}{{ return(false) }}{%- endif -%}
-  {%- set result = run_query(
-      "select coalesce((select max(month) from " ~ this ~ ") < (select cast(date_trunc('month', "
-      ~ "cast(max(event_date) as timestamp)) as date) from " ~ ref('int_event_days') ~ "), false)") -%}
-  {{ return(result.columns[0].values()[0]) }}
 {% endmacro %}

@@ -246,19 +246,7 @@
         on built.model = {{ model }} and built.event_date = days.event_date and built.written_at = days.written_at
     union
     select distinct cast(events.event_date as string) from {{ source('raw', 'events') }} as events
-    left semi join (
-        select changed.anonymous_id from (
-            select anonymous_id, user_id from {{ ref('int_identity_map') }}
-            except
-            select anonymous_id, user_id from ops.identity_built where model = {{ model }}
-        ) as changed
-        union
-        select dropped.anonymous_id from (
-            select anonymous_id, user_id from ops.identity_built where model = {{ model }}
-            except
-            select anonymous_id, user_id from {{ ref('int_identity_map') }}
-        ) as dropped
-    ) as remapped on events.anonymous_id = remapped.anonymous_id
+    left semi join ({{ changed_identity_pairs() }}) as remapped on events.anonymous_id = remapped.anonymous_id
     {%- if var('start_date', none) and var('end_date', none) %}
     union
     select cast(days.event_date as string) from {{ pinned }} as days
@@ -292,6 +280,18 @@
   insert overwrite table ops.lake_days_built partition (model)
   select event_date, written_at, {{ sql_string(this.identifier) }} as model from {{ pinned_lake_days() }}
 {% endmacro %}
+
+{#- The (anonymous_id, user_id) pairs of the identity map that are new or gone since this model last used it
+    (ops.identity_built, written by record_identity_built()). -#}
+{% macro changed_identity_pairs() -%}
+  (select anonymous_id, user_id from {{ ref('int_identity_map') }}
+   except
+   select anonymous_id, user_id from ops.identity_built where model = {{ sql_string(this.identifier) }})
+  union all
+  (select anonymous_id, user_id from ops.identity_built where model = {{ sql_string(this.identifier) }}
+   except
+   select anonymous_id, user_id from {{ ref('int_identity_map') }})
+{%- endmacro %}
 
 {% macro record_identity_built() %}
   {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}

@@ -9,7 +9,7 @@
 -- record_rewritten_months): revenue_monthly recomputes those. Indexed on month (each run asks for the last month,
 -- and revenue_monthly reads the months it recomputes) and on _built_at (the months a run wrote).
 -- On Spark, merge-on-read (macros/lake_merge.sql): the persons whose events changed are recomputed into the delta;
--- in a new month everyone is (every paying person's new row), and the run then compacts.
+-- in a new month everyone is (mrr_new_month(): every paying person's new row), and the run then compacts.
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
@@ -33,7 +33,7 @@ changes as (
         mrr,
         cast(date_trunc('month', {{ at_utc('changed_at') }}) as date) as month
     from {{ ref('int_mrr_changes') }}
-    {%- if lake_merge_incremental() and not lake_mrr_new_month() %}
+    {%- if lake_merge_incremental() and not everyone %}
         -- on Spark, an hour's persons (merge-on-read: macros/lake_merge.sql); everyone in a new month
         where {{ lake_merge_filter('person_id') }}
     {%- endif %}
