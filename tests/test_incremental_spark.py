@@ -11,9 +11,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.dataset as ds
+import yaml
 
 from ingestion.events import load_events
 from ingestion.generator import generate
+from orchestration.defs.transform.project import DBT_PROJECT_DIR
 from orchestration.runs import run_materialize
 from testing.db import own_warehouse, rows
 from testing.dbt import dbt
@@ -41,9 +43,13 @@ def _files(folder: Path) -> set[str]:
 # the merge-on-read models on Spark (a base and a delta in the lake)
 MERGE_ON_READ = ["marts/dim_users", "marts/fct_mrr", "intermediate/int_cohort_persons"]
 
-# the other day-partitioned models on Spark: they rewrite only the days fct_events rewrites
+# the other day-partitioned models on Spark: they rewrite only the days fct_events rewrites (int_event_days every one
+# of them; the others those of them where they have rows)
 DAY_MODELS = {"event_days": ("intermediate/int_event_days", "event_date"),
-              "person_days": ("intermediate/int_person_days", "activity_date")}  # fmt: skip
+              "person_days": ("intermediate/int_person_days", "activity_date"),
+              "funnel_events": ("intermediate/int_funnel_events", "event_date"),
+              "mrr_changes": ("intermediate/int_mrr_changes", "changed_date")}  # fmt: skip
+SPARSE_DAY_MODELS = ["person_days", "funnel_events", "mrr_changes"]
 
 
 def _rewritten(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[str]:
@@ -90,10 +96,13 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
                 name: _rewritten(before_models[name], _day_files(lake, *where)) for name, where in DAY_MODELS.items()
             }
             assert models["event_days"] == rewritten
-            assert models["person_days"] <= rewritten
-            if not args:  # an incremental run: the activity days among them were rewritten
+            for name in SPARSE_DAY_MODELS:
+                assert models[name] <= rewritten, name
+            if not args:  # an incremental run: the days among them where the model has rows were rewritten
+                for name in SPARSE_DAY_MODELS:
+                    holding = {day for day, files in _day_files(lake, *DAY_MODELS[name]).items() if files}
+                    assert models[name] >= rewritten & holding, name
                 active = {day for day, files in _day_files(lake, *DAY_MODELS["person_days"]).items() if files}
-                assert models["person_days"] >= rewritten & active
                 # fct_sessions: only the dates a session touching those days can start on, the day before to after
                 sessions = _rewritten(before_sessions, _day_files(lake, "marts/fct_sessions", "session_date"))
                 around = {date.fromisoformat(day) + timedelta(days=shift) for day in rewritten for shift in (-1, 0, 1)}
@@ -225,6 +234,20 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         for model in MARTS:
             compacted = read_lake_mart(str(lake), model)
             assert not differences(incremental[model], compacted, model, skipped=SKIPPED_COLUMNS)
+
+        # a funnel's definition changed (its conversion window): int_funnel_events rewrites every day, since its rows
+        # carry the definition they were matched by; back to the configured one, every day again, and no mart changed
+        configured = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["funnels"]
+        for funnels in ([{**funnel, "conversion_window_days": 7} for funnel in configured], configured):
+            before = _day_files(lake, *DAY_MODELS["funnel_events"])
+            dbt(root, "run", "--target", "spark", "--vars", json.dumps({"funnels": funnels}))
+            after = _day_files(lake, *DAY_MODELS["funnel_events"])
+            holding = {day for day, files in [*before.items(), *after.items()] if files}
+            assert _rewritten(before, after) >= holding
+        assert len(after) > 20
+        for model in MARTS:
+            assert not differences(incremental[model], read_lake_mart(str(lake), model), model, skipped=SKIPPED_COLUMNS)
+
         dbt(root, "run", "--target", "spark", "--full-refresh")
         found = []
         for model in MARTS:

@@ -87,14 +87,19 @@
 
 
 {#- The (funnel name, definition hash) pairs this model's rows were built from: recorded by its post-hook
-    record_funnel_definitions in ops.model_builds (one lookup), or, for a table built before that record existed,
-    the distinct pairs of its rows (a scan of the table). -#}
+    record_funnel_definitions (ops.model_builds on PostgreSQL, ops.funnel_definitions_built on Spark: one lookup), or,
+    for a table built before that record existed, the distinct pairs of its rows (a scan of the table). -#}
 {% macro built_funnel_definitions() -%}
   {%- set pairs = [] -%}
   {%- if execute and is_incremental() -%}
-    {%- set recorded = run_query(
-        "select funnel_definitions::text from ops.model_builds where model = '" ~ model_build_key() ~ "'"
-        ~ " and funnel_definitions is not null") -%}
+    {%- if target.type == 'spark' -%}
+      {%- set recorded = run_query(
+          "select definitions from ops.funnel_definitions_built where model = " ~ sql_string(this.identifier)) -%}
+    {%- else -%}
+      {%- set recorded = run_query(
+          "select funnel_definitions::text from ops.model_builds where model = '" ~ model_build_key() ~ "'"
+          ~ " and funnel_definitions is not null") -%}
+    {%- endif -%}
     {%- if recorded.rows | length > 0 -%}
       {%- for name, hash in fromjson(recorded.columns[0].values()[0]).items() -%}
         {%- do pairs.append((name, hash)) -%}
@@ -114,17 +119,26 @@
   {{- return(adapter.dispatch('record_funnel_definitions')(breakdowns_only)) -}}
 {% endmacro %}
 
-{% macro default__record_funnel_definitions(breakdowns_only) -%}
+{% macro configured_funnel_definitions_json(breakdowns_only) -%}
   {%- set definitions = {} -%}
   {%- for name, hash in configured_funnel_definitions(breakdowns_only) -%}
     {%- do definitions.update({name: hash}) -%}
   {%- endfor -%}
+  {{ return(tojson(definitions)) }}
+{%- endmacro %}
+
+{% macro default__record_funnel_definitions(breakdowns_only) -%}
+    {%- set definitions = configured_funnel_definitions_json(breakdowns_only) %}
     insert into ops.model_builds (model, built_at, funnel_definitions)
-    values ('{{ model_build_key() }}', {{ built_at() }}, cast({{ sql_string(tojson(definitions)) }} as jsonb))
+    values ('{{ model_build_key() }}', {{ built_at() }}, cast({{ sql_string(definitions) }} as jsonb))
     on conflict (model) do update set funnel_definitions = excluded.funnel_definitions
 {%- endmacro %}
 
-{% macro spark__record_funnel_definitions(breakdowns_only) %}{% endmacro %}
+{% macro spark__record_funnel_definitions(breakdowns_only) -%}
+  insert overwrite table ops.funnel_definitions_built partition (model)
+  select {{ sql_string(configured_funnel_definitions_json(breakdowns_only)) }} as definitions,
+      {{ sql_string(this.identifier) }} as model
+{%- endmacro %}
 
 
 {#- The funnels whose rows in this model were built from their current definition. -#}
@@ -141,7 +155,7 @@
 {#- Pre-hook: drop the rows of funnels that were removed or whose definition changed (nothing to do, and no scan,
     when every definition the rows were built from is still configured). -#}
 {% macro delete_changed_funnels() -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental_in_place() -%}
     {%- set configured = configured_funnel_definitions() -%}
     {%- set stale = [] -%}
     {%- for pair in built_funnel_definitions() if pair not in configured %}{% do stale.append(pair) %}{% endfor -%}

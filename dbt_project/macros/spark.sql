@@ -7,14 +7,15 @@
   Athena, Trino or DuckDB read the marts without Spark.
 
   Plain Parquet tables have no row-level updates, so on Spark a model is incremental only by whole partitions:
-  a model that sets `lake_partition_overwrite=true` (fct_events, int_event_days and int_person_days by their date,
-  fct_sessions by session_date; `lake_partition_by` names the column where the model is not partitioned on
-  PostgreSQL) is rebuilt, on an incremental run, for the partitions it declares (the days whose lake file changed
+  a model that sets `lake_partition_overwrite=true` (fct_events, int_event_days, int_person_days and int_funnel_events by
+  their date, int_mrr_changes by changed_date, fct_sessions by session_date; `lake_partition_by` names the column where
+  the model is not partitioned on PostgreSQL) is rebuilt, on an incremental run, for the partitions it declares (the days whose lake file changed
   since it last read them: the lake's manifest, ops.lake_days, against ops.lake_days_built, and the days of
   re-stitched visitors' events; for fct_sessions the dates its sessions can start on around those days), and those
   partitions alone are overwritten (Spark's dynamic partition overwrite); every other partition's files stay as they
-  are. The other models (persons, cohorts, months) are rebuilt from the lake by `table`: on Spark is_incremental() is
-  false for them.
+  are. The person-keyed models (config `lake_merge_key`) are merge-on-read instead (macros/lake_merge.sql). The other
+  models (the aggregates over persons, cohorts and months) are rebuilt from the lake by `table`: on Spark
+  is_incremental() is false for them.
 -#}
 
 {#- The lake's URL as Spark reads it: s3://… becomes s3a://… (Hadoop's S3 connector). -#}
@@ -184,6 +185,10 @@
     "create table if not exists ops.identity_built (anonymous_id string, user_id string, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/identity_built'") -%}
   {#- when each merge-on-read model was last built, and its key (macros/lake_merge.sql) -#}
+  {#- the funnel definitions each funnel model's rows were built from (macros/funnels.sql) -#}
+  {%- do run_query(
+    "create table if not exists ops.funnel_definitions_built (definitions string, model string) "
+    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/funnel_definitions_built'") -%}
   {%- do run_query(
     "create table if not exists ops.lake_merge_builds (built_at timestamp, merge_key string, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_merge_builds'") -%}
@@ -227,12 +232,12 @@
     post-hook too, so what is recorded as built is what was read) and, on an incremental run, returns the days to
     rebuild as ISO dates: days whose lake file was written since this model last read it, days holding events of
     anonymous ids mapped to another person since (ops.identity_built: the map this model last used), and the days
-    from var start_date to var end_date (exclusive) when the orchestrator passes them. None on PostgreSQL, and on a
-    full build. -#}
+    from var start_date to var end_date (exclusive) when the orchestrator passes them; with `every_day`, every day of
+    the lake (int_funnel_events after a funnel's definition changed). None on PostgreSQL, and on a full build. -#}
 {#- The name of the view pinning the lake's manifest for this model's build. -#}
 {% macro pinned_lake_days() %}{{ return(this.identifier ~ '__lake_days') }}{% endmacro %}
 
-{% macro lake_days_to_build() %}
+{% macro lake_days_to_build(every_day=false) %}
   {%- if target.type != 'spark' or not execute -%}{{ return(none) }}{%- endif -%}
   {%- set pinned = pinned_lake_days() -%}
   {%- do run_query("uncache table if exists " ~ pinned) -%}
@@ -247,7 +252,10 @@
     union
     select distinct cast(events.event_date as string) from {{ source('raw', 'events') }} as events
     left semi join ({{ changed_identity_pairs() }}) as remapped on events.anonymous_id = remapped.anonymous_id
-    {%- if var('start_date', none) and var('end_date', none) %}
+    {%- if every_day %}
+    union
+    select cast(days.event_date as string) from {{ pinned }} as days
+    {%- elif var('start_date', none) and var('end_date', none) %}
     union
     select cast(days.event_date as string) from {{ pinned }} as days
     where days.event_date >= date '{{ var("start_date") }}' and days.event_date < date '{{ var("end_date") }}'
