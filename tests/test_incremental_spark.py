@@ -10,6 +10,7 @@ import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.dataset as ds
 import yaml
 
@@ -22,7 +23,7 @@ from testing.dbt import dbt
 from testing.engines import MARTS, SKIPPED_COLUMNS, differences, read_lake_mart, read_postgres_mart
 from testing.segment_events import copy_hours, event, put_events
 from warehouse.erasure import forget
-from warehouse.lake import sync_lake
+from warehouse.lake import read_lake_table, sync_lake
 
 END = date(2026, 3, 12)
 
@@ -41,7 +42,7 @@ def _files(folder: Path) -> set[str]:
 
 
 # the merge-on-read models on Spark (a base and a delta in the lake)
-MERGE_ON_READ = ["marts/dim_users", "marts/fct_mrr", "intermediate/int_cohort_persons"]
+MERGE_ON_READ = ["marts/dim_users", "marts/fct_mrr", "intermediate/int_cohort_persons", "intermediate/int_identity_map"]
 
 # the other day-partitioned models on Spark: they rewrite only the days fct_events rewrites (int_event_days every one
 # of them; the others those of them where they have rows)
@@ -222,9 +223,30 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
             == after.loc[(after["person_id"] == user_id) & after["is_activity"]].shape[0]
         )
         assert set(after.loc[after["anonymous_id"] == anonymous_id, "person_id"]) == {user_id}
+        # the identity map's delta holds the visitor's new pair, and its log (what the models reading the map recompute
+        # from) has it once, as new, at this run's time: the latest entry
+        identity = ds.dataset(str(lake / "intermediate/int_identity_map__delta")).to_table().to_pandas()
+        assert identity.loc[identity["anonymous_id"] == anonymous_id, "user_id"].tolist() == [user_id]
+        log = ds.dataset(str(lake / "ops/identity_changes"), partitioning="hive").to_table().to_pandas()
+        logged = log.loc[log["anonymous_id"] == anonymous_id]
+        assert logged["user_id"].tolist() == [user_id] and logged["previous_user_id"].isna().all()
+        assert logged["changed_at"].max() == log["changed_at"].max()
+        assert erased not in set(log["user_id"]) | set(log["previous_user_id"])
         assert erased not in set(after["user_id"]) and lonely_day not in set(after["event_date"].astype(str))
 
+        # 4. a new month (a page view on April 2): fct_mrr recomputes everyone, so its delta holds every person once,
+        # those it held from the last run included
+        april = datetime(2026, 4, 2, 10, tzinfo=UTC)
+        put_events(bucket, "2026/04/02/10/april.jsonl.gz", [event("page", april, april, userId=user_id)])
+        assert load_and_run(compact_fraction=100) == {"2026-04-02"}
+        mrr_delta = ds.dataset(str(lake / "marts/fct_mrr__delta")).to_table().to_pandas()
+        mrr = read_lake_mart(str(lake), "fct_mrr")
+        assert set(mrr_delta.loc[~mrr_delta["_merge_deleted"], "person_id"]) == set(mrr["person_id"])
+        assert not mrr.duplicated(["person_id", "month"]).any() and "2026-04-01" in set(mrr["month"].astype(str))
+
         incremental = {model: read_lake_mart(str(lake), model) for model in MARTS}
+        pairs = ["anonymous_id", "user_id", "stitched_at", "message_id"]
+        identity_map = read_lake_table("int_identity_map", str(lake), folder="intermediate").to_pandas()[pairs]
         assert all(len(frame) for frame in incremental.values())
         # a compaction (every delta row over the fraction: here, any) folds the delta into the base and empties it;
         # the merged rows stay the same
@@ -263,3 +285,8 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
             assert len(postgres) > 0, model
             found += differences(postgres, incremental[model], model, skipped=SKIPPED_COLUMNS)
         assert not found, "\n".join(found)
+        # the identity map Spark kept up to date equals PostgreSQL's full build (its pair per anonymous id)
+        postgres_map = pd.DataFrame(
+            rows(settings, f"select {', '.join(pairs)} from intermediate.int_identity_map"), columns=pairs
+        )
+        assert not differences(postgres_map, identity_map, "int_identity_map", skipped=set())

@@ -16,7 +16,7 @@
   A full build (or --full-refresh, or the first build of a table that was built whole before) writes the base and an
   empty delta. An incremental run recomputes the keys of lake_merge_scope(): the persons with fct_events rows written
   since the model's last build (fct_events rewrites whole days: every person active on a rewritten day), and both
-  persons of every anonymous id whose mapping changed since (ops.identity_built: the map this model last used). The
+  persons of every anonymous id whose mapping changed since (changed_identity_pairs(): int_identity_map's log). The
   model's SQL reads only those persons' events (lake_merge_filter()), the result replaces their rows in the delta, and
   the delta is written again: the hour writes the persons changed since the last compaction, never the base. When the
   delta holds more rows than var('lake_compact_fraction') of the base, the run compacts: the view's rows become the
@@ -61,19 +61,76 @@
 {% endmacro %}
 
 
-{#- The keys (persons) an incremental run recomputes, as the SQL of one column `merge_key`: see the top of this file.
-    With no record of the last build, every person of fct_events. -#}
+{#- The keys an incremental run recomputes, as the SQL of one column `merge_key`, by the model's config
+    `lake_merge_kind`:
+      persons (the default): the persons with fct_events rows written since the model's last build, and both persons of
+        every anonymous id whose mapping changed since (changed_identity_pairs()); every person of fct_events with no
+        record of the last build;
+      identity (int_identity_map): the anonymous ids with a pair event (both ids) on the lake days written since the
+        model's last build (lake_days_to_build() declared them), and those whose stored pair is on such a day or on a
+        day the lake no longer has. -#}
 {% macro lake_merge_scope() %}
-  {%- set since = lake_merge_last_built() -%}
+  {%- if config.get('lake_merge_kind', 'persons') == 'identity' -%}
+    {%- set days = declared_lake_partitions() -%}
+    {%- set stale = (days + lake_partitions_removed()) | unique | list -%}
+  select anonymous_id as merge_key from {{ ref('stg_segment__events') }}
+  where anonymous_id is not null and user_id is not null and {{ lake_days_condition('event_date', days) }}
+  union
+  select anonymous_id from {{ this }} where {{ lake_days_condition('cast(stitched_at as date)', stale) }}
+  {%- else -%}
+    {%- set since = lake_merge_last_built() -%}
   with pairs as ({{ changed_identity_pairs() }})
   select person_id as merge_key from {{ ref('fct_events') }}
-  {%- if since is not none %}
+    {%- if since is not none %}
   where _built_at > cast('{{ since }}' as timestamp)
-  {%- endif %}
+    {%- endif %}
   union
   select anonymous_id from pairs
   union
-  select user_id from pairs
+  select user_id from pairs where user_id is not null
+  {%- endif %}
+{% endmacro %}
+
+
+{#- For int_identity_map's incremental Spark build, at compile time: the recomputed anonymous ids whose stored pair
+    is on one of `stale_days` (rewritten, or gone from the lake) and whose pair event is no longer among that day's
+    events, cached as <model>__lost; whether there is any (then their pairs of every day are read). -#}
+{% macro identity_pairs_lost(lake_days, stale_days) %}
+  {%- set lost = this.identifier ~ '__lost' -%}
+  {%- do run_query("uncache table if exists " ~ lost) -%}
+  {%- do run_query(
+      "cache table " ~ lost ~ " as select stored.anonymous_id from " ~ this ~ " as stored"
+      ~ " where " ~ lake_days_condition('cast(stored.stitched_at as date)', stale_days)
+      ~ " and not exists (select 1 from " ~ ref('stg_segment__events') ~ " as events"
+      ~ " where " ~ lake_days_condition('events.event_date', lake_days)
+      ~ " and events.message_id = stored.message_id and events.anonymous_id = stored.anonymous_id"
+      ~ " and events.user_id is not null)") -%}
+  {{ return(run_query("select count(*) from " ~ lost).columns[0].values()[0] > 0) }}
+{% endmacro %}
+
+
+{#- int_identity_map on Spark: log in ops.identity_changes, at this run's time, every anonymous id whose user id the
+    build changes (new ids, moved ids, and ids left with no pair: user_id null), with the user id it had
+    (previous_user_id); `new_rows` the recomputed ids' rows, `previous` the relation holding the rows before (both
+    read before anything is written). The models that read the map recompute the persons and days of the pairs logged
+    since they last used it (changed_identity_pairs()). -#}
+{% macro log_identity_changes(new_rows, previous, scope=none) %}
+  {%- set at = "cast('" ~ run_started_at.isoformat() ~ "' as timestamp)" -%}
+  insert into table ops.identity_changes
+  select
+      coalesce(now.anonymous_id, before.anonymous_id) as anonymous_id,
+      now.user_id,
+      before.user_id as previous_user_id,
+      {{ at }} as changed_at,
+      cast({{ at }} as date) as changed_date
+  from {{ new_rows }} as now
+  full outer join (
+      select anonymous_id, user_id from {{ previous }}
+      {%- if scope %}
+      where anonymous_id in (select scope.merge_key from {{ scope }} as scope)
+      {%- endif %}
+  ) as before on now.anonymous_id = before.anonymous_id
+  where not (now.user_id <=> before.user_id)
 {% endmacro %}
 
 
@@ -87,11 +144,20 @@
   {%- set staging = api.Relation.create(database=this.database, schema=this.schema, identifier=name ~ '__staging', type='table') -%}
   {%- set view = this.incorporate(type='view') -%}
   {%- set incremental = lake_merge_incremental() -%}
+  {%- set identity = config.get('lake_merge_kind', 'persons') == 'identity' -%}
+  {%- set previous = api.Relation.create(database=this.database, schema=this.schema, identifier=name ~ '__previous', type='table') -%}
 
   {{ run_hooks(pre_hooks) }}
   {%- if not incremental -%}
     {#- a full build: the base from the model's SQL, an empty delta, the view over them -#}
     {%- set current = adapter.get_relation(database=this.database, schema=this.schema, identifier=name) -%}
+    {%- if identity and current is not none -%}
+      {#- the identity map's pairs before this build, to log what it changes (a copy: its files are rewritten) -#}
+      {%- do run_query("drop table if exists " ~ previous) -%}
+      {%- do run_query(
+          "create table " ~ previous ~ " using parquet location '" ~ root ~ "/" ~ name ~ "__previous' as "
+          ~ "select anonymous_id, user_id from " ~ current) -%}
+    {%- endif -%}
     {%- if current is not none -%}{{ adapter.drop_relation(current) }}{%- endif -%}
     {%- for relation in [base, delta, staging] -%}
       {%- do run_query("drop table if exists " ~ relation) -%}
@@ -106,6 +172,13 @@
     {%- do run_query(
         "create table " ~ staging ~ " using parquet location '" ~ root ~ "/" ~ name ~ "__staging' as "
         ~ "select * from " ~ delta ~ " where false") -%}
+    {%- if identity and current is not none -%}
+      {%- do run_query(log_identity_changes(base, previous)) -%}
+      {#- emptied (dropping a table at a location keeps its files) -#}
+      {%- do run_query(
+          "insert overwrite table " ~ previous ~ " select cast(null as string), cast(null as string) where false") -%}
+      {%- do run_query("drop table if exists " ~ previous) -%}
+    {%- endif -%}
   {%- else -%}
     {%- set columns = adapter.get_columns_in_relation(base) | map(attribute='name') | list -%}
     {%- set quoted = [] -%}
@@ -131,7 +204,12 @@
       union all
       select {{ quoted | join(', ') }}, _merge_deleted from {{ delta }} as delta
       left anti join {{ name }}__scope as scope on delta.{{ key }} = scope.merge_key
+      -- a model may recompute keys beyond the scope (fct_mrr, everyone in a new month): their new rows replace these
+      left anti join {{ name }}__new_rows as new_rows on delta.{{ key }} = new_rows.{{ key }}
     {%- endcall -%}
+    {%- if identity -%}
+      {%- do run_query(log_identity_changes(name ~ '__new_rows', view, scope=name ~ '__scope')) -%}
+    {%- endif -%}
     {%- do run_query("insert overwrite table " ~ delta ~ " select * from " ~ staging) -%}
     {%- set sizes = run_query(
         "select (select count(*) from " ~ delta ~ "), (select count(*) from " ~ base ~ ")").rows[0] -%}
@@ -148,6 +226,7 @@
     {%- do run_query("insert overwrite table " ~ staging ~ " select * from " ~ delta ~ " where false") -%}
     {%- do run_query("uncache table if exists " ~ name ~ "__new_rows") -%}
     {%- do run_query("uncache table if exists " ~ name ~ "__scope") -%}
+    {%- do run_query("uncache table if exists " ~ name ~ "__lost") -%}
   {%- endif -%}
   {%- set base_columns = adapter.get_columns_in_relation(base) | map(attribute='name') | list -%}
   {%- set quoted_base = [] -%}

@@ -181,9 +181,14 @@
   {%- do run_query(
     "create table if not exists ops.lake_days_built (event_date date, written_at timestamp, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_days_built'") -%}
+  {#- the identity map's log of changed pairs, and when each model that reads the map last used it -#}
   {%- do run_query(
-    "create table if not exists ops.identity_built (anonymous_id string, user_id string, model string) "
-    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/identity_built'") -%}
+    "create table if not exists ops.identity_changes (anonymous_id string, user_id string, previous_user_id string, "
+    ~ "changed_at timestamp, changed_date date) using parquet partitioned by (changed_date) "
+    ~ "location '" ~ lake ~ "/ops/identity_changes'") -%}
+  {%- do run_query(
+    "create table if not exists ops.identity_used (used_at timestamp, model string) "
+    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/identity_used'") -%}
   {#- when each merge-on-read model was last built, and its key (macros/lake_merge.sql) -#}
   {#- the funnel definitions each funnel model's rows were built from (macros/funnels.sql) -#}
   {%- do run_query(
@@ -231,27 +236,30 @@
     lake_days_to_build() pins the lake's manifest for this build (a cached view <model>__lake_days, read by the
     post-hook too, so what is recorded as built is what was read) and, on an incremental run, returns the days to
     rebuild as ISO dates: days whose lake file was written since this model last read it, days holding events of
-    anonymous ids mapped to another person since (ops.identity_built: the map this model last used), and the days
+    anonymous ids mapped to another person since this model last used the map (ops.identity_changes), and the days
     from var start_date to var end_date (exclusive) when the orchestrator passes them; with `every_day`, every day of
-    the lake (int_funnel_events after a funnel's definition changed). None on PostgreSQL, and on a full build. -#}
+    the lake (int_funnel_events after a funnel's definition changed); without `remapped`, not the days of re-mapped ids
+    (int_identity_map, which makes that log). None on PostgreSQL, and on a full build. -#}
 {#- The name of the view pinning the lake's manifest for this model's build. -#}
 {% macro pinned_lake_days() %}{{ return(this.identifier ~ '__lake_days') }}{% endmacro %}
 
-{% macro lake_days_to_build(every_day=false) %}
+{% macro lake_days_to_build(every_day=false, remapped=true) %}
   {%- if target.type != 'spark' or not execute -%}{{ return(none) }}{%- endif -%}
   {%- set pinned = pinned_lake_days() -%}
   {%- do run_query("uncache table if exists " ~ pinned) -%}
   {%- do run_query("create or replace temporary view " ~ pinned ~ " as select event_date, written_at from ops.lake_days") -%}
   {%- do run_query("cache table " ~ pinned) -%}
-  {%- if not is_incremental() -%}{{ return(none) }}{%- endif -%}
+  {%- if not is_incremental() and not lake_merge_incremental() -%}{{ return(none) }}{%- endif -%}
   {%- set model = sql_string(this.identifier) -%}
   {%- set query -%}
     select cast(days.event_date as string) as event_date from {{ pinned }} as days
     left anti join ops.lake_days_built as built
         on built.model = {{ model }} and built.event_date = days.event_date and built.written_at = days.written_at
+    {%- if remapped %}
     union
     select distinct cast(events.event_date as string) from {{ source('raw', 'events') }} as events
     left semi join ({{ changed_identity_pairs() }}) as remapped on events.anonymous_id = remapped.anonymous_id
+    {%- endif %}
     {%- if every_day %}
     union
     select cast(days.event_date as string) from {{ pinned }} as days
@@ -289,22 +297,37 @@
   select event_date, written_at, {{ sql_string(this.identifier) }} as model from {{ pinned_lake_days() }}
 {% endmacro %}
 
-{#- The (anonymous_id, user_id) pairs of the identity map that are new or gone since this model last used it
-    (ops.identity_built, written by record_identity_built()). -#}
+{#- The identity map's changes since this model last used the map, as (anonymous_id, user_id) pairs: for every
+    anonymous id int_identity_map logged a change of (ops.identity_changes, macros/lake_merge.sql), its new pair and
+    its old one (user_id null for an id left with no pair, or that had none). Since the model's record in
+    ops.identity_used (record_identity_built()); every logged change for a model without one. -#}
 {% macro changed_identity_pairs() -%}
-  (select anonymous_id, user_id from {{ ref('int_identity_map') }}
-   except
-   select anonymous_id, user_id from ops.identity_built where model = {{ sql_string(this.identifier) }})
+  {%- set since = identity_used_at() -%}
+  {%- set recent -%}
+    ops.identity_changes
+    {%- if since is not none %}
+    where changed_date >= cast(cast('{{ since }}' as timestamp) as date) and changed_at > cast('{{ since }}' as timestamp)
+    {%- endif %}
+  {%- endset -%}
+  select anonymous_id, user_id from {{ recent }}
   union all
-  (select anonymous_id, user_id from ops.identity_built where model = {{ sql_string(this.identifier) }}
-   except
-   select anonymous_id, user_id from {{ ref('int_identity_map') }})
+  select anonymous_id, previous_user_id from {{ recent }}
 {%- endmacro %}
 
+{#- When this model last used the identity map (ops.identity_used), as text, or none. -#}
+{% macro identity_used_at() %}
+  {%- if not execute -%}{{ return(none) }}{%- endif -%}
+  {%- set found = run_query(
+      "select cast(max(used_at) as string) from ops.identity_used where model = " ~ sql_string(this.identifier)) -%}
+  {{ return(found.columns[0].values()[0]) }}
+{% endmacro %}
+
+{#- Post-hook of the models that read the map on Spark: this run's time, as when the model last used it (the map is
+    built before them in a run, and logs its changes at the run's time). -#}
 {% macro record_identity_built() %}
   {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
-  insert overwrite table ops.identity_built partition (model)
-  select anonymous_id, user_id, {{ sql_string(this.identifier) }} as model from {{ ref('int_identity_map') }}
+  insert overwrite table ops.identity_used partition (model)
+  select cast('{{ run_started_at.isoformat() }}' as timestamp) as used_at, {{ sql_string(this.identifier) }} as model
 {% endmacro %}
 
 

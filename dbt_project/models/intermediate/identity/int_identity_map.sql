@@ -7,12 +7,25 @@
 -- "which persons changed" join the changed events' anonymous ids to it (macros/incremental_scope.sql); each asks
 -- with `= any(array(...))`, since with a join alone the planner read the whole map, several times an hour. On
 -- _built_at: the pairs written since fct_events' last build (the visitors it re-stitches).
+-- On Spark, merge-on-read keyed by anonymous_id (macros/lake_merge.sql, kind `identity`): an incremental run
+-- recomputes the anonymous ids with a pair event on the lake days written since its last build, and those whose
+-- stored pair is on such a day, from those days' pairs and the stored pair (the earliest of the other days, which did
+-- not change); an id whose stored pair event is gone from its day is recomputed from its whole history. Each pair
+-- that moved to another user id, or appeared, is logged in ops.identity_changes for the models that read the map.
 {{ config(
     unique_key='anonymous_id',
+    lake_merge_key='anonymous_id',
+    lake_merge_kind='identity',
     pre_hook=["{{ collect_unread_loads() }}"],
-    post_hook=["{{ record_read_loads() }}"],
+    post_hook=["{{ record_read_loads() }}", "{{ record_lake_days_built() }}"],
     indexes=[{'columns': ['anonymous_id'], 'unique': true}, {'columns': ['_built_at']}],
 ) }}
+
+{%- set merging = lake_merge_incremental() %}
+{#- on Spark: pins the lake's manifest (recorded as built by the post-hook); when merging, the days written since -#}
+{%- set lake_days = lake_days_to_build(remapped=false) %}
+{%- set stale_days = ((lake_days or []) + lake_partitions_removed()) | unique | list if merging else [] %}
+{%- set lost = identity_pairs_lost(lake_days, stale_days) if merging else false %}
 
 with
 
@@ -29,8 +42,24 @@ new_pairs as (
     where
         anonymous_id is not null
         and user_id is not null
+    {%- if merging %}
+            -- on Spark, the pairs of the lake days written since the last build
+            and {{ lake_days_condition('event_date', lake_days) }}
+        {%- endif %}
 
 ),
+
+{%- if merging %}
+
+-- the stored rows of the anonymous ids recomputed (lake_merge_scope)
+stored as (
+
+    select * from {{ this }}
+    where {{ lake_merge_filter('anonymous_id') }}
+
+),
+
+{%- endif %}
 
 candidates as (
 
@@ -48,6 +77,22 @@ candidates as (
             true as is_stored
         from {{ this }}
         where anonymous_id = any(array(select new_pairs.anonymous_id from new_pairs))
+    {%- elif merging %}
+        union all
+        -- a stored pair on a day not rewritten: the earliest of the days that did not change
+        select anonymous_id, user_id, stitched_at, message_id, load_id
+        from stored
+        where not {{ lake_days_condition('cast(stitched_at as date)', stale_days) }}
+        {%- if lost %}
+            union all
+            -- ids whose stored pair event is gone from its rewritten day: their pairs of every other day
+            select anonymous_id, user_id, event_at, message_id, load_id
+            from {{ ref('stg_segment__events') }}
+            where
+                user_id is not null
+                and anonymous_id in (select lost.anonymous_id from {{ this.identifier }}__lost as lost)
+                and not {{ lake_days_condition('event_date', lake_days) }}
+        {%- endif %}
     {%- endif %}
 
 ),
@@ -68,22 +113,33 @@ ranked as (
 
 )
 
+-- each anonymous id's earliest pair. On Spark's incremental run, every recomputed id's row: as stored when its pair is
+-- the same (its previous_user_id and _built_at kept), else the new pair with the stored user id as previous_user_id
 select
-    anonymous_id,
-    user_id,
-    stitched_at,
-    message_id,
-    load_id,
-    {%- if is_incremental() %}
-        cast(stored_user_id as {{ text_type() }}) as previous_user_id,
+    ranked.anonymous_id,
+    ranked.user_id,
+    ranked.stitched_at,
+    ranked.message_id,
+    ranked.load_id,
+    {%- if merging %}
+        case
+            when stored.message_id = ranked.message_id then stored.previous_user_id else stored.user_id
+        end as previous_user_id,
+        case when stored.message_id = ranked.message_id then stored._built_at else {{ built_at() }} end as _built_at
+    {%- elif is_incremental() %}
+        cast(ranked.stored_user_id as {{ text_type() }}) as previous_user_id,
+        {{ built_at() }} as _built_at
     {%- else %}
         cast(null as {{ text_type() }}) as previous_user_id,
+        {{ built_at() }} as _built_at
     {%- endif %}
-    {{ built_at() }} as _built_at
 from ranked
+{%- if merging %}
+    left join stored on ranked.anonymous_id = stored.anonymous_id
+{%- endif %}
 where
-    pair_rank = 1
+    ranked.pair_rank = 1
 {%- if is_incremental() %}
         -- a new anonymous id, or its mapping moved to an earlier pair
-        and (stored_message_id is null or stored_message_id <> message_id)
+        and (ranked.stored_message_id is null or ranked.stored_message_id <> ranked.message_id)
     {%- endif %}
