@@ -42,7 +42,14 @@ def _files(folder: Path) -> set[str]:
 
 
 # the merge-on-read models on Spark (a base and a delta in the lake)
-MERGE_ON_READ = ["marts/dim_users", "marts/fct_mrr", "intermediate/int_cohort_persons", "intermediate/int_identity_map"]
+MERGE_ON_READ = [
+    "marts/dim_users",
+    "marts/fct_mrr",
+    "intermediate/int_cohort_persons",
+    "intermediate/int_identity_map",
+    "intermediate/int_funnel_persons",
+    "intermediate/int_funnel_breakdown_persons",
+]
 
 # the other day-partitioned models on Spark: they rewrite only the days fct_events rewrites (int_event_days every one
 # of them; the others those of them where they have rows)
@@ -258,14 +265,19 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
             assert not differences(incremental[model], compacted, model, skipped=SKIPPED_COLUMNS)
 
         # a funnel's definition changed (its conversion window): int_funnel_events rewrites every day, since its rows
-        # carry the definition they were matched by; back to the configured one, every day again, and no mart changed
+        # carry the definition they were matched by, and the funnel persons models build in full; back to the
+        # configured one, the same again, and no mart changed
         configured = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["funnels"]
         for funnels in ([{**funnel, "conversion_window_days": 7} for funnel in configured], configured):
             before = _day_files(lake, *DAY_MODELS["funnel_events"])
+            persons_before = _files(lake / "intermediate/int_funnel_persons")
             dbt(root, "run", "--target", "spark", "--vars", json.dumps({"funnels": funnels}))
             after = _day_files(lake, *DAY_MODELS["funnel_events"])
             holding = {day for day, files in [*before.items(), *after.items()] if files}
             assert _rewritten(before, after) >= holding
+            # and the merge-on-read funnel models build in full: a new base, an empty delta
+            assert _files(lake / "intermediate/int_funnel_persons") != persons_before
+            assert ds.dataset(str(lake / "intermediate/int_funnel_persons__delta")).count_rows() == 0
         assert len(after) > 20
         for model in MARTS:
             assert not differences(incremental[model], read_lake_mart(str(lake), model), model, skipped=SKIPPED_COLUMNS)

@@ -38,7 +38,20 @@
   {%- set base = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier ~ '__base') -%}
   {%- set delta = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier ~ '__delta') -%}
   {%- set current = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) -%}
-  {{ return(base is not none and delta is not none and current is not none and current.is_view) }}
+  {%- if base is none or delta is none or current is none or not current.is_view -%}{{ return(false) }}{%- endif -%}
+  {#- the funnel models: a full build when a funnel's definition changed (every person's rows of it change) -#}
+  {%- set kind = config.get('lake_merge_kind', 'persons') -%}
+  {%- if kind in ('funnels', 'funnel_breakdowns') -%}
+    {%- set recorded = run_query(
+        "select definitions from ops.funnel_definitions_built where model = " ~ sql_string(this.identifier)) -%}
+    {%- if recorded.rows | length == 0 -%}{{ return(false) }}{%- endif -%}
+    {%- set configured = {} -%}
+    {%- for name, hash in configured_funnel_definitions(breakdowns_only=kind == 'funnel_breakdowns') -%}
+      {%- do configured.update({name: hash}) -%}
+    {%- endfor -%}
+    {{ return(fromjson(recorded.columns[0].values()[0]) == configured) }}
+  {%- endif -%}
+  {{ return(true) }}
 {% endmacro %}
 
 
@@ -66,6 +79,8 @@
       persons (the default): the persons with fct_events rows written since the model's last build, and both persons of
         every anonymous id whose mapping changed since (changed_identity_pairs()); every person of fct_events with no
         record of the last build;
+      funnels, funnel_breakdowns (int_funnel_persons, int_funnel_breakdown_persons): as persons, and a full build
+        when a funnel's definition (or breakdowns) changed since the last build (lake_merge_incremental());
       identity (int_identity_map): the anonymous ids with a pair event (both ids) on the lake days written since the
         model's last build (lake_days_to_build() declared them), and those whose stored pair is on such a day or on a
         day the lake no longer has. -#}

@@ -8,7 +8,12 @@
 {{ config(
     incremental_strategy='append',
     pre_hook=["{{ rebuild_changed_breakdown_persons() }}"],
-    post_hook=["{{ record_funnel_breakdown_changes() }}", "{{ record_funnel_definitions(breakdowns_only=true) }}"],
+    lake_merge_key='person_id',
+    lake_merge_kind='funnel_breakdowns',
+    post_hook=[
+        "{{ record_funnel_breakdown_changes() }}", "{{ record_funnel_definitions(breakdowns_only=true) }}",
+        "{{ record_identity_built() }}",
+    ],
     indexes=[{'columns': ['person_id']}],
 ) }}
 
@@ -32,6 +37,10 @@
         from {{ ref('int_funnel_persons') }} as reached
         where
             reached.funnel_name in ({{ sql_list(names) }})
+        {%- if lake_merge_incremental() %}
+            -- on Spark, the run's persons (merge-on-read: macros/lake_merge.sql)
+            and {{ lake_merge_filter('reached.person_id') }}
+        {%- endif %}
         {%- if is_incremental() %}
             and reached.person_id in (
                 select scope.person_id from {{ adapter.quote(this.identifier ~ '__scope') }} as scope

@@ -13,11 +13,16 @@
         "{{ delete_changed_funnels() }}",
         "{{ rebuild_changed_persons(keep_previous=true, relevant=any_funnel_step_condition()) }}",
     ],
-    post_hook=["{{ record_funnel_cohort_changes() }}", "{{ record_funnel_definitions() }}"],
+    post_hook=[
+        "{{ record_funnel_cohort_changes() }}", "{{ record_funnel_definitions() }}", "{{ record_identity_built() }}",
+    ],
+    lake_merge_key='person_id',
+    lake_merge_kind='funnels',
     indexes=[{'columns': ['funnel_name', 'cohort_date']}, {'columns': ['person_id']}, {'columns': ['_built_at']}],
 ) }}
 
 {%- set unchanged = unchanged_funnels() %}
+{%- set merging = lake_merge_incremental() %}
 {%- set scope = adapter.quote(this.identifier ~ '__scope') %}
 
 -- Steps read int_funnel_events directly (not through a CTE), so each join can use its statistics and
@@ -43,6 +48,9 @@ with
             and step_index = 1
         {%- if funnel['name'] in unchanged %}
                 and person_id in (select scope.person_id from {{ scope }} as scope)
+            {%- elif merging %}
+                -- on Spark, the run's persons (merge-on-read: macros/lake_merge.sql)
+                and {{ lake_merge_filter('person_id') }}
             {%- endif %}
         group by person_id
 
@@ -71,6 +79,8 @@ with
                     -- the recomputed persons' step events by the index (a join alone may read the step's whole
                     -- index: a merge join over every person who ever reached it)
                     and step.person_id = any(array(select scope.person_id from {{ scope }} as scope))
+                {%- elif merging %}
+                    and {{ lake_merge_filter('step.person_id') }}
                 {%- endif %}
             group by previous.person_id, previous.entry_at, previous.reached_at, previous.entry_message_id
 
