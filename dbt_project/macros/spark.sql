@@ -9,11 +9,12 @@
   Plain Parquet tables have no row-level updates, so on Spark a model is incremental only by whole partitions:
   a model that sets `lake_partition_overwrite=true` (fct_events, int_event_days, int_person_days and int_funnel_events by
   their date, int_mrr_changes by changed_date, fct_sessions by session_date; `lake_partition_by` names the column where
-  the model is not partitioned on PostgreSQL) is rebuilt, on an incremental run, for the partitions it declares (the days whose lake file changed
-  since it last read them: the lake's manifest, ops.lake_days, against ops.lake_days_built, and the days of
-  re-stitched visitors' events; for fct_sessions the dates its sessions can start on around those days), and those
-  partitions alone are overwritten (Spark's dynamic partition overwrite); every other partition's files stay as they
-  are. The person-keyed models (config `lake_merge_key`) are merge-on-read instead (macros/lake_merge.sql). The other
+  the model is not partitioned on PostgreSQL) is rebuilt, on an incremental run, for the partitions it declares (the
+  days whose lake file changed since it last read them: the lake's manifest, ops.lake_days, against
+  ops.lake_days_built, and the days of re-stitched visitors' events; for fct_sessions the dates its sessions can start
+  on around those days), and those partitions alone are overwritten (Spark's dynamic partition overwrite); every other partition's files stay as they
+  are. The person-keyed models and the identity map (config `lake_merge_key`) are merge-on-read instead
+  (macros/lake_merge.sql). The other
   models (the aggregates over persons, cohorts and months) are rebuilt from the lake by `table`: on Spark
   is_incremental() is false for them.
 -#}
@@ -189,11 +190,11 @@
   {%- do run_query(
     "create table if not exists ops.identity_used (used_at timestamp, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/identity_used'") -%}
-  {#- when each merge-on-read model was last built, and its key (macros/lake_merge.sql) -#}
   {#- the funnel definitions each funnel model's rows were built from (macros/funnels.sql) -#}
   {%- do run_query(
     "create table if not exists ops.funnel_definitions_built (definitions string, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/funnel_definitions_built'") -%}
+  {#- when each merge-on-read model was last built, and its key (macros/lake_merge.sql) -#}
   {%- do run_query(
     "create table if not exists ops.lake_merge_builds (built_at timestamp, merge_key string, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_merge_builds'") -%}
