@@ -157,7 +157,14 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         copy(hours[cut:])
         put_events(bucket, f"{END:%Y/%m/%d}/23/late.jsonl.gz", [late, lonely])
         built_loads = loads()
+        funnel_steps = ("marts/fct_funnel_steps", "cohort_date")
+        steps_before = _day_files(lake, *funnel_steps)
         rewritten = load_and_run()
+        # the funnel aggregates rewrite the cohort dates where the funnel persons logged changed rows
+        # (macros/lake_merge.sql): the new days and those of persons who moved on, not every date
+        steps_after = _day_files(lake, *funnel_steps)
+        steps_rewritten = _rewritten(steps_before, steps_after)
+        assert set(steps_after) - set(steps_before) <= steps_rewritten < set(steps_after)
         touched = days_in_raw("not (_dlt_load_id = any(%s))", built_loads)
         # and days of earlier events of visitors these loads identified (their person changes)
         identified = days_in_raw(
@@ -255,32 +262,31 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         pairs = ["anonymous_id", "user_id", "stitched_at", "message_id"]
         identity_map = read_lake_table("int_identity_map", str(lake), folder="intermediate").to_pandas()[pairs]
         assert all(len(frame) for frame in incremental.values())
-        # a compaction (every delta row over the fraction: here, any) folds the delta into the base and empties it;
-        # the merged rows stay the same
-        dbt(root, "run", "--target", "spark", "--vars", "{lake_compact_fraction: 0}")
+        # a funnel's definition changed (its conversion window): int_funnel_events rewrites every day, since its rows
+        # carry the definition they were matched by, and the funnel persons models build in full (a new base, an empty
+        # delta)
+        configured = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["funnels"]
+        changed = [{**funnel, "conversion_window_days": 7} for funnel in configured]
+
+        def funnel_run(*args: str) -> None:
+            before = _day_files(lake, *DAY_MODELS["funnel_events"])
+            persons_before = _files(lake / "intermediate/int_funnel_persons")
+            dbt(root, "run", "--target", "spark", *args)
+            after = _day_files(lake, *DAY_MODELS["funnel_events"])
+            assert len(after) > 20
+            assert _rewritten(before, after) >= {day for day, files in [*before.items(), *after.items()] if files}
+            assert _files(lake / "intermediate/int_funnel_persons") != persons_before
+            assert ds.dataset(str(lake / "intermediate/int_funnel_persons__delta")).count_rows() == 0
+
+        funnel_run("--vars", json.dumps({"funnels": changed}))
+        # back to the configured funnels (every day again) in a run that compacts (every delta row over the fraction:
+        # here, any): the deltas fold into the bases and empty, and no mart changed
+        funnel_run("--vars", json.dumps({"funnels": configured, "lake_compact_fraction": 0}))
         assert _files(lake / "marts/dim_users") != base_files["marts/dim_users"]
         assert all(ds.dataset(str(lake / f"{table}__delta")).count_rows() == 0 for table in MERGE_ON_READ)
         for model in MARTS:
             compacted = read_lake_mart(str(lake), model)
             assert not differences(incremental[model], compacted, model, skipped=SKIPPED_COLUMNS)
-
-        # a funnel's definition changed (its conversion window): int_funnel_events rewrites every day, since its rows
-        # carry the definition they were matched by, and the funnel persons models build in full; back to the
-        # configured one, the same again, and no mart changed
-        configured = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]["funnels"]
-        for funnels in ([{**funnel, "conversion_window_days": 7} for funnel in configured], configured):
-            before = _day_files(lake, *DAY_MODELS["funnel_events"])
-            persons_before = _files(lake / "intermediate/int_funnel_persons")
-            dbt(root, "run", "--target", "spark", "--vars", json.dumps({"funnels": funnels}))
-            after = _day_files(lake, *DAY_MODELS["funnel_events"])
-            holding = {day for day, files in [*before.items(), *after.items()] if files}
-            assert _rewritten(before, after) >= holding
-            # and the merge-on-read funnel models build in full: a new base, an empty delta
-            assert _files(lake / "intermediate/int_funnel_persons") != persons_before
-            assert ds.dataset(str(lake / "intermediate/int_funnel_persons__delta")).count_rows() == 0
-        assert len(after) > 20
-        for model in MARTS:
-            assert not differences(incremental[model], read_lake_mart(str(lake), model), model, skipped=SKIPPED_COLUMNS)
 
         dbt(root, "run", "--target", "spark", "--full-refresh")
         found = []

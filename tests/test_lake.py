@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -133,6 +133,11 @@ def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
         use_deprecated_int96_timestamps=True,
     )
 
+    # and the log of the values its builds changed, for the aggregates over it (a model with `lake_merge_touched`)
+    touched = lake / "ops" / "lake_merge_touched" / "model=dim_users"
+    touched.mkdir(parents=True)
+    pq.write_table(pa.table({"value": ["2026-02-01"], "built_at": seen[:1]}), touched / "part-00000.parquet")
+
     report = forget(settings, user_id, "test")
 
     after = lake_table(str(lake)).to_pandas()
@@ -145,6 +150,10 @@ def test_forget_scrubs_the_lake(own_database, tmp_path, monkeypatch):
     }
     assert [column.physical_type for column in pq.ParquetFile(mart).schema if column.name == "seen_at"] == ["INT96"]
     assert report.rows["lake"] == len(theirs) + 1
+    # the erasure logged "every value" for it: its aggregates recount every partition on the next Spark run
+    log = pq.read_table(touched, coerce_int96_timestamp_unit="us").to_pydict()
+    assert sorted(log["value"], key=str) == ["2026-02-01", None]
+    assert max(log["built_at"]) > datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=5)
     # the lake equals raw.events again: the days that lost rows are rewritten from PostgreSQL with the same rows
     sync_lake(settings, say=lambda _: None)
     assert sorted(lake_table(str(lake)).to_pandas()["message_id"]) == sorted(after["message_id"])

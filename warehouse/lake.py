@@ -292,6 +292,7 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
         return 0
     people = pa.array([user_id, *anonymous], pa.string())
     removed_total = 0
+    scrubbed: set[str] = set()  # the Spark-built tables (by model) that lost rows
     for path in sorted(fs.glob(f"{lake}/**/*.parquet")):
         url = path if "://" not in lake else f"{lake.split('://', 1)[0]}://{path}"
         if Path(url).name.startswith((".", "_")):
@@ -315,7 +316,30 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
             _write(fs, url, table.filter(pc.invert(hit)), int96=int96)
             removed_total += removed
             say(f"lake: rewrote {url} without {removed} row(s)")
+            parts = url[len(lake) + 1 :].split("/")
+            if len(parts) > 2 and parts[0] in ("intermediate", "marts"):
+                scrubbed.add(parts[1].removesuffix("__delta"))
+    _mark_touched_everywhere(fs, lake, scrubbed, say)
     return removed_total
+
+
+def _mark_touched_everywhere(fs: Any, lake: str, models: set[str], say: Callable[[str], None]) -> None:
+    """After an erasure: for each merge-on-read model that logs the values its builds change (ops.lake_merge_touched,
+    dbt_project/macros/lake_merge.sql) and lost rows outside dbt, a null value, "every value": the aggregates over it
+    (fct_funnel_steps, fct_funnel_breakdown) recount every partition on their next Spark run."""
+    for model in sorted(models):
+        folder = f"{lake}/ops/lake_merge_touched/model={model}"
+        if not fs.exists(folder):
+            continue
+        marker = pa.table(
+            {
+                "value": pa.array([None], pa.string()),
+                "built_at": pa.array([datetime.now(UTC).replace(tzinfo=None)], pa.timestamp("us")),
+            }
+        )
+        # INT96, as Spark writes the log's other files
+        _write(fs, f"{folder}/erasure-{datetime.now(UTC):%Y%m%dT%H%M%S%f}.parquet", marker, int96=True)
+        say(f"lake: {model} marked for its aggregates to recount every partition")
 
 
 # The folders of a merge-on-read table beside its base (dbt_project/macros/lake_merge.sql): the rows of the keys

@@ -98,7 +98,7 @@
     goes to <model>__changes, and the stored rows of the (funnel, dimension, value, cohort date) groups it touches to
     <model>__previous (deleted): the model adds the one to the other. -#}
 {% macro rebuild_changed_breakdown_cells() -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental_in_place() -%}
     {%- set persons = ref('int_funnel_breakdown_persons') -%}
     {%- set configured = [] -%}
     {%- for name, _ in configured_funnel_definitions(breakdowns_only=true) %}{% do configured.append(name) %}{% endfor -%}

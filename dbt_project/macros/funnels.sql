@@ -263,7 +263,7 @@
     outside dbt), keys whose stored entries (step 1 persons) differ from int_funnel_persons' now: a count over every
     cohort, which an hourly run does not otherwise pay. -#}
 {% macro rebuild_changed_funnel_cohorts() -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental_in_place() -%}
     {%- set since = high_water_mark('_built_at') -%}
     {%- set compare_all = since is none or erased_since(since) or not execute or run_query(
         "select exists (select from ops.funnel_cohort_changes where cohort_date is null and changed_at > cast('"

@@ -23,6 +23,12 @@
   base and the delta empties (a copy of the table, no recomputation). Spark cannot overwrite a table it is reading,
   so each rewrite goes through a staging table (<model>__staging) first.
 
+  A model with config `lake_merge_touched` (a column: int_funnel_persons' and int_funnel_breakdown_persons'
+  cohort_date) logs, per build, the values of that column in the recomputed keys' rows that changed, before and
+  after (ops.lake_merge_touched; one null value for a full build, or an erasure: every value), so the aggregates
+  over it (fct_funnel_steps, fct_funnel_breakdown) rewrite only those partitions (lake_touched_partitions() in
+  spark.sql).
+
   Exact because a person-keyed model's rows for a key depend only on that key's events and person-keyed rows (fct_mrr's
   also on the last month: in a new month it recomputes everyone, mrr_new_month()): recomputing a superset of the
   changed keys from their whole history gives what a full build gives them. An erasure needs no scope: `analyticspro
@@ -149,6 +155,37 @@
 {% endmacro %}
 
 
+{#- A merge-on-read model with config `lake_merge_touched`: log in ops.lake_merge_touched the values of that column
+    this build changes, at this run's time: on an incremental build (before its delta is written) those of the rows
+    of the recomputed keys that differ, before or after, in any of `columns` (all but _built_at: a person recomputed
+    with the same rows changes no aggregate); with `all_values` (a full build), one null value, meaning every value.
+    A full build replaces the model's log (what came before it is covered). -#}
+{% macro log_touched_values(all_values, columns=[]) %}
+  {%- set column = config.get('lake_merge_touched') -%}
+  {%- set key = config.get('lake_merge_key') -%}
+  {%- set at = "cast('" ~ run_started_at.isoformat() ~ "' as timestamp)" -%}
+  {%- if all_values -%}
+  insert overwrite table ops.lake_merge_touched partition (model)
+  select cast(null as string) as value, {{ at }} as built_at, {{ sql_string(this.identifier) }} as model
+  {%- else -%}
+    {%- set compared = [] -%}
+    {%- for name in columns if name != '_built_at' -%}{%- do compared.append(adapter.quote(name)) -%}{%- endfor -%}
+    {%- set before -%}
+      select {{ compared | join(', ') }} from {{ this.incorporate(type='view') }}
+      where {{ key }} in (select scope.merge_key from {{ this.identifier }}__scope as scope)
+    {%- endset -%}
+    {%- set after = "select " ~ compared | join(", ") ~ " from " ~ this.identifier ~ "__new_rows" -%}
+  insert into table ops.lake_merge_touched partition (model)
+  select distinct cast({{ column }} as string) as value, {{ at }} as built_at, {{ sql_string(this.identifier) }} as model
+  from (
+      ({{ before }} except {{ after }})
+      union all
+      ({{ after }} except {{ before }})
+  ) as changed
+  {%- endif %}
+{% endmacro %}
+
+
 {#- The materialization's work for a merge-on-read model on Spark: see the top of this file. -#}
 {% macro build_merged_lake_table() %}
   {%- set key = config.get('lake_merge_key') -%}
@@ -187,6 +224,9 @@
     {%- do run_query(
         "create table " ~ staging ~ " using parquet location '" ~ root ~ "/" ~ name ~ "__staging' as "
         ~ "select * from " ~ delta ~ " where false") -%}
+    {%- if config.get('lake_merge_touched') -%}
+      {%- do run_query(log_touched_values(all_values=true)) -%}
+    {%- endif -%}
     {%- if identity and current is not none -%}
       {%- do run_query(log_identity_changes(base, previous)) -%}
       {#- emptied (dropping a table at a location keeps its files) -#}
@@ -224,6 +264,9 @@
     {%- endcall -%}
     {%- if identity -%}
       {%- do run_query(log_identity_changes(name ~ '__new_rows', view, scope=name ~ '__scope')) -%}
+    {%- endif -%}
+    {%- if config.get('lake_merge_touched') -%}
+      {%- do run_query(log_touched_values(all_values=false, columns=columns)) -%}
     {%- endif -%}
     {%- do run_query("insert overwrite table " ~ delta ~ " select * from " ~ staging) -%}
     {%- set sizes = run_query(

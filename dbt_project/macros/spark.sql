@@ -194,6 +194,14 @@
   {%- do run_query(
     "create table if not exists ops.funnel_definitions_built (definitions string, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/funnel_definitions_built'") -%}
+  {#- the values of a column the merge-on-read models' builds changed, and when each aggregate over them last read
+      that log (macros/lake_merge.sql: log_touched_values; lake_touched_partitions below) -#}
+  {%- do run_query(
+    "create table if not exists ops.lake_merge_touched (value string, built_at timestamp, model string) "
+    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_merge_touched'") -%}
+  {%- do run_query(
+    "create table if not exists ops.lake_touched_read (read_at timestamp, model string) "
+    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_touched_read'") -%}
   {#- when each merge-on-read model was last built, and its key (macros/lake_merge.sql) -#}
   {%- do run_query(
     "create table if not exists ops.lake_merge_builds (built_at timestamp, merge_key string, model string) "
@@ -276,8 +284,10 @@
 {% endmacro %}
 
 
-{#- The partitions this model last built for days the lake no longer has (every event of the day erased). -#}
+{#- The partitions this model last built for days the lake no longer has (every event of the day erased); none for a
+    model whose partitions are not the lake's days (it pinned no manifest: fct_funnel_steps' cohort dates). -#}
 {% macro lake_partitions_removed() %}
+  {%- if run_query("show tables like '" ~ pinned_lake_days() ~ "'") | length == 0 -%}{{ return([]) }}{%- endif -%}
   {%- set query -%}
     select cast(built.event_date as string) from ops.lake_days_built as built
     left anti join {{ pinned_lake_days() }} as days on built.event_date = days.event_date
@@ -396,4 +406,47 @@
   {%- endif -%}
   {%- do declare_lake_partitions(rebuild) -%}
   {{ return({'rebuild': rebuild, 'read': read}) }}
+{% endmacro %}
+
+
+{#- The partitions (ISO dates of `column`) an aggregate over a merge-on-read model rewrites on an incremental Spark run
+    (fct_funnel_steps and fct_funnel_breakdown by cohort_date), declared for the materialization: the values `source`
+    logged as changed since this model last read its log (ops.lake_merge_touched since ops.lake_touched_read), and,
+    with `calendar`, the calendar's dates this model has no partition for and its partitions outside the calendar
+    (days added or gone). None (every partition: the calendar's and this model's) when `source` was built in full or
+    scrubbed by an erasure since, or this model never recorded a read. None on PostgreSQL and on a full build. -#}
+{% macro lake_touched_partitions(source, column, calendar=none) %}
+  {%- if target.type != 'spark' or not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
+  {%- set read_at = run_query(
+      "select cast(max(read_at) as string) from ops.lake_touched_read where model = " ~ sql_string(this.identifier)
+  ).columns[0].values()[0] -%}
+  {%- set touched = [] -%}
+  {%- if read_at is not none -%}
+    {%- set touched = run_query(
+        "select distinct value from ops.lake_merge_touched where model = " ~ sql_string(source.identifier)
+        ~ " and built_at > cast('" ~ read_at ~ "' as timestamp)").columns[0].values() | list -%}
+  {%- endif -%}
+  {%- set built = "select distinct cast(" ~ column ~ " as string) as value from " ~ this -%}
+  {%- set expected = "select cast(" ~ column ~ " as string) as value from (" ~ calendar ~ ") as calendar"
+      if calendar else none -%}
+  {%- if read_at is none or none in touched -%}
+    {%- set every = run_query(built ~ (" union " ~ expected if expected else "")).columns[0].values() -%}
+    {%- do declare_lake_partitions(every | reject('none') | sort | list) -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set edges = [] -%}
+  {%- if expected -%}
+    {%- set edges = run_query(
+        "(" ~ expected ~ " except " ~ built ~ ") union (" ~ built ~ " except " ~ expected ~ ")").columns[0].values() -%}
+  {%- endif -%}
+  {%- set values = (touched + edges | list) | reject('none') | unique | sort | list -%}
+  {%- do declare_lake_partitions(values) -%}
+  {{ return(values) }}
+{% endmacro %}
+
+{#- Post-hook of those aggregates on Spark: this run's time, as when they last read the log. -#}
+{% macro record_lake_touched_read() %}
+  {%- if target.type != 'spark' %}{{ return('') }}{% endif -%}
+  insert overwrite table ops.lake_touched_read partition (model)
+  select cast('{{ run_started_at.isoformat() }}' as timestamp) as read_at, {{ sql_string(this.identifier) }} as model
 {% endmacro %}

@@ -9,6 +9,7 @@
     incremental_strategy='append',
     pre_hook=["{{ rebuild_changed_breakdown_persons() }}"],
     lake_merge_key='person_id',
+    lake_merge_touched='cohort_date',
     lake_merge_kind='funnel_breakdowns',
     post_hook=[
         "{{ record_funnel_breakdown_changes() }}", "{{ record_funnel_definitions(breakdowns_only=true) }}",

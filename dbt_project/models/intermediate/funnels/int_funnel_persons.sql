@@ -17,6 +17,7 @@
         "{{ record_funnel_cohort_changes() }}", "{{ record_funnel_definitions() }}", "{{ record_identity_built() }}",
     ],
     lake_merge_key='person_id',
+    lake_merge_touched='cohort_date',
     lake_merge_kind='funnels',
     indexes=[{'columns': ['funnel_name', 'cohort_date']}, {'columns': ['person_id']}, {'columns': ['_built_at']}],
 ) }}

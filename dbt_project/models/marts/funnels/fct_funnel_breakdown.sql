@@ -5,13 +5,18 @@
 -- Counted from int_funnel_breakdown_persons (one row per funnel, person and dimension). Incremental: the
 -- differences int_funnel_breakdown_persons recorded since the last build (ops.funnel_breakdown_changes) are added to
 -- the stored cells; what they cannot see is recounted whole (pre-hook rebuild_changed_breakdown_cells).
--- macros/funnel_breakdown_changes.sql says why that is exact.
+-- macros/funnel_breakdown_changes.sql says why that is exact. On Spark, partitioned by cohort_date: a run rewrites the
+-- dates int_funnel_breakdown_persons logged as changed.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
+    lake_partition_by='cohort_date',
+    lake_partition_overwrite=true,
     pre_hook=["{{ rebuild_changed_breakdown_cells() }}"],
-    post_hook=["{{ prune_changes_ledger('funnel_breakdown_changes') }}"],
+    post_hook=["{{ prune_changes_ledger('funnel_breakdown_changes') }}", "{{ record_lake_touched_read() }}"],
 ) }}
+
+{%- set lake_dates = lake_touched_partitions(ref('int_funnel_breakdown_persons'), 'cohort_date') %}
 
 {%- set group_keys = 'funnel_name, breakdown_by, breakdown_value, cohort_date' %}
 
@@ -30,14 +35,17 @@ grouped as (
     from (
         select {{ group_keys }}, steps_reached, count(*) as persons
         from {{ ref('int_funnel_breakdown_persons') }}
-        {%- if is_incremental() %}
+        {%- if lake_dates is not none %}
+            -- on Spark, the dates this run rewrites
+            where {{ lake_days_condition('cohort_date', lake_dates) }}
+        {%- elif is_incremental_in_place() %}
             where (funnel_name, cohort_date) in (
                 select scope.funnel_name, scope.cohort_date
                 from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
             )
         {%- endif %}
         group by {{ group_keys }}, steps_reached
-        {%- if is_incremental() %}
+        {%- if is_incremental_in_place() %}
             union all
             -- the groups with differences: their stored persons at step k less those at k + 1 reached k at most
             select

@@ -1,15 +1,20 @@
 -- Conversion funnels by cohort date (the UTC date a person entered): one row for every step of
 -- every funnel on every date from the first event to the last, zeros included. Incremental: the
 -- (funnel, cohort date) keys a run can change are recomputed whole (pre-hook
--- rebuild_changed_funnel_cohorts; the YAML says which and why that is exact).
+-- rebuild_changed_funnel_cohorts; the YAML says which and why that is exact). On Spark, partitioned by cohort_date:
+-- a run rewrites the dates int_funnel_persons logged as changed, and the calendar's new or gone dates.
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
+    lake_partition_by='cohort_date',
+    lake_partition_overwrite=true,
     pre_hook=["{{ rebuild_changed_funnel_cohorts() }}"],
-    post_hook=["{{ prune_changes_ledger('funnel_cohort_changes') }}"],
+    post_hook=["{{ prune_changes_ledger('funnel_cohort_changes') }}", "{{ record_lake_touched_read() }}"],
 ) }}
 
 {%- set scope = adapter.quote(this.identifier ~ '__scope') %}
+{%- set lake_dates = lake_touched_partitions(
+    ref('int_funnel_persons'), 'cohort_date', calendar=event_calendar('day', 'cohort_date')) %}
 
 with
 
@@ -22,7 +27,10 @@ steps as (
 reached as (
 
     select reached.* from {{ ref('int_funnel_persons') }} as reached
-    {%- if is_incremental() %}
+    {%- if lake_dates is not none %}
+        -- on Spark, the dates this run rewrites
+        where {{ lake_days_condition('reached.cohort_date', lake_dates) }}
+    {%- elif is_incremental_in_place() %}
         inner join {{ scope }} as scope
             on reached.funnel_name = scope.funnel_name and reached.cohort_date = scope.cohort_date
     {%- endif %}
@@ -31,7 +39,10 @@ reached as (
 
 calendar as (
 
-    {{ event_calendar('day', 'cohort_date') }}
+    select * from ({{ event_calendar('day', 'cohort_date') }}) as days
+    {%- if lake_dates is not none %}
+        where {{ lake_days_condition('days.cohort_date', lake_dates) }}
+    {%- endif %}
 
 ),
 
@@ -59,7 +70,7 @@ grid as (
         coalesce(counts.persons, 0) as persons
     from steps
     cross join calendar
-    {%- if is_incremental() %}
+    {%- if is_incremental_in_place() %}
         inner join {{ scope }} as scope
             on steps.funnel_name = scope.funnel_name and calendar.cohort_date = scope.cohort_date
     {%- endif %}
