@@ -648,7 +648,17 @@ def test_spark_answers_every_kind_as_the_engine(warehouse, tmp_path, capsys):
         assert cli_main(["query", "--engine", "spark", "--no-refresh", str(path)]) == 0
         assert [s["persons"] for s in json.loads(capsys.readouterr().out)["steps"]] == [8, 7, 4]
     finally:
-        session.stop()  # the JVM's memory back before the next module
+        # the JVM itself ends too (stopping the session keeps it, idle but busy collecting garbage, till the worker
+        # exits): its memory and CPU back for the next modules
+        from pyspark import SparkContext
+
+        session.stop()
+        gateway = SparkContext._gateway
+        if gateway is not None:
+            gateway.shutdown()
+            gateway.proc.kill()
+            gateway.proc.wait()
+            SparkContext._gateway = SparkContext._jvm = None
 
 
 def test_a_copy_in_an_older_format_is_written_again_in_full(warehouse):

@@ -326,7 +326,8 @@ def scrub_lake(user_id: str, anonymous: list[str], lake: str | None = None, say:
 def _mark_touched_everywhere(fs: Any, lake: str, models: set[str], say: Callable[[str], None]) -> None:
     """After an erasure: for each merge-on-read model that logs the values its builds change (ops.lake_merge_touched,
     dbt_project/macros/lake_merge.sql) and lost rows outside dbt, a null value, "every value": the aggregates over it
-    (fct_funnel_steps, fct_funnel_breakdown) recount every partition on their next Spark run."""
+    (fct_funnel_steps, fct_funnel_breakdown, revenue_monthly, fct_cohort_retention) recount every partition on their
+    next Spark run."""
     for model in sorted(models):
         folder = f"{lake}/ops/lake_merge_touched/model={model}"
         if not fs.exists(folder):

@@ -7,10 +7,10 @@
 {%- endmacro %}
 
 
-{#- Pre-hook of revenue_monthly: its months outside the calendar of event months go (an erasure can move the first
-    month later). -#}
+{#- Pre-hook of revenue_monthly on PostgreSQL: its months outside the calendar of event months go (an erasure can move
+    the first month later). On Spark, lake_touched_partitions() rewrites those months' partitions with nothing. -#}
 {% macro delete_months_outside_calendar() -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental_in_place() -%}
     delete from {{ this }}
     where month not in (select calendar.month from ({{ event_calendar('month', 'month') }}) as calendar)
   {%- endif -%}

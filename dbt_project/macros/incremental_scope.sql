@@ -535,7 +535,7 @@
     with a cohort records their signup and first activity dates), the one change outside the differences; otherwise
     a cohort's members now are its stored size plus its recorded difference, and an hour reads no cohort's members. -#}
 {% macro rebuild_changed_cohorts() -%}
-  {%- if is_incremental() -%}
+  {%- if is_incremental_in_place() -%}
     {%- set since = high_water_mark('_built_at') -%}
     {%- set rebuilt = cohort_persons_rebuilt_since(since) -%}
     {%- set erased = execute and since is not none and run_query(

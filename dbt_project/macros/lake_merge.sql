@@ -157,8 +157,9 @@
 
 {#- A merge-on-read model with config `lake_merge_touched`: log in ops.lake_merge_touched the values of that column
     this build changes, at this run's time: on an incremental build (before its delta is written) those of the rows
-    of the recomputed keys that differ, before or after, in any of `columns` (all but _built_at: a person recomputed
-    with the same rows changes no aggregate); with `all_values` (a full build), one null value, meaning every value.
+    of the recomputed keys (the scope's, and any the build wrote rows for: fct_mrr in a new month recomputes
+    everyone) that differ, before or after, in any of `columns` (all but _built_at: a person recomputed with the same
+    rows changes no aggregate); with `all_values` (a full build), one null value, meaning every value.
     A full build replaces the model's log (what came before it is covered). -#}
 {% macro log_touched_values(all_values, columns=[]) %}
   {%- set column = config.get('lake_merge_touched') -%}
@@ -170,18 +171,24 @@
   {%- else -%}
     {%- set compared = [] -%}
     {%- for name in columns if name != '_built_at' -%}{%- do compared.append(adapter.quote(name)) -%}{%- endfor -%}
-    {%- set before -%}
-      select {{ compared | join(', ') }} from {{ this.incorporate(type='view') }}
-      where {{ key }} in (select scope.merge_key from {{ this.identifier }}__scope as scope)
-    {%- endset -%}
-    {%- set after = "select " ~ compared | join(", ") ~ " from " ~ this.identifier ~ "__new_rows" -%}
+  {#- one pass over both sides (a row on one side only is a change: EXCEPT both ways, grouped once) -#}
   insert into table ops.lake_merge_touched partition (model)
   select distinct cast({{ column }} as string) as value, {{ at }} as built_at, {{ sql_string(this.identifier) }} as model
   from (
-      ({{ before }} except {{ after }})
-      union all
-      ({{ after }} except {{ before }})
-  ) as changed
+      select {{ compared | join(', ') }}, min(side) as first_side, max(side) as last_side
+      from (
+          select {{ compared | join(', ') }}, 0 as side from {{ this.incorporate(type='view') }} as stored
+          left semi join (
+              select scope.merge_key as touched_key from {{ this.identifier }}__scope as scope
+              union all
+              select recomputed.{{ key }} from {{ this.identifier }}__new_rows as recomputed
+          ) as touched on stored.{{ key }} = touched.touched_key
+          union all
+          select {{ compared | join(', ') }}, 1 as side from {{ this.identifier }}__new_rows
+      ) as both_sides
+      group by {{ compared | join(', ') }}
+  ) as versions
+  where first_side = last_side
   {%- endif %}
 {% endmacro %}
 

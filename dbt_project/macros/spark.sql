@@ -66,7 +66,7 @@
     create table {{ target_relation }}
     {{ file_format_clause() }}
     {%- if partition_by %}
-    partitioned by ({{ partition_by | join(', ') }})
+    partitioned by ({% for c in partition_by %}{{ adapter.quote(c) }}{{ ', ' if not loop.last }}{% endfor %})
     {%- endif %}
     {{ location_clause() }}
     as
@@ -96,7 +96,7 @@
   {%- endcall -%}
   {%- do run_query("cache table " ~ new_rows) -%}
   {%- call statement('main') -%}
-    insert overwrite table {{ target_relation }} partition ({{ column }})
+    insert overwrite table {{ target_relation }} partition ({{ adapter.quote(column) }})
     select {% for c in columns %}{{ adapter.quote(c.name) }}{{ ', ' if not loop.last }}{% endfor %}
     from {{ new_rows }}
   {%- endcall -%}
@@ -105,7 +105,7 @@
   {%- for value in (declared_lake_partitions() + lake_partitions_removed()) | unique | sort
       if value not in present -%}
     {%- call statement('remove_' ~ loop.index) -%}
-      insert overwrite table {{ target_relation }} partition ({{ column }} = '{{ value }}')
+      insert overwrite table {{ target_relation }} partition ({{ adapter.quote(column) }} = '{{ value }}')
       select {% for c in columns if c.name != column %}cast(null as {{ c.data_type }}){{ ', ' if not loop.last }}{% endfor %}
       where false
     {%- endcall -%}
@@ -206,7 +206,39 @@
   {%- do run_query(
     "create table if not exists ops.lake_merge_builds (built_at timestamp, merge_key string, model string) "
     ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_merge_builds'") -%}
+  {{ drop_lake_tables_partitioned_otherwise() }}
 {%- endmacro %}
+
+
+{#- A partition-overwrite model's table built by an earlier version, unpartitioned or partitioned by another column
+    (revenue_monthly, fct_cohort_retention, daily_metrics and int_active_coverage were whole tables): dropped at the
+    start of the run, so the model builds in full, partitioned, and its next runs are incremental. Without it, its
+    first incremental run would fail writing partitions the table does not have. -#}
+{% macro drop_lake_tables_partitioned_otherwise() %}
+  {%- if not execute -%}{{ return('') }}{%- endif -%}
+  {%- for node in graph.nodes.values()
+      if node.resource_type == 'model' and node.config.get('lake_partition_overwrite')
+      and node.config.get('materialized') == 'incremental' and node.config.get('enabled', true) -%}
+    {%- set relation = adapter.get_relation(database=node.database, schema=node.schema, identifier=node.alias) -%}
+    {%- if relation is not none -%}
+      {%- set expected = node.config.get('lake_partition_by') or node.config.get('partition_by') -%}
+      {%- set expected = expected['column'] if expected is mapping else expected -%}
+      {%- set described = run_query("describe table " ~ relation) -%}
+      {%- set partitioned = [] -%}
+      {%- set seen = [] -%}
+      {%- for row in described.rows -%}
+        {%- if seen and row[0] and not row[0].startswith('#') -%}{%- do partitioned.append(row[0]) -%}{%- endif -%}
+        {%- if row[0] == '# Partition Information' -%}{%- do seen.append(true) -%}{%- endif -%}
+      {%- endfor -%}
+      {%- if partitioned != [expected] -%}
+        {{ log("Building " ~ node.alias ~ " in full: its table in the lake is "
+               ~ ("partitioned by " ~ partitioned | join(", ") if partitioned else "not partitioned")
+               ~ ", this version partitions it by " ~ expected ~ ".", info=true) }}
+        {%- do adapter.drop_relation(relation) -%}
+      {%- endif -%}
+    {%- endif -%}
+  {%- endfor -%}
+{% endmacro %}
 
 
 {#- Hooks that only mean something to PostgreSQL (an empty hook is skipped). -#}
@@ -294,6 +326,30 @@
     where built.model = {{ sql_string(this.identifier) }}
   {%- endset -%}
   {{ return(run_query(query).columns[0].values() | sort | list) }}
+{% endmacro %}
+
+
+{#- The first date a model partitioned by date rewrites on an incremental Spark run, when its row for a date depends on
+    the days up to it (running sums: int_active_coverage's WAU and MAU, daily_metrics' MRR): the earliest lake day
+    rewritten since the model last read the lake's manifest (lake_days_to_build(): new, late or erased days, the days of
+    re-mapped ids) or gone from it, moved by `shift` days, as {'from': ISO date}; every stored partition from it on is
+    declared (so those beyond the new last date are emptied). {'from': none} when no day changed (nothing to write).
+    None on PostgreSQL and on a full build. -#}
+{% macro lake_rewrite_from(column, shift=0) %}
+  {%- set lake_days = lake_days_to_build() -%}
+  {%- if lake_days is none -%}{{ return(none) }}{%- endif -%}
+  {%- set changed = (lake_days + lake_partitions_removed()) | sort | list -%}
+  {%- if not changed -%}
+    {%- do declare_lake_partitions([]) -%}
+    {{ return({'from': none}) }}
+  {%- endif -%}
+  {%- set first = (modules.datetime.date.fromisoformat(changed[0]) + modules.datetime.timedelta(days=shift)).isoformat() -%}
+  {%- set stored = run_query(
+      "select distinct cast(" ~ adapter.quote(column) ~ " as string) from " ~ this ~ " where " ~ adapter.quote(column)
+      ~ " >= date '" ~ first ~ "'"
+  ).columns[0].values() -%}
+  {%- do declare_lake_partitions(stored | sort | list) -%}
+  {{ return({'from': first}) }}
 {% endmacro %}
 
 
@@ -410,12 +466,14 @@
 
 
 {#- The partitions (ISO dates of `column`) an aggregate over a merge-on-read model rewrites on an incremental Spark run
-    (fct_funnel_steps and fct_funnel_breakdown by cohort_date), declared for the materialization: the values `source`
-    logged as changed since this model last read its log (ops.lake_merge_touched since ops.lake_touched_read), and,
+    (fct_funnel_steps and fct_funnel_breakdown by cohort_date, revenue_monthly by month, fct_cohort_retention by
+    cohort_start), declared for the materialization: the values `source`
+    logged as changed since this model last read its log (ops.lake_merge_touched since ops.lake_touched_read);
     with `calendar`, the calendar's dates this model has no partition for and its partitions outside the calendar
-    (days added or gone). None (every partition: the calendar's and this model's) when `source` was built in full or
+    (days added or gone); with `extra`, the values (a text column) that query selects (fct_cohort_retention: the
+    cohorts whose last period is no longer the last day's). None (every partition: the calendar's and this model's) when `source` was built in full or
     scrubbed by an erasure since, or this model never recorded a read. None on PostgreSQL and on a full build. -#}
-{% macro lake_touched_partitions(source, column, calendar=none) %}
+{% macro lake_touched_partitions(source, column, calendar=none, extra=none) %}
   {%- if target.type != 'spark' or not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
   {%- set read_at = run_query(
       "select cast(max(read_at) as string) from ops.lake_touched_read where model = " ~ sql_string(this.identifier)
@@ -439,7 +497,8 @@
     {%- set edges = run_query(
         "(" ~ expected ~ " except " ~ built ~ ") union (" ~ built ~ " except " ~ expected ~ ")").columns[0].values() -%}
   {%- endif -%}
-  {%- set values = (touched + edges | list) | reject('none') | unique | sort | list -%}
+  {%- set more = run_query(extra).columns[0].values() | list if extra else [] -%}
+  {%- set values = (touched + edges | list + more) | reject('none') | unique | sort | list -%}
   {%- do declare_lake_partitions(values) -%}
   {{ return(values) }}
 {% endmacro %}

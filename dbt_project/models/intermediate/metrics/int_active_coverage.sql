@@ -6,18 +6,25 @@
 -- sums of the differences int_person_days recorded since the last build (ops.activity_coverage_changes) are added
 -- to the stored dates from the first changed one; from the first erased event's date on (an erasure deletes rows
 -- outside dbt) the dates are recounted, and everything after a full build of int_person_days.
+-- On Spark, partitioned by date: a run recounts the dates from the first lake day rewritten since its last build on
+-- (lake_rewrite_from(): a date's WAU and MAU depend on the 30 days up to it, so from the persons' days of the 29 days
+-- before it), and overwrites those partitions alone.
 {{ config(
     unique_key='date',
-    post_hook=["{{ prune_coverage_changes() }}", "{{ trim_coverage_calendar() }}"],
+    lake_partition_by='date',
+    lake_partition_overwrite=true,
+    post_hook=["{{ prune_coverage_changes() }}", "{{ trim_coverage_calendar() }}", "{{ record_lake_days_built() }}",
+        "{{ record_identity_built() }}"],
 ) }}
 
-{%- set since = high_water_mark('_built_at') %}
+{%- set lake_from = lake_rewrite_from('date') %}
+{%- set since = high_water_mark('_built_at') if is_incremental_in_place() else none %}
 {#- recount_from: recount every date from it (none with recount_all: every date) -#}
-{%- set recount_all = not is_incremental() or not since %}
-{%- set recount_from = none %}
+{%- set recount_all = not is_incremental() or (is_incremental_in_place() and not since) %}
+{%- set recount_from = lake_from['from'] if lake_from is not none else none %}
 {%- set steps_from = none %}
 {%- set steps_to = none %}
-{%- if execute and not recount_all %}
+{%- if execute and not recount_all and is_incremental_in_place() %}
     {%- set state = run_query(
         "select exists (select from ops.activity_coverage_changes where step_date is null and changed_at > cast('"
         ~ since ~ "' as timestamptz)), "

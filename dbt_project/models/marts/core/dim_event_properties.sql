@@ -4,7 +4,9 @@
 -- users can browse it to see what they can filter on. Incremental: only fct_events rows written since
 -- the last build are read, merged with the catalogue rows they touch (a message's properties never
 -- change, so merging is exact); an event name a GDPR erasure deleted events of is recomputed from
--- its remaining rows (pre-hook: its keys are deleted first, in case none remain).
+-- its remaining rows (pre-hook: its keys are deleted first, in case none remain). On Spark, aggregated whole from
+-- int_event_property_days (a few rows per day and key, kept up to date by day partitions) on every run.
+-- depends_on: {{ ref('int_event_property_days') }}
 {{ config(
     materialized='incremental',
     unique_key=['event_name', 'property_key'],
@@ -20,6 +22,23 @@
 {%- endif %}
 
 with
+
+{%- if target.type == 'spark' %}
+
+seen as (
+
+    select
+        event_name,
+        property_key,
+        value_type,
+        min(event_date) as first_seen_date,
+        max(event_date) as last_seen_date
+    from {{ ref('int_event_property_days') }}
+    group by 1, 2, 3
+
+),
+
+{%- else %}
 
 seen as (
 
@@ -42,6 +61,8 @@ seen as (
     group by 1, 2, 3
 
 ),
+
+{%- endif %}
 
 {%- if is_incremental() %}
 

@@ -5,10 +5,16 @@
 -- int_active_coverage, which keeps them by differences. MRR moves only from the earliest date of an MRR change written
 -- (int_mrr_changes, index on _built_at) or erased since: before it, the recomputed dates keep their stored MRR (an
 -- identify that stitches a visitor's old page views recomputes those dates, not the months of MRR since).
+-- On Spark, partitioned by date: a run recomputes the dates from the day before the first lake day rewritten since its
+-- last build (lake_rewrite_from(): sessions starting the day before a rewritten day can change) and overwrites those
+-- partitions alone; MRR continues from the stored value of the day before them.
 -- depends_on: {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
     unique_key='date',
+    lake_partition_by='date',
+    lake_partition_overwrite=true,
+    post_hook=["{{ record_lake_days_built() }}", "{{ record_identity_built() }}"],
 ) }}
 
 {#- the unpivot's rows: (metric name, its value) from each date's wide row -#}
@@ -29,7 +35,19 @@
 {%- set first_date = none %}
 {%- set mrr_first_date = none %}
 {%- set nothing_changed = false %}
-{%- if execute and is_incremental() %}
+{%- set lake_from = lake_rewrite_from('date', shift=-1) %}
+{%- set stored_mrr = none %}
+{%- if lake_from is not none %}
+    {#- on Spark: MRR from the first recomputed date on, from the stored MRR of the day before it -#}
+    {%- set first_date = lake_from['from'] %}
+    {%- set mrr_first_date = first_date %}
+    {%- set nothing_changed = first_date is none %}
+    {%- if first_date is not none %}
+        {%- set stored_mrr = run_query(
+            "select coalesce(max(cast(value as string)), '0') from " ~ this ~ " where metric_name = 'mrr' and "
+            ~ adapter.quote('date') ~ " = date_sub(date '" ~ first_date ~ "', 1)").columns[0].values()[0] %}
+    {%- endif %}
+{%- elif execute and is_incremental_in_place() %}
     {%- set since = high_water_mark('_built_at') %}
     {%- set mrr_changed_from = "least((select min(changed_date) from " ~ ref('int_mrr_changes') ~ " where "
         ~ changed_since(since) ~ "), (select min(event_date) from (" ~ erased_events_sql(since) ~ ") as erased))" %}
@@ -61,7 +79,8 @@ bounds as (
 
     select
         {%- if first_date is not none %}
-            cast('{{ first_date }}' as date) as first_date,
+            -- (on Spark the day before the first rewritten day, which can precede the first event's)
+            greatest(cast('{{ first_date }}' as date), min(event_date)) as first_date,
         {%- else %}
             min(event_date) as first_date,
         {%- endif %}
@@ -124,7 +143,15 @@ mrr_steps as (
     select
         changed_date,
         mrr - coalesce(lag(mrr) over (partition by person_id order by changed_at, message_id), 0) as mrr_step
-    {%- if mrr_from is not none %}
+    {%- if mrr_from is not none and stored_mrr is not none %}
+        -- on Spark: the history of the persons with changes from that date on (their first step needs the change
+        -- before it)
+        from {{ ref('int_mrr_changes') }}
+        where person_id in (
+            select changes.person_id from {{ ref('int_mrr_changes') }} as changes
+            where changes.changed_date >= {{ mrr_from }}
+        )
+    {%- elif mrr_from is not none %}
         from (
             select person_id, changed_date, changed_at, message_id, mrr
             from {{ ref('int_mrr_changes') }}
@@ -143,7 +170,7 @@ mrr_steps as (
                 limit 1
             ) as earlier
         ) as changes
-    {%- elif first_date is not none %}
+    {%- elif first_date is not none or nothing_changed %}
         -- no MRR changed: no steps
         from {{ ref('int_mrr_changes') }}
         where false
@@ -155,7 +182,18 @@ mrr_steps as (
 
 mrr as {{ cte_materialized() }} (
 
-    {%- if first_date is not none %}
+    {%- if stored_mrr is not none %}
+        select
+            date_sub({{ mrr_from }}, 1) as changed_date,
+            cast('{{ stored_mrr }}' as {{ numeric_type() }}) as mrr
+        union all
+        select
+            changed_date,
+            cast('{{ stored_mrr }}' as {{ numeric_type() }}) + sum(sum(mrr_step)) over (order by changed_date) as mrr
+        from mrr_steps
+        where changed_date >= {{ mrr_from }}
+        group by changed_date
+    {%- elif first_date is not none %}
         select
             stored.date as changed_date,
             stored.value as mrr
@@ -210,7 +248,12 @@ filled as (
     left join event_days on calendar.date = event_days.event_date
     left join new_people on calendar.date = new_people.first_activity_date
     left join sessions on calendar.date = sessions.session_date
-    left join {{ ref('int_active_coverage') }} as coverage on calendar.date = coverage.date
+    left join (
+        select * from {{ ref('int_active_coverage') }} as stored_coverage
+        {%- if first_date is not none %}
+            where stored_coverage.date >= {{ from_date }}
+        {%- endif %}
+    ) as coverage on calendar.date = coverage.date
 
 ),
 

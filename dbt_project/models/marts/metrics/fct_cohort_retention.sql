@@ -9,20 +9,41 @@
 -- counted only after an erasure; every cohort when a new week or month begins or after a full build of
 -- int_cohort_persons).
 -- macros/cohort_changes.sql says why that is exact.
+-- On Spark, partitioned by cohort_start: a run recounts the cohorts whose start int_cohort_persons logged as changed
+-- (its merge-on-read build compares the recomputed persons' rows before and after), and those whose last period is
+-- no longer the one holding the last event date (a new week or month began); every cohort after a full build of
+-- int_cohort_persons or an erasure.
 {{ config(
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['cohort_grain', 'cohort_start', 'period_number'],
+    lake_partition_by='cohort_start',
+    lake_partition_overwrite=true,
     pre_hook=["{{ rebuild_changed_cohorts() }}"],
-    post_hook=["{{ prune_cohort_changes() }}"],
+    post_hook=["{{ prune_cohort_changes() }}", "{{ record_lake_touched_read() }}"],
 ) }}
+
+{%- set behind -%}
+    select distinct cast(stored.cohort_start as string) as value
+    from (
+        select cohort_grain, cohort_start, max(period_number) as last_period
+        from {{ this }}
+        group by cohort_grain, cohort_start
+    ) as stored
+    cross join (select max(event_date) as last_day from {{ ref('int_event_days') }}) as last_day
+    where stored.last_period <> {{ cohort_last_period('stored.cohort_grain', 'stored.cohort_start', 'last_day.last_day') }}
+{%- endset %}
+{%- set lake_cohorts = lake_touched_partitions(ref('int_cohort_persons'), 'cohort_start', extra=behind) %}
 
 with
 
 persons as (
 
     select cohort_persons.* from {{ ref('int_cohort_persons') }} as cohort_persons
-    {%- if is_incremental() %}
+    {%- if lake_cohorts is not none %}
+        -- on Spark, the cohorts this run recounts
+        where {{ lake_days_condition('cohort_persons.cohort_start', lake_cohorts) }}
+    {%- elif is_incremental_in_place() %}
         where exists (
             select 1 from {{ adapter.quote(this.identifier ~ '__scope') }} as scope
             where
@@ -142,7 +163,7 @@ recounted as (
 
 ),
 
-{%- if is_incremental() %}
+{%- if is_incremental_in_place() %}
 
 -- the differences recorded since the last build, in the cohorts not recounted whole
 changes as (
@@ -188,7 +209,7 @@ updated as (
 cells as (
 
     select * from recounted
-    {%- if is_incremental() %}
+    {%- if is_incremental_in_place() %}
         union all
         select * from updated
     {%- endif %}

@@ -9,12 +9,14 @@
 -- record_rewritten_months): revenue_monthly recomputes those. Indexed on month (each run asks for the last month,
 -- and revenue_monthly reads the months it recomputes) and on _built_at (the months a run wrote).
 -- On Spark, merge-on-read (macros/lake_merge.sql): the persons whose events changed are recomputed into the delta;
--- in a new month everyone is (mrr_new_month(): every paying person's new row), and the run then compacts.
+-- in a new month everyone is (mrr_new_month(): every paying person's new row), and the run then compacts. The months
+-- of the recomputed persons' rows that changed are logged (ops.lake_merge_touched): revenue_monthly rewrites those.
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     materialized='incremental',
     incremental_strategy='append',
     lake_merge_key='person_id',
+    lake_merge_touched='month',
     pre_hook=["{{ rebuild_changed_persons(keep_previous=true) }}", "{{ delete_all_in_a_new_month() }}"],
     post_hook=["{{ record_rewritten_months() }}", "{{ record_identity_built() }}"],
     indexes=[{'columns': ['person_id']}, {'columns': ['month']}, {'columns': ['_built_at']}],

@@ -6,20 +6,28 @@
 -- post-hook), the months from a GDPR erasure's first date on (an erasure deletes a person's rows outside dbt, from
 -- their first event's month on), and calendar months it has no row for yet; every month when the record cannot
 -- tell (no record of its last build, or fct_mrr's record starts later). A month no longer in the calendar (an
--- erasure of the first month's events) goes. On Spark, a table rebuilt in full (a few rows per month).
+-- erasure of the first month's events) goes. On Spark, partitioned by month: a run rewrites the months fct_mrr logged
+-- as changed (its merge-on-read build compares the recomputed persons' rows before and after), and the calendar's new
+-- or gone months.
 {{ config(
-    materialized=('incremental' if target.type == 'postgres' else 'table'),
+    materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key='month',
+    lake_partition_by='month',
+    lake_partition_overwrite=true,
     pre_hook=["{{ delete_months_outside_calendar() }}"],
-    post_hook=["{{ analyze_if_new() }}"],
+    post_hook=["{{ analyze_if_new() }}", "{{ record_lake_touched_read() }}"],
 ) }}
 
 {#- the months recomputed, as date literals (none: every month). The last build's time is the one recorded in
-    ops.model_builds (the table has no _built_at). -#}
+    ops.model_builds (the table has no _built_at). On Spark, lake_touched_partitions() gives them. -#}
 {%- set months_list = none %}
-{%- set since = recorded_built_at(model_build_key()) if execute and is_incremental() else none %}
-{%- set rewritten = written_days_since(ref('fct_mrr'), since) %}
+{%- set lake_months = lake_touched_partitions(ref('fct_mrr'), 'month', calendar=event_calendar('month', 'month')) %}
+{%- if lake_months is not none %}
+    {%- set months_list = sql_date_list(lake_months) if lake_months else 'null' %}
+{%- endif %}
+{%- set since = recorded_built_at(model_build_key()) if execute and is_incremental_in_place() else none %}
+{%- set rewritten = written_days_since(ref('fct_mrr'), since) if is_incremental_in_place() else none %}
 {%- if rewritten is not none %}
     {%- set found = run_query(
         "select month::text from (" ~ event_calendar('month', 'month') ~ ") as calendar"
