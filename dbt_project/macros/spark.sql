@@ -223,13 +223,21 @@
     {%- if relation is not none -%}
       {%- set expected = node.config.get('lake_partition_by') or node.config.get('partition_by') -%}
       {%- set expected = expected['column'] if expected is mapping else expected -%}
-      {%- set described = run_query("describe table " ~ relation) -%}
+      {#- the partition columns, from what dbt's relation cache read (SHOW TABLE EXTENDED: "Partition Columns:
+          [`c`]"); a DESCRIBE only where it read nothing -#}
       {%- set partitioned = [] -%}
-      {%- set seen = [] -%}
-      {%- for row in described.rows -%}
-        {%- if seen and row[0] and not row[0].startswith('#') -%}{%- do partitioned.append(row[0]) -%}{%- endif -%}
-        {%- if row[0] == '# Partition Information' -%}{%- do seen.append(true) -%}{%- endif -%}
-      {%- endfor -%}
+      {%- set information = relation.information or '' -%}
+      {%- if 'Partition Columns: [' in information -%}
+        {%- for name in information.split('Partition Columns: [', 1)[1].split(']', 1)[0].split(',') -%}
+          {%- do partitioned.append(name.strip().strip('`')) -%}
+        {%- endfor -%}
+      {%- elif not information -%}
+        {%- set seen = [] -%}
+        {%- for row in run_query("describe table " ~ relation).rows -%}
+          {%- if seen and row[0] and not row[0].startswith('#') -%}{%- do partitioned.append(row[0]) -%}{%- endif -%}
+          {%- if row[0] == '# Partition Information' -%}{%- do seen.append(true) -%}{%- endif -%}
+        {%- endfor -%}
+      {%- endif -%}
       {%- if partitioned != [expected] -%}
         {{ log("Building " ~ node.alias ~ " in full: its table in the lake is "
                ~ ("partitioned by " ~ partitioned | join(", ") if partitioned else "not partitioned")
