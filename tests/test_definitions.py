@@ -57,7 +57,9 @@ def test_every_asset_and_its_upstream(defs):
         ),
         "analytics/fct_sessions": persons,
         "analytics/dim_users": [*persons, "ops/person_archive_history"],
-        "analytics/dim_event_properties": [fct],
+        # (the catalogue's days: what dim_event_properties aggregates on Spark; a view on PostgreSQL)
+        "intermediate/int_event_property_days": [fct],
+        "analytics/dim_event_properties": [fct, "intermediate/int_event_property_days"],
         "ops/person_archive_history": [],
         "analytics/daily_metrics": sorted(
             [
