@@ -12,16 +12,24 @@
 
 {%- set lake_days = lake_days_to_build(remapped=false) %}
 
+with
+
+events as (
+
+    select * from {{ ref('fct_events') }}
+    {%- if is_incremental() %}
+        -- on Spark, the days this run rewrites
+        where {{ lake_days_condition('event_date', lake_days) }}
+    {%- endif %}
+
+)
+
 select
     events.event_name,
     properties.key as property_key,
     {{ json_value_kind('properties.value') }} as value_type,
     events.event_date
-from {{ ref('fct_events') }} as events
+from events
 cross join lateral {{ json_each('events.properties', 'properties') }}
-where
-    {{ json_kind('events.properties') }} = 'object'
-    {%- if is_incremental() %}
-        and {{ lake_days_condition('events.event_date', lake_days) }}
-    {%- endif %}
+where {{ json_kind('events.properties') }} = 'object'
 group by 1, 2, 3, 4

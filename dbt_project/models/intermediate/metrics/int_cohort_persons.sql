@@ -7,8 +7,9 @@
 -- before), the rows of the periods from the one holding their earliest changed event on (every period when their
 -- cohort moved or they are new) are deleted and recomputed (pre-hook rebuild_changed_cohort_periods), and what
 -- that changed in each retention cell is recorded in ops.cohort_changes (post-hook, macros/cohort_changes.sql).
--- On Spark, merge-on-read (macros/lake_merge.sql): the persons whose events changed are recomputed into the delta, and
--- the cohort starts of their rows that changed are logged (ops.lake_merge_touched): fct_cohort_retention recounts those.
+-- On Spark, merge-on-read (macros/lake_merge.sql): the persons whose events changed are recomputed into the delta,
+-- and the cohort starts of their rows that changed are logged (ops.lake_merge_touched): fct_cohort_retention recounts
+-- those.
 -- depends_on: {{ ref('int_identity_map') }}, {{ ref('fct_events') }}
 {{ config(
     incremental_strategy='append',

@@ -23,46 +23,39 @@
 
 with
 
-{%- if target.type == 'spark' %}
-
 seen as (
 
-    select
-        event_name,
-        property_key,
-        value_type,
-        min(event_date) as first_seen_date,
-        max(event_date) as last_seen_date
-    from {{ ref('int_event_property_days') }}
-    group by 1, 2, 3
+    {%- if target.type == 'spark' %}
+        -- on Spark, from the catalogue's days (a few rows per day and key)
+        select
+            event_name,
+            property_key,
+            value_type,
+            min(event_date) as first_seen_date,
+            max(event_date) as last_seen_date
+        from {{ ref('int_event_property_days') }}
+        group by 1, 2, 3
+    {%- else %}
+        select
+            events.event_name,
+            properties.key as property_key,
+            {{ json_value_kind('properties.value') }} as value_type,
+            min(events.event_date) as first_seen_date,
+            max(events.event_date) as last_seen_date
+        from {{ ref('fct_events') }} as events
+        cross join lateral {{ json_each('events.properties', 'properties') }}
+        where
+            {{ json_kind('events.properties') }} = 'object'
+            and (
+                {{ events_changed_since(last_built_at, 'events') }}
+                {%- if erased_names %}
+                    or events.event_name in ({{ sql_list(erased_names) }})
+                {%- endif %}
+            )
+        group by 1, 2, 3
+    {%- endif %}
 
 ),
-
-{%- else %}
-
-seen as (
-
-    select
-        events.event_name,
-        properties.key as property_key,
-        {{ json_value_kind('properties.value') }} as value_type,
-        min(events.event_date) as first_seen_date,
-        max(events.event_date) as last_seen_date
-    from {{ ref('fct_events') }} as events
-    cross join lateral {{ json_each('events.properties', 'properties') }}
-    where
-        {{ json_kind('events.properties') }} = 'object'
-        and (
-            {{ events_changed_since(last_built_at, 'events') }}
-            {%- if erased_names %}
-                or events.event_name in ({{ sql_list(erased_names) }})
-            {%- endif %}
-        )
-    group by 1, 2, 3
-
-),
-
-{%- endif %}
 
 {%- if is_incremental() %}
 

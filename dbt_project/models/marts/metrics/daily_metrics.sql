@@ -226,6 +226,15 @@ mrr as {{ cte_materialized() }} (
 
 ),
 
+coverage as (
+
+    select * from {{ ref('int_active_coverage') }}
+    {%- if first_date is not none %}
+        where date >= {{ from_date }}
+    {%- endif %}
+
+),
+
 filled as (
 
     select
@@ -248,12 +257,7 @@ filled as (
     left join event_days on calendar.date = event_days.event_date
     left join new_people on calendar.date = new_people.first_activity_date
     left join sessions on calendar.date = sessions.session_date
-    left join (
-        select * from {{ ref('int_active_coverage') }} as stored_coverage
-        {%- if first_date is not none %}
-            where stored_coverage.date >= {{ from_date }}
-        {%- endif %}
-    ) as coverage on calendar.date = coverage.date
+    left join coverage on calendar.date = coverage.date
 
 ),
 
