@@ -6,17 +6,20 @@
   archived out of it). Models: Parquet tables at <lake>/<folder>/<model> (marts at <lake>/marts/<model>/), so
   Athena, Trino or DuckDB read the marts without Spark.
 
-  Plain Parquet tables have no row-level updates, so on Spark a model is incremental only by whole partitions:
-  a model that sets `lake_partition_overwrite=true` (fct_events, int_event_days, int_person_days and int_funnel_events by
-  their date, int_mrr_changes by changed_date, fct_sessions by session_date; `lake_partition_by` names the column where
-  the model is not partitioned on PostgreSQL) is rebuilt, on an incremental run, for the partitions it declares (the
-  days whose lake file changed since it last read them: the lake's manifest, ops.lake_days, against
-  ops.lake_days_built, and the days of re-stitched visitors' events; for fct_sessions the dates its sessions can start
-  on around those days), and those partitions alone are overwritten (Spark's dynamic partition overwrite); every other partition's files stay as they
-  are. The person-keyed models and the identity map (config `lake_merge_key`) are merge-on-read instead
-  (macros/lake_merge.sql). The other
-  models (the aggregates over persons, cohorts and months) are rebuilt from the lake by `table`: on Spark
-  is_incremental() is false for them.
+  Plain Parquet tables have no row-level updates, so on Spark a model is incremental only by whole partitions or
+  by merge-on-read. A model that sets `lake_partition_overwrite=true` is rebuilt, on an incremental run, for the
+  partitions it declares, and those partitions alone are overwritten (Spark's dynamic partition overwrite); every other
+  partition's files stay as they are (`lake_partition_by` names the column where the model is not partitioned on
+  PostgreSQL). What each declares:
+  - fct_events, int_event_days, int_person_days, int_funnel_events, int_event_property_days (by their date) and
+    int_mrr_changes (by changed_date): the days whose lake file changed since the model last read them (the lake's
+    manifest, ops.lake_days, against ops.lake_days_built) and, but for int_event_property_days, the days of
+    re-stitched visitors' events (lake_days_to_build()); fct_sessions the dates its sessions can start on around those days (lake_session_days());
+  - int_active_coverage and daily_metrics (by date, running sums): every date from the first such day on
+    (lake_rewrite_from());
+  - fct_funnel_steps, fct_funnel_breakdown (by cohort_date), revenue_monthly (by month) and fct_cohort_retention (by
+    cohort_start): the values their merge-on-read source logged as changed (lake_touched_partitions()).
+  The person-keyed models and the identity map (config `lake_merge_key`) are merge-on-read (macros/lake_merge.sql).
 -#}
 
 {#- The lake's URL as Spark reads it: s3://… becomes s3a://… (Hadoop's S3 connector). -#}
@@ -479,7 +482,8 @@
     logged as changed since this model last read its log (ops.lake_merge_touched since ops.lake_touched_read);
     with `calendar`, the calendar's dates this model has no partition for and its partitions outside the calendar
     (days added or gone); with `extra`, the values (a text column) that query selects (fct_cohort_retention: the
-    cohorts whose last period is no longer the last day's). None (every partition: the calendar's and this model's) when `source` was built in full or
+    cohorts whose last period is no longer the last day's). None (every partition: the calendar's and this model's)
+    when `source` was built in full or
     scrubbed by an erasure since, or this model never recorded a read. None on PostgreSQL and on a full build. -#}
 {% macro lake_touched_partitions(source, column, calendar=none, extra=none) %}
   {%- if target.type != 'spark' or not execute or not is_incremental() -%}{{ return(none) }}{%- endif -%}
