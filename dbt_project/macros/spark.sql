@@ -177,38 +177,30 @@
     "create table if not exists ops.person_archive_history ("
     ~ person_archive_history_columns(spark_types=true) | join(', ')
     ~ ") using parquet location '" ~ lake ~ "/ops/person_archive_history'") -%}
-  {#- the lake's manifest (warehouse/lake.py writes it), and what each partition-overwrite model last read of it
-      and of the identity map -#}
-  {%- do run_query(
-    "create table if not exists ops.lake_days (event_date date, row_count bigint, max_load_id string, "
-    ~ "written_at timestamp) using parquet location '" ~ lake ~ "/ops/lake_days'") -%}
-  {%- do run_query(
-    "create table if not exists ops.lake_days_built (event_date date, written_at timestamp, model string) "
-    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_days_built'") -%}
-  {#- the identity map's log of changed pairs, and when each model that reads the map last used it -#}
-  {%- do run_query(
-    "create table if not exists ops.identity_changes (anonymous_id string, user_id string, previous_user_id string, "
-    ~ "changed_at timestamp, changed_date date) using parquet partitioned by (changed_date) "
-    ~ "location '" ~ lake ~ "/ops/identity_changes'") -%}
-  {%- do run_query(
-    "create table if not exists ops.identity_used (used_at timestamp, model string) "
-    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/identity_used'") -%}
-  {#- the funnel definitions each funnel model's rows were built from (macros/funnels.sql) -#}
-  {%- do run_query(
-    "create table if not exists ops.funnel_definitions_built (definitions string, model string) "
-    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/funnel_definitions_built'") -%}
-  {#- the values of a column the merge-on-read models' builds changed, and when each aggregate over them last read
-      that log (macros/lake_merge.sql: log_touched_values; lake_touched_partitions below) -#}
-  {%- do run_query(
-    "create table if not exists ops.lake_merge_touched (value string, built_at timestamp, model string) "
-    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_merge_touched'") -%}
-  {%- do run_query(
-    "create table if not exists ops.lake_touched_read (read_at timestamp, model string) "
-    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_touched_read'") -%}
-  {#- when each merge-on-read model was last built, and its key (macros/lake_merge.sql) -#}
-  {%- do run_query(
-    "create table if not exists ops.lake_merge_builds (built_at timestamp, merge_key string, model string) "
-    ~ "using parquet partitioned by (model) location '" ~ lake ~ "/ops/lake_merge_builds'") -%}
+  {#- the bookkeeping tables, as (name, columns, partition column): the lake's manifest (warehouse/lake.py writes it)
+      and what each partition-overwrite model last read of it; the identity map's log of changed pairs and when each
+      model that reads the map last used it; the funnel definitions each funnel model's rows were built from
+      (macros/funnels.sql); the values of a column the merge-on-read models' builds changed and when each aggregate
+      over them last read that log (macros/lake_merge.sql: log_touched_values; lake_touched_partitions below); when
+      each merge-on-read model was last built, and its key -#}
+  {%- set tables = [
+      ('lake_days', 'event_date date, row_count bigint, max_load_id string, written_at timestamp', none),
+      ('lake_days_built', 'event_date date, written_at timestamp, model string', 'model'),
+      ('identity_changes',
+       'anonymous_id string, user_id string, previous_user_id string, changed_at timestamp, changed_date date',
+       'changed_date'),
+      ('identity_used', 'used_at timestamp, model string', 'model'),
+      ('funnel_definitions_built', 'definitions string, model string', 'model'),
+      ('lake_merge_touched', 'value string, built_at timestamp, model string', 'model'),
+      ('lake_touched_read', 'read_at timestamp, model string', 'model'),
+      ('lake_merge_builds', 'built_at timestamp, merge_key string, model string', 'model'),
+  ] -%}
+  {%- for name, columns, partition in tables -%}
+    {%- do run_query(
+      "create table if not exists ops." ~ name ~ " (" ~ columns ~ ") using parquet"
+      ~ (" partitioned by (" ~ partition ~ ")" if partition else "")
+      ~ " location '" ~ lake ~ "/ops/" ~ name ~ "'") -%}
+  {%- endfor -%}
   {{ drop_lake_tables_partitioned_otherwise() }}
 {%- endmacro %}
 
