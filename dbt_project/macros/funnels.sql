@@ -92,16 +92,9 @@
 {% macro built_funnel_definitions() -%}
   {%- set pairs = [] -%}
   {%- if execute and is_incremental() -%}
-    {%- if target.type == 'spark' -%}
-      {%- set recorded = run_query(
-          "select definitions from ops.funnel_definitions_built where model = " ~ sql_string(this.identifier)) -%}
-    {%- else -%}
-      {%- set recorded = run_query(
-          "select funnel_definitions::text from ops.model_builds where model = '" ~ model_build_key() ~ "'"
-          ~ " and funnel_definitions is not null") -%}
-    {%- endif -%}
-    {%- if recorded.rows | length > 0 -%}
-      {%- for name, hash in fromjson(recorded.columns[0].values()[0]).items() -%}
+    {%- set recorded = recorded_funnel_definitions() -%}
+    {%- if recorded is not none -%}
+      {%- for name, hash in recorded.items() -%}
         {%- do pairs.append((name, hash)) -%}
       {%- endfor -%}
     {%- else -%}
@@ -111,6 +104,20 @@
     {%- endif -%}
   {%- endif -%}
   {{ return(pairs) }}
+{%- endmacro %}
+
+{#- The definitions this model's last build recorded ({funnel name: hash}: ops.funnel_definitions_built on Spark,
+    ops.model_builds.funnel_definitions on PostgreSQL), or none when it recorded none. -#}
+{% macro recorded_funnel_definitions() -%}
+  {%- if target.type == 'spark' -%}
+    {%- set recorded = run_query(
+        "select definitions from ops.funnel_definitions_built where model = " ~ sql_string(this.identifier)) -%}
+  {%- else -%}
+    {%- set recorded = run_query(
+        "select funnel_definitions::text from ops.model_builds where model = '" ~ model_build_key() ~ "'"
+        ~ " and funnel_definitions is not null") -%}
+  {%- endif -%}
+  {{ return(fromjson(recorded.columns[0].values()[0]) if recorded.rows | length > 0 else none) }}
 {%- endmacro %}
 
 

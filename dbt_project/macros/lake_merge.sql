@@ -48,14 +48,11 @@
   {#- the funnel models: a full build when a funnel's definition changed (every person's rows of it change) -#}
   {%- set kind = config.get('lake_merge_kind', 'persons') -%}
   {%- if kind in ('funnels', 'funnel_breakdowns') -%}
-    {%- set recorded = run_query(
-        "select definitions from ops.funnel_definitions_built where model = " ~ sql_string(this.identifier)) -%}
-    {%- if recorded.rows | length == 0 -%}{{ return(false) }}{%- endif -%}
     {%- set configured = {} -%}
     {%- for name, hash in configured_funnel_definitions(breakdowns_only=kind == 'funnel_breakdowns') -%}
       {%- do configured.update({name: hash}) -%}
     {%- endfor -%}
-    {{ return(fromjson(recorded.columns[0].values()[0]) == configured) }}
+    {{ return(recorded_funnel_definitions() == configured) }}
   {%- endif -%}
   {{ return(true) }}
 {% endmacro %}
