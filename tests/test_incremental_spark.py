@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.dataset as ds
+import pytest
 import yaml
 
 from ingestion.events import load_events
@@ -19,7 +20,7 @@ from ingestion.generator import generate
 from orchestration.defs.transform.project import DBT_PROJECT_DIR
 from orchestration.runs import run_materialize
 from testing.db import own_warehouse, rows
-from testing.dbt import dbt
+from testing.dbt import dbt, dbt_in_process, stop_spark
 from testing.engines import MARTS, SKIPPED_COLUMNS, differences, read_lake_mart, read_postgres_mart
 from testing.segment_events import copy_hours, event, put_events
 from warehouse.erasure import forget
@@ -64,7 +65,15 @@ def _rewritten(before: dict[str, set[str]], after: dict[str, set[str]]) -> set[s
     return {day for day in set(before) | set(after) if before.get(day) != after.get(day)}
 
 
-def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
+@pytest.fixture
+def spark_in_this_process():
+    """The test's dbt builds on Spark after the first run in this process (dbt_in_process: one JVM, warm from build to
+    build); its JVM ends with the test, failed or not (a later test module in this worker starts its own)."""
+    yield
+    stop_spark()
+
+
+def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch, spark_in_this_process):
     """The same on the Spark engine, built first by `analyticspro materialize --engine spark` into an empty
     database, where an incremental run rewrites only the fct_events day partitions that
     changed: new days, a late event's old day, the days of a re-stitched visitor's events; none for objects loaded
@@ -102,7 +111,7 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
             before_models = {name: _day_files(lake, *where) for name, where in DAY_MODELS.items()}
             before_sessions = _day_files(lake, "marts/fct_sessions", "session_date")
             extra = ["--vars", f"{{lake_compact_fraction: {compact_fraction}}}"] if compact_fraction is not None else []
-            dbt(root, "run", "--target", "spark", *args, *extra)
+            dbt_in_process(root, "run", "--target", "spark", *args, *extra)
             rewritten = _rewritten(before, _day_files(lake))
             models = {
                 name: _rewritten(before_models[name], _day_files(lake, *where)) for name, where in DAY_MODELS.items()
@@ -314,7 +323,8 @@ def test_spark_incremental_runs_equal_a_full_build(tmp_path, monkeypatch):
         pairs = ["anonymous_id", "user_id", "stitched_at", "message_id"]
         identity_map = read_lake_table("int_identity_map", str(lake), folder="intermediate").to_pandas()[pairs]
 
-        dbt(root, "run", "--target", "spark", "--full-refresh", *changed)
+        dbt_in_process(root, "run", "--target", "spark", "--full-refresh", *changed)
+        stop_spark()
         found = []
         for model in MARTS:
             full = read_lake_mart(str(lake), model)

@@ -29,7 +29,7 @@ from insights.spec import SpecError, parse_spec
 from insights.store import Manifest, store_dir, sync_store
 from testing import insights_reference as ref
 from testing.db import own_warehouse
-from testing.dbt import dbt_build
+from testing.dbt import dbt_build, stop_spark
 from warehouse.archive import archive_date
 
 END = date(2026, 3, 15)
@@ -648,17 +648,7 @@ def test_spark_answers_every_kind_as_the_engine(warehouse, tmp_path, capsys):
         assert cli_main(["query", "--engine", "spark", "--no-refresh", str(path)]) == 0
         assert [s["persons"] for s in json.loads(capsys.readouterr().out)["steps"]] == [8, 7, 4]
     finally:
-        # the JVM itself ends too (stopping the session keeps it, idle but busy collecting garbage, till the worker
-        # exits): its memory and CPU back for the next modules
-        from pyspark import SparkContext
-
-        session.stop()
-        gateway = SparkContext._gateway
-        if gateway is not None:
-            gateway.shutdown()
-            gateway.proc.kill()
-            gateway.proc.wait()
-            SparkContext._gateway = SparkContext._jvm = None
+        stop_spark()  # the JVM too: its memory and CPU back for the next modules
 
 
 def test_a_copy_in_an_older_format_is_written_again_in_full(warehouse):
