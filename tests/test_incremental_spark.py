@@ -20,9 +20,10 @@ from ingestion.generator import generate
 from orchestration.defs.transform.project import DBT_PROJECT_DIR
 from orchestration.runs import run_materialize
 from testing.db import own_warehouse, rows
-from testing.dbt import dbt, dbt_in_process, stop_spark
+from testing.dbt import dbt
 from testing.engines import MARTS, SKIPPED_COLUMNS, differences, read_lake_mart, read_postgres_mart
 from testing.segment_events import copy_hours, event, put_events
+from testing.spark import dbt_in_process, stop_spark
 from warehouse.erasure import forget
 from warehouse.lake import read_lake_table, sync_lake
 

@@ -29,7 +29,8 @@ from insights.spec import SpecError, parse_spec
 from insights.store import Manifest, store_dir, sync_store
 from testing import insights_reference as ref
 from testing.db import own_warehouse
-from testing.dbt import dbt_build, stop_spark
+from testing.dbt import dbt_build
+from testing.spark import stop_spark
 from warehouse.archive import archive_date
 
 END = date(2026, 3, 15)
