@@ -10,6 +10,7 @@ from orchestration.defs.transform.project import DBT_PROJECT_DIR, dbt_executable
 
 
 def dbt_paths(root: Path) -> list[str]:
+    """The project, profiles, target and log folders of a test's dbt commands (target and logs under `root`)."""
     return [
         "--project-dir",
         str(DBT_PROJECT_DIR),
