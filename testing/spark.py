@@ -24,7 +24,7 @@ def dbt_in_process(root: Path, *args: str) -> None:
     failed = [
         f"{node.node.unique_id}: {node.message}"
         for node in getattr(result.result, "results", None) or []
-        if str(node.status) in ("error", "fail", "runtime error")
+        if str(node.status) in ("error", "fail")  # RunStatus.Error, TestStatus.Fail
     ]
     assert result.success, f"dbt {' '.join(args)} failed: {result.exception or ''} {failed}"
 
